@@ -1,0 +1,1 @@
+//! Tiled TIFF / BigTIFF whole-slide reader and pyramidal writer (in progress).
