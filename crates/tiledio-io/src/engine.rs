@@ -1,0 +1,444 @@
+//! The worker pool that runs planned pieces: parallel `pread`/`pwrite` into host memory, and
+//! for GPU memory either cuFile, the pinned-staging pipeline, or copies from a registered
+//! `mmap`.
+//!
+//! Workers are scoped threads pulling pieces from a shared counter. GPU workers each hold one
+//! [`StagingSet`] (a stream plus a few pinned slots) taken from a process-wide pool, so pinned
+//! memory is allocated once, not per call (kvikio#629), and each worker reads its next piece
+//! while the copy of the last one is still running (the double buffering kvikio#520 lacks).
+
+use crate::error::{IoError, Result};
+use crate::gpu::{Event, PinnedBuffer, Stream, cuda_err};
+use crate::plan::{Piece, Segment};
+use crate::posix::{self, AlignedBuf, DIRECT_ALIGN};
+use std::fs::File;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// A raw view of the caller's buffer shared by the workers. Workers touch disjoint ranges only
+/// (destinations are checked not to overlap before any work starts).
+#[derive(Clone, Copy)]
+pub(crate) struct RawBuf {
+    pub(crate) ptr: *mut u8,
+    pub(crate) len: usize,
+}
+// SAFETY: workers access disjoint byte ranges of the buffer; the call outlives the workers.
+unsafe impl Send for RawBuf {}
+// SAFETY: as above.
+unsafe impl Sync for RawBuf {}
+
+impl RawBuf {
+    /// # Safety
+    /// The range must be inside the buffer and no other live slice may overlap it.
+    pub(crate) unsafe fn slice_mut(&self, offset: usize, len: usize) -> &mut [u8] {
+        debug_assert!(offset + len <= self.len);
+        // SAFETY: per the function's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), len) }
+    }
+}
+
+/// Runs `work` on every index in `0..n` over up to `threads` scoped threads. Each thread builds
+/// its own state with `init` and hands it to `done` at the end (also after an error, so GPU
+/// work in flight is waited for). The first error stops the others early and is returned.
+pub(crate) fn run<S>(
+    n: usize,
+    threads: usize,
+    init: impl Fn() -> Result<S> + Sync,
+    work: impl Fn(&mut S, usize) -> Result<()> + Sync,
+    done: impl Fn(S) -> Result<()> + Sync,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_err: Mutex<Option<IoError>> = Mutex::new(None);
+    let fail = |e: IoError| {
+        failed.store(true, Ordering::Relaxed);
+        first_err
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+    };
+    let worker = || {
+        let mut state = match init() {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+        while !failed.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            if let Err(e) = work(&mut state, i) {
+                fail(e);
+                break;
+            }
+        }
+        if let Err(e) = done(state) {
+            fail(e);
+        }
+    };
+    let threads = threads.clamp(1, n);
+    if threads == 1 {
+        worker();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(worker);
+            }
+        });
+    }
+    match first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Where a piece's file comes from: an open handle, or a path each worker opens itself.
+pub(crate) struct FileRef<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) file: Option<&'a File>,
+    pub(crate) direct: Option<&'a File>,
+}
+
+/// A worker's open descriptors for a path-only [`FileRef`] (many-files calls).
+pub(crate) enum Opened<'a> {
+    Borrowed(&'a File, Option<&'a File>),
+    Owned(File, Option<File>),
+}
+
+impl Opened<'_> {
+    pub(crate) fn buffered(&self) -> &File {
+        match self {
+            Opened::Borrowed(f, _) => f,
+            Opened::Owned(f, _) => f,
+        }
+    }
+    pub(crate) fn direct(&self) -> Option<&File> {
+        match self {
+            Opened::Borrowed(_, d) => *d,
+            Opened::Owned(_, d) => d.as_ref(),
+        }
+    }
+}
+
+impl<'a> FileRef<'a> {
+    pub(crate) fn open(&self, direct_io: bool) -> Result<Opened<'a>> {
+        if let Some(f) = self.file {
+            return Ok(Opened::Borrowed(f, self.direct));
+        }
+        let f = File::open(self.path).map_err(|e| IoError::open(self.path, e))?;
+        // O_DIRECT refused (tmpfs, some FUSE file systems): read through the page cache.
+        let d = if direct_io {
+            posix::open_direct(self.path).ok()
+        } else {
+            None
+        };
+        Ok(Opened::Owned(f, d))
+    }
+}
+
+/// Reads `len` bytes at `offset` into `out` (exactly `len` long): through the O_DIRECT
+/// descriptor into `scratch` when there is one, else straight into `out`.
+pub(crate) fn read_exact(
+    f: &Opened<'_>,
+    path: &Path,
+    offset: u64,
+    out: &mut [u8],
+    scratch: &mut AlignedBuf,
+) -> Result<()> {
+    let len = out.len();
+    let rd = |e| IoError::Read {
+        path: path.into(),
+        offset,
+        len: len as u64,
+        source: e,
+    };
+    let got = match f.direct() {
+        Some(d) => {
+            let (delta, got) = posix::pread_direct(d, scratch, offset, len).map_err(rd)?;
+            out[..got].copy_from_slice(&scratch[delta..delta + got]);
+            got
+        }
+        None => posix::pread_full(f.buffered(), out, offset).map_err(rd)?,
+    };
+    if got < len {
+        return Err(IoError::ShortRead {
+            path: path.into(),
+            offset,
+            len: len as u64,
+            got: got as u64,
+        });
+    }
+    Ok(())
+}
+
+/// A host worker's scratch: one buffer for direct-I/O alignment slack, one for the bytes of
+/// pieces that do not map onto one stretch of the destination.
+pub(crate) struct HostScratch {
+    direct: AlignedBuf,
+    piece: Vec<u8>,
+}
+
+impl HostScratch {
+    pub(crate) fn new(task_size: usize) -> HostScratch {
+        HostScratch {
+            direct: AlignedBuf::new(task_size + 2 * DIRECT_ALIGN),
+            piece: Vec::new(),
+        }
+    }
+}
+
+/// Copies a piece's segments out of `src` (the piece's bytes) into the destination.
+///
+/// # Safety
+/// Segments' destination ranges must be inside `dst` and not touched by other workers.
+pub(crate) unsafe fn scatter(segs: &[Segment], src: &[u8], dst: RawBuf) {
+    for s in segs {
+        // SAFETY: per the function's contract.
+        unsafe { dst.slice_mut(s.buf_offset, s.len) }
+            .copy_from_slice(&src[s.piece_offset..s.piece_offset + s.len]);
+    }
+}
+
+/// Reads one piece into host memory: straight into the destination when the piece maps onto
+/// one stretch of it, else into scratch and scattered.
+pub(crate) fn host_read_piece(
+    f: &Opened<'_>,
+    path: &Path,
+    p: &Piece,
+    dst: RawBuf,
+    scratch: &mut HostScratch,
+) -> Result<()> {
+    if let Some(off) = p.dense_offset() {
+        // SAFETY: the piece's single destination range is checked and disjoint from others'.
+        let out = unsafe { dst.slice_mut(off, p.len) };
+        return read_exact(f, path, p.file_offset, out, &mut scratch.direct);
+    }
+    scratch.piece.resize(p.len, 0);
+    read_exact(
+        f,
+        path,
+        p.file_offset,
+        &mut scratch.piece[..p.len],
+        &mut scratch.direct,
+    )?;
+    // SAFETY: segment destinations are checked and disjoint from other pieces'.
+    unsafe { scatter(&p.segs, &scratch.piece[..p.len], dst) };
+    Ok(())
+}
+
+/// One GPU worker's resources: a stream and pinned slots, each with an event marking when the
+/// copy out of (or into) it has finished.
+pub(crate) struct StagingSet {
+    pub(crate) stream: Stream,
+    slots: Vec<(PinnedBuffer, Event, bool)>,
+    next: usize,
+    slot_len: usize,
+}
+
+static STAGING: Mutex<Vec<StagingSet>> = Mutex::new(Vec::new());
+
+impl StagingSet {
+    fn new(slot_len: usize, slots: usize) -> Result<StagingSet> {
+        let stream = Stream::new()?;
+        let slots = (0..slots)
+            .map(|_| Ok((PinnedBuffer::new(slot_len)?, Event::new()?, false)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StagingSet {
+            stream,
+            slots,
+            next: 0,
+            slot_len,
+        })
+    }
+
+    /// Takes a set with slots of at least `task_size` bytes (plus direct-I/O slack) from the
+    /// pool, or makes one.
+    pub(crate) fn take(task_size: usize, slots: usize) -> Result<StagingSet> {
+        crate::gpu::gpu()?;
+        let slot_len = task_size + 2 * DIRECT_ALIGN;
+        let mut pool = STAGING.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = pool
+            .iter()
+            .position(|s| s.slot_len >= slot_len && s.slots.len() >= slots)
+        {
+            return Ok(pool.swap_remove(i));
+        }
+        drop(pool);
+        StagingSet::new(slot_len, slots)
+    }
+
+    /// Waits for the set's queued copies and returns it to the pool.
+    pub(crate) fn give_back(mut self) -> Result<()> {
+        let r = self.stream.synchronize();
+        for s in &mut self.slots {
+            s.2 = false;
+        }
+        if r.is_ok() {
+            STAGING.lock().unwrap_or_else(|p| p.into_inner()).push(self);
+        }
+        r
+    }
+
+    /// The next slot, once the copy that last used it has finished.
+    pub(crate) fn next_slot(&mut self) -> Result<(&mut PinnedBuffer, &Event, &Stream)> {
+        let i = self.next;
+        self.next = (self.next + 1) % self.slots.len();
+        let (buf, ev, pending) = &mut self.slots[i];
+        if *pending {
+            ev.synchronize()?;
+        }
+        *pending = true;
+        Ok((buf, ev, &self.stream))
+    }
+}
+
+/// Allocates the pinned staging sets a call with `settings` will use, so the first GPU read
+/// does not pay for them.
+///
+/// # Errors
+/// [`IoError::NoGpu`] without a GPU; [`IoError::Cuda`] if pinned memory cannot be allocated.
+pub fn prewarm(settings: &crate::Settings) -> Result<()> {
+    let sets = (0..settings.threads)
+        .map(|_| StagingSet::take(settings.task_size, settings.staging_slots))
+        .collect::<Result<Vec<_>>>()?;
+    for s in sets {
+        s.give_back()?;
+    }
+    Ok(())
+}
+
+/// Queues a host→device copy on `stream`.
+///
+/// # Safety
+/// `src` must stay valid and unchanged until the copy completes; the device range must be valid.
+pub(crate) unsafe fn htod_async(
+    dst: u64,
+    src: *const u8,
+    len: usize,
+    stream: &Stream,
+) -> Result<()> {
+    // SAFETY: per the function's contract.
+    unsafe {
+        cudarc::driver::sys::cuMemcpyHtoDAsync_v2(
+            dst,
+            src as *const std::ffi::c_void,
+            len,
+            stream.0,
+        )
+    }
+    .result()
+    .map_err(|e| cuda_err("cuMemcpyHtoDAsync", e))
+}
+
+/// Queues a device→host copy on `stream`.
+///
+/// # Safety
+/// `dst` must stay valid until the copy completes; the device range must be valid.
+pub(crate) unsafe fn dtoh_async(dst: *mut u8, src: u64, len: usize, stream: &Stream) -> Result<()> {
+    // SAFETY: per the function's contract.
+    unsafe {
+        cudarc::driver::sys::cuMemcpyDtoHAsync_v2(dst as *mut std::ffi::c_void, src, len, stream.0)
+    }
+    .result()
+    .map_err(|e| cuda_err("cuMemcpyDtoHAsync", e))
+}
+
+/// Reads one piece through a pinned slot and queues its copies to device memory at `dst`.
+pub(crate) fn staged_read_piece(
+    f: &Opened<'_>,
+    path: &Path,
+    p: &Piece,
+    dst: u64,
+    set: &mut StagingSet,
+) -> Result<()> {
+    let (slot, ev, stream) = set.next_slot()?;
+    let rd = |e| IoError::Read {
+        path: path.into(),
+        offset: p.file_offset,
+        len: p.len as u64,
+        source: e,
+    };
+    let (delta, got) = match f.direct() {
+        // Pinned slots are page-aligned and hold a piece plus alignment slack.
+        Some(d) => posix::pread_direct(d, slot, p.file_offset, p.len).map_err(rd)?,
+        None => (
+            0,
+            posix::pread_full(f.buffered(), &mut slot[..p.len], p.file_offset).map_err(rd)?,
+        ),
+    };
+    if got < p.len {
+        return Err(IoError::ShortRead {
+            path: path.into(),
+            offset: p.file_offset,
+            len: p.len as u64,
+            got: got as u64,
+        });
+    }
+    for s in &p.segs {
+        // SAFETY: the slot is not reused until `ev` fires; the device range was checked.
+        unsafe {
+            htod_async(
+                dst + s.buf_offset as u64,
+                slot.as_ptr().add(delta + s.piece_offset),
+                s.len,
+                stream,
+            )?
+        };
+    }
+    ev.record(stream)
+}
+
+/// Copies one piece's bytes from device memory at `src` into a pinned slot and writes them.
+pub(crate) fn staged_write_piece(
+    file: &File,
+    path: &Path,
+    p: &Piece,
+    src: u64,
+    set: &mut StagingSet,
+) -> Result<()> {
+    let (slot, ev, stream) = set.next_slot()?;
+    for s in &p.segs {
+        // SAFETY: the slot is ours until the event below has fired; the device range was checked.
+        unsafe {
+            dtoh_async(
+                slot.as_mut_ptr().add(s.piece_offset),
+                src + s.buf_offset as u64,
+                s.len,
+                stream,
+            )?
+        };
+    }
+    ev.record(stream)?;
+    ev.synchronize()?;
+    posix::pwrite_all(file, &slot[..p.len], p.file_offset).map_err(|e| IoError::Write {
+        path: path.into(),
+        offset: p.file_offset,
+        len: p.len as u64,
+        source: e,
+    })
+}
+
+/// Writes one piece from host memory.
+pub(crate) fn host_write_piece(file: &File, path: &Path, p: &Piece, src: &[u8]) -> Result<()> {
+    let werr = |e| IoError::Write {
+        path: path.into(),
+        offset: p.file_offset,
+        len: p.len as u64,
+        source: e,
+    };
+    match p.dense_offset() {
+        Some(off) => posix::pwrite_all(file, &src[off..off + p.len], p.file_offset).map_err(werr),
+        None => {
+            let mut tmp = vec![0u8; p.len];
+            for s in &p.segs {
+                tmp[s.piece_offset..s.piece_offset + s.len]
+                    .copy_from_slice(&src[s.buf_offset..s.buf_offset + s.len]);
+            }
+            posix::pwrite_all(file, &tmp, p.file_offset).map_err(werr)
+        }
+    }
+}

@@ -1,0 +1,894 @@
+//! [`FileHandle`] for reads, [`FileWriter`] for writes, and many-file calls.
+
+use crate::backend::{self, Backend, BackendReport, DeviceIo};
+use crate::engine::{self, FileRef, HostScratch, RawBuf, StagingSet};
+use crate::error::{IoError, Result};
+use crate::gpu::DeviceBuffer;
+use crate::plan::{self, Item, ReadRange, WriteRange};
+use crate::posix;
+use crate::settings::{BackendChoice, Settings};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Where read bytes go: host memory or GPU memory.
+#[derive(Debug)]
+pub enum Target<'a> {
+    /// Host memory.
+    Host(&'a mut [u8]),
+    /// GPU memory.
+    Device(&'a mut DeviceBuffer),
+}
+
+impl<'a> From<&'a mut [u8]> for Target<'a> {
+    fn from(b: &'a mut [u8]) -> Self {
+        Target::Host(b)
+    }
+}
+impl<'a> From<&'a mut Vec<u8>> for Target<'a> {
+    fn from(b: &'a mut Vec<u8>) -> Self {
+        Target::Host(b.as_mut_slice())
+    }
+}
+impl<'a> From<&'a mut DeviceBuffer> for Target<'a> {
+    fn from(b: &'a mut DeviceBuffer) -> Self {
+        Target::Device(b)
+    }
+}
+impl<'a> From<&'a mut crate::gpu::PinnedBuffer> for Target<'a> {
+    fn from(b: &'a mut crate::gpu::PinnedBuffer) -> Self {
+        Target::Host(b)
+    }
+}
+
+impl Target<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Target::Host(b) => b.len(),
+            Target::Device(d) => d.len(),
+        }
+    }
+}
+
+/// Where written bytes come from: host memory or GPU memory.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// Host memory.
+    Host(&'a [u8]),
+    /// GPU memory.
+    Device(&'a DeviceBuffer),
+}
+
+impl<'a> From<&'a [u8]> for Source<'a> {
+    fn from(b: &'a [u8]) -> Self {
+        Source::Host(b)
+    }
+}
+impl<'a> From<&'a Vec<u8>> for Source<'a> {
+    fn from(b: &'a Vec<u8>) -> Self {
+        Source::Host(b.as_slice())
+    }
+}
+impl<'a> From<&'a DeviceBuffer> for Source<'a> {
+    fn from(b: &'a DeviceBuffer) -> Self {
+        Source::Device(b)
+    }
+}
+
+impl Source<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Source::Host(b) => b.len(),
+            Source::Device(d) => d.len(),
+        }
+    }
+}
+
+/// What a read did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadStats {
+    /// The backend that moved the bytes.
+    pub backend: Backend,
+    /// Bytes read from storage (including small gaps read to coalesce ranges).
+    pub bytes_read: u64,
+    /// Reads issued after coalescing and splitting.
+    pub pieces: usize,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    /// The backend that moved the bytes.
+    pub backend: Backend,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Files written.
+    pub files: usize,
+}
+
+/// A file open for reading into host or GPU memory.
+///
+/// One handle, one call for any destination: [`FileHandle::read_ranges`] reads many ranges at
+/// once, coalescing nearby ones and keeping `threads` reads in flight; for GPU memory it uses
+/// the backend chosen for this file ([`FileHandle::backend_report`] says which and why).
+///
+/// ```
+/// use tiledio_io::{FileHandle, ReadRange};
+/// # let dir = tempfile::tempdir()?; let path = dir.path().join("f.bin");
+/// std::fs::write(&path, (0..=255u8).collect::<Vec<_>>())?;
+/// let fh = FileHandle::open(&path)?;
+/// let mut buf = vec![0u8; 8];
+/// fh.read_ranges(&[ReadRange { file_offset: 10, len: 4, dst_offset: 0 },
+///                  ReadRange { file_offset: 200, len: 4, dst_offset: 4 }], &mut buf)?;
+/// assert_eq!(buf, [10, 11, 12, 13, 200, 201, 202, 203]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct FileHandle {
+    path: PathBuf,
+    file: File,
+    direct: Option<File>,
+    len: u64,
+    settings: Settings,
+    device: OnceLock<std::result::Result<(DeviceIo, BackendReport), String>>,
+}
+
+impl std::fmt::Debug for FileHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileHandle")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl FileHandle {
+    /// Opens `path` with [`Settings::from_env`].
+    ///
+    /// # Errors
+    /// [`IoError::Open`], [`IoError::PermissionDenied`], or [`IoError::Setting`] for a bad
+    /// `TILEDIO_*` variable.
+    pub fn open(path: impl AsRef<Path>) -> Result<FileHandle> {
+        Self::open_with(path, &Settings::from_env()?)
+    }
+
+    /// Opens `path` with the given settings.
+    ///
+    /// # Errors
+    /// [`IoError::Open`], [`IoError::PermissionDenied`], [`IoError::Setting`].
+    pub fn open_with(path: impl AsRef<Path>, settings: &Settings) -> Result<FileHandle> {
+        settings.validate()?;
+        let path = path.as_ref().to_path_buf();
+        let file = backend::open_read(&path)?;
+        let len = file.metadata().map_err(|e| IoError::open(&path, e))?.len();
+        // O_DIRECT refused (tmpfs, some FUSE): read through the page cache instead.
+        let direct = if settings.direct_io {
+            posix::open_direct(&path).ok()
+        } else {
+            None
+        };
+        Ok(FileHandle {
+            path,
+            file,
+            direct,
+            len,
+            settings: settings.clone(),
+            device: OnceLock::new(),
+        })
+    }
+
+    /// The file's length in bytes when opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file was empty when opened.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The settings this handle uses.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Whether reads bypass the page cache (O_DIRECT was asked for and the file system took it).
+    pub fn direct_io(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    fn device_io(&self) -> Result<&(DeviceIo, BackendReport)> {
+        self.device
+            .get_or_init(|| {
+                backend::choose(&self.path, &self.file, self.len, &self.settings)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|reason| IoError::NoGpu {
+                reason: reason.clone(),
+            })
+    }
+
+    /// Which backend GPU reads of this file use, and why the others are not used.
+    ///
+    /// # Errors
+    /// [`IoError::NoGpu`] when there is no GPU.
+    pub fn backend_report(&self) -> Result<BackendReport> {
+        Ok(self.device_io()?.1.clone())
+    }
+
+    /// Reads many ranges of the file into `dst` in one call.
+    ///
+    /// Ranges may come in any order and overlap in the file; their destinations must not
+    /// overlap. Zero-length ranges are allowed and do nothing.
+    ///
+    /// # Errors
+    /// [`IoError::PastEof`] for a range past the end of the file, [`IoError::BufferTooSmall`],
+    /// [`IoError::OverlappingDestinations`], [`IoError::ShortRead`] if the file shrank,
+    /// [`IoError::Read`], and for GPU targets [`IoError::Cuda`] / [`IoError::CuFile`].
+    pub fn read_ranges<'a>(
+        &self,
+        ranges: &[ReadRange],
+        dst: impl Into<Target<'a>>,
+    ) -> Result<ReadStats> {
+        let mut dst = dst.into();
+        let items: Vec<Item> = ranges
+            .iter()
+            .map(|r| Item {
+                file: 0,
+                file_offset: r.file_offset,
+                len: r.len,
+                buf_offset: r.dst_offset,
+            })
+            .collect();
+        for r in ranges {
+            if r.file_offset
+                .checked_add(r.len as u64)
+                .is_none_or(|end| end > self.len)
+            {
+                return Err(IoError::PastEof {
+                    path: self.path.clone(),
+                    offset: r.file_offset,
+                    len: r.len as u64,
+                    file_len: self.len,
+                });
+            }
+        }
+        plan::check_buffer(&items, dst.len())?;
+        plan::check_disjoint(
+            items
+                .iter()
+                .filter(|i| i.len > 0)
+                .map(|i| (0, i.buf_offset as u64, (i.buf_offset + i.len) as u64))
+                .collect(),
+        )?;
+        let pieces = plan::plan(
+            &items,
+            self.settings.coalesce_gap,
+            self.settings.task_size,
+            true,
+        );
+        let bytes_read = pieces.iter().map(|p| p.len as u64).sum();
+        let files = [FileRef {
+            path: &self.path,
+            file: Some(&self.file),
+            direct: self.direct.as_ref(),
+        }];
+        let backend = match &mut dst {
+            Target::Host(buf) => {
+                read_host(&files, &pieces, buf, &self.settings)?;
+                Backend::Host
+            }
+            Target::Device(d) => {
+                let (io, report) = self.device_io()?;
+                read_device(&files, &pieces, d, io, &self.settings)?;
+                report.backend
+            }
+        };
+        Ok(ReadStats {
+            backend,
+            bytes_read,
+            pieces: pieces.len(),
+        })
+    }
+
+    /// Reads `dst.len()` bytes starting at `offset`.
+    ///
+    /// # Errors
+    /// As [`FileHandle::read_ranges`].
+    pub fn read_at<'a>(&self, offset: u64, dst: impl Into<Target<'a>>) -> Result<ReadStats> {
+        let dst = dst.into();
+        let len = dst.len();
+        self.read_ranges(
+            &[ReadRange {
+                file_offset: offset,
+                len,
+                dst_offset: 0,
+            }],
+            dst,
+        )
+    }
+}
+
+fn read_host(
+    files: &[FileRef<'_>],
+    pieces: &[plan::Piece],
+    buf: &mut [u8],
+    s: &Settings,
+) -> Result<()> {
+    let dst = RawBuf {
+        ptr: buf.as_mut_ptr(),
+        len: buf.len(),
+    };
+    engine::run(
+        pieces.len(),
+        s.threads,
+        || Ok(HostScratch::new(s.task_size)),
+        |scratch, i| {
+            let p = &pieces[i];
+            let f = files[p.file].open(s.direct_io)?;
+            engine::host_read_piece(&f, files[p.file].path, p, dst, scratch)
+        },
+        |_| Ok(()),
+    )
+}
+
+fn read_device(
+    files: &[FileRef<'_>],
+    pieces: &[plan::Piece],
+    d: &mut DeviceBuffer,
+    io: &DeviceIo,
+    s: &Settings,
+) -> Result<()> {
+    let base = d.device_ptr();
+    match io {
+        DeviceIo::Staged => engine::run(
+            pieces.len(),
+            s.threads,
+            || StagingSet::take(s.task_size, s.staging_slots),
+            |set, i| {
+                let p = &pieces[i];
+                let f = files[p.file].open(s.direct_io)?;
+                engine::staged_read_piece(&f, files[p.file].path, p, base, set)
+            },
+            StagingSet::give_back,
+        ),
+        DeviceIo::CuFile(h) => engine::run(
+            pieces.len(),
+            s.threads,
+            || crate::gpu::gpu().map(|_| ()),
+            |(), i| {
+                let p = &pieces[i];
+                let path = files[p.file].path;
+                let whole = [plan::Segment {
+                    piece_offset: 0,
+                    len: p.len,
+                    buf_offset: p.dense_offset().unwrap_or(0),
+                }];
+                let segs = if p.dense_offset().is_some() {
+                    &whole[..]
+                } else {
+                    &p.segs[..]
+                };
+                for sg in segs {
+                    let off = p.file_offset + sg.piece_offset as u64;
+                    let n = h
+                        .read(base, sg.buf_offset, sg.len, off)
+                        .map_err(|message| IoError::CuFile {
+                            path: path.into(),
+                            op: "read",
+                            offset: off,
+                            len: sg.len as u64,
+                            message,
+                        })?;
+                    if n < sg.len {
+                        return Err(IoError::ShortRead {
+                            path: path.into(),
+                            offset: off,
+                            len: sg.len as u64,
+                            got: n as u64,
+                        });
+                    }
+                }
+                Ok(())
+            },
+            |()| Ok(()),
+        ),
+        DeviceIo::Mmap(m) => engine::run(
+            pieces.len(),
+            s.threads,
+            || StagingSet::take(s.task_size, 1),
+            |set, i| {
+                let p = &pieces[i];
+                for sg in &p.segs {
+                    // SAFETY: the mapping covers the file; the range was checked against its length.
+                    let src = unsafe { m.ptr.add(p.file_offset as usize + sg.piece_offset) };
+                    // SAFETY: the mapping outlives the call, which waits for the stream in give_back.
+                    unsafe {
+                        engine::htod_async(base + sg.buf_offset as u64, src, sg.len, &set.stream)?
+                    };
+                }
+                Ok(())
+            },
+            StagingSet::give_back,
+        ),
+    }
+}
+
+/// One file of a [`read_files`] call: `len` bytes at `file_offset` of `path`, to `dst_offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRead {
+    /// The file.
+    pub path: PathBuf,
+    /// Where the bytes start in the file.
+    pub file_offset: u64,
+    /// How many bytes.
+    pub len: usize,
+    /// Where they go in the destination.
+    pub dst_offset: usize,
+}
+
+/// Reads parts of many files (e.g. the chunk files of a Zarr array) into one destination, with
+/// `settings.threads` files in flight. GPU targets go through the staged engine.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+/// std::fs::write(&a, b"hello")?;
+/// std::fs::write(&b, b"world")?;
+/// let mut out = vec![0u8; 10];
+/// tiledio_io::read_files(&[
+///     tiledio_io::FileRead { path: a, file_offset: 0, len: 5, dst_offset: 0 },
+///     tiledio_io::FileRead { path: b, file_offset: 0, len: 5, dst_offset: 5 },
+/// ], &mut out, &Default::default())?;
+/// assert_eq!(&out, b"helloworld");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// As [`FileHandle::read_ranges`]; a file shorter than its range gives [`IoError::ShortRead`].
+pub fn read_files<'a>(
+    reads: &[FileRead],
+    dst: impl Into<Target<'a>>,
+    settings: &Settings,
+) -> Result<ReadStats> {
+    settings.validate()?;
+    let mut dst = dst.into();
+    let items: Vec<Item> = reads
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Item {
+            file: i,
+            file_offset: r.file_offset,
+            len: r.len,
+            buf_offset: r.dst_offset,
+        })
+        .collect();
+    plan::check_buffer(&items, dst.len())?;
+    plan::check_disjoint(
+        items
+            .iter()
+            .filter(|i| i.len > 0)
+            .map(|i| (0, i.buf_offset as u64, (i.buf_offset + i.len) as u64))
+            .collect(),
+    )?;
+    let files: Vec<FileRef<'_>> = reads
+        .iter()
+        .map(|r| FileRef {
+            path: &r.path,
+            file: None,
+            direct: None,
+        })
+        .collect();
+    let pieces = plan::plan(&items, 0, settings.task_size, false);
+    let bytes_read = pieces.iter().map(|p| p.len as u64).sum();
+    let backend = match &mut dst {
+        Target::Host(buf) => {
+            read_host(&files, &pieces, buf, settings)?;
+            Backend::Host
+        }
+        Target::Device(d) => {
+            read_device(&files, &pieces, d, &DeviceIo::Staged, settings)?;
+            Backend::Staged
+        }
+    };
+    Ok(ReadStats {
+        backend,
+        bytes_read,
+        pieces: pieces.len(),
+    })
+}
+
+/// A unique temporary name beside `path`, hidden, so a crash leaves no file under the real name.
+fn temp_name(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.tiledio-{}-{n}.tmp", std::process::id()))
+}
+
+fn create_temp(path: &Path) -> Result<(File, PathBuf)> {
+    let temp = temp_name(path);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(|e| IoError::open(&temp, e))?;
+    Ok((f, temp))
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| IoError::Write {
+            path: dir.into(),
+            offset: 0,
+            len: 0,
+            source: e,
+        })
+}
+
+fn commit(file: &File, temp: &Path, path: &Path, sync: bool) -> Result<()> {
+    if sync {
+        file.sync_all().map_err(|e| IoError::Write {
+            path: path.into(),
+            offset: 0,
+            len: 0,
+            source: e,
+        })?;
+    }
+    std::fs::rename(temp, path).map_err(|e| IoError::Commit {
+        path: path.into(),
+        temp: temp.into(),
+        source: e,
+    })
+}
+
+/// A file being written: bytes go to a temporary file beside the target, which
+/// [`FileWriter::finish`] renames into place. Dropped unfinished, the temporary file is removed,
+/// so the target is either complete or absent.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?; let path = dir.path().join("out.bin");
+/// let w = tiledio_io::FileWriter::create(&path)?;
+/// w.write_at(0, &b"hello"[..])?;
+/// assert!(!path.exists());
+/// w.finish(false)?;
+/// assert_eq!(std::fs::read(&path)?, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct FileWriter {
+    path: PathBuf,
+    temp: PathBuf,
+    file: File,
+    settings: Settings,
+    cufile: OnceLock<Option<crate::cufile::CuFileHandle>>,
+    done: bool,
+}
+
+impl std::fmt::Debug for FileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileWriter")
+            .field("path", &self.path)
+            .field("temp", &self.temp)
+            .finish()
+    }
+}
+
+impl FileWriter {
+    /// Starts writing `path` with [`Settings::from_env`].
+    ///
+    /// # Errors
+    /// [`IoError::Open`] / [`IoError::PermissionDenied`] if the temporary file cannot be created.
+    pub fn create(path: impl AsRef<Path>) -> Result<FileWriter> {
+        Self::create_with(path, &Settings::from_env()?)
+    }
+
+    /// Starts writing `path` with the given settings.
+    ///
+    /// # Errors
+    /// As [`FileWriter::create`].
+    pub fn create_with(path: impl AsRef<Path>, settings: &Settings) -> Result<FileWriter> {
+        settings.validate()?;
+        let path = path.as_ref().to_path_buf();
+        let (file, temp) = create_temp(&path)?;
+        Ok(FileWriter {
+            path,
+            temp,
+            file,
+            settings: settings.clone(),
+            cufile: OnceLock::new(),
+            done: false,
+        })
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes many ranges of `src` into the file in one call, in parallel.
+    ///
+    /// # Errors
+    /// [`IoError::BufferTooSmall`], [`IoError::OverlappingDestinations`] for ranges that overlap
+    /// in the file, [`IoError::Write`], and for GPU sources [`IoError::Cuda`].
+    pub fn write_ranges<'a>(
+        &self,
+        ranges: &[WriteRange],
+        src: impl Into<Source<'a>>,
+    ) -> Result<WriteStats> {
+        let src = src.into();
+        let items: Vec<Item> = ranges
+            .iter()
+            .map(|r| Item {
+                file: 0,
+                file_offset: r.file_offset,
+                len: r.len,
+                buf_offset: r.src_offset,
+            })
+            .collect();
+        plan::check_buffer(&items, src.len())?;
+        plan::check_disjoint(
+            items
+                .iter()
+                .filter(|i| i.len > 0)
+                .map(|i| (0, i.file_offset, i.file_offset + i.len as u64))
+                .collect(),
+        )?;
+        let pieces = plan::plan(&items, 0, self.settings.task_size, false);
+        let bytes_written = pieces.iter().map(|p| p.len as u64).sum();
+        let s = &self.settings;
+        let backend = match src {
+            Source::Host(buf) => {
+                engine::run(
+                    pieces.len(),
+                    s.threads,
+                    || Ok(()),
+                    |(), i| engine::host_write_piece(&self.file, &self.temp, &pieces[i], buf),
+                    |()| Ok(()),
+                )?;
+                Backend::Host
+            }
+            Source::Device(d) => {
+                let base = d.device_ptr();
+                if let Some(h) = self.cufile_for_writes() {
+                    engine::run(
+                        pieces.len(),
+                        s.threads,
+                        || crate::gpu::gpu().map(|_| ()),
+                        |(), i| {
+                            let p = &pieces[i];
+                            for sg in &p.segs {
+                                let off = p.file_offset + sg.piece_offset as u64;
+                                let werr = |message| IoError::CuFile {
+                                    path: self.temp.clone(),
+                                    op: "write",
+                                    offset: off,
+                                    len: sg.len as u64,
+                                    message,
+                                };
+                                let n = h.write(base, sg.buf_offset, sg.len, off).map_err(werr)?;
+                                if n < sg.len {
+                                    return Err(werr(format!("wrote {n} of {} bytes", sg.len)));
+                                }
+                            }
+                            Ok(())
+                        },
+                        |()| Ok(()),
+                    )?;
+                    Backend::CuFile
+                } else {
+                    engine::run(
+                        pieces.len(),
+                        s.threads,
+                        || StagingSet::take(s.task_size, s.staging_slots),
+                        |set, i| {
+                            engine::staged_write_piece(
+                                &self.file, &self.temp, &pieces[i], base, set,
+                            )
+                        },
+                        StagingSet::give_back,
+                    )?;
+                    Backend::Staged
+                }
+            }
+        };
+        Ok(WriteStats {
+            backend,
+            bytes_written,
+            files: 1,
+        })
+    }
+
+    /// A cuFile handle on the temporary file when GPU writes should use cuFile: on request
+    /// (`backend = CuFile`), or in auto mode where nvidia-fs makes it a real direct path.
+    fn cufile_for_writes(&self) -> Option<&crate::cufile::CuFileHandle> {
+        self.cufile
+            .get_or_init(|| {
+                let wanted = match self.settings.backend {
+                    BackendChoice::CuFile => true,
+                    BackendChoice::Auto => crate::cufile::api().is_ok_and(|a| !a.compat_mode),
+                    _ => false,
+                };
+                if !wanted {
+                    return None;
+                }
+                use std::os::unix::fs::OpenOptionsExt;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(&self.temp)
+                    .ok()?;
+                crate::cufile::CuFileHandle::register(f).ok()
+            })
+            .as_ref()
+    }
+
+    /// Writes all of `src` at `offset`.
+    ///
+    /// # Errors
+    /// As [`FileWriter::write_ranges`].
+    pub fn write_at<'a>(&self, offset: u64, src: impl Into<Source<'a>>) -> Result<WriteStats> {
+        let src = src.into();
+        self.write_ranges(
+            &[WriteRange {
+                file_offset: offset,
+                len: src.len(),
+                src_offset: 0,
+            }],
+            src,
+        )
+    }
+
+    /// Finishes the file: optionally flushes it to storage (`sync`), then renames it into place
+    /// (and with `sync`, flushes the directory so the rename is durable too).
+    ///
+    /// # Errors
+    /// [`IoError::Write`] if the flush fails; [`IoError::Commit`] if the rename fails. The
+    /// temporary file is removed on error.
+    pub fn finish(mut self, sync: bool) -> Result<()> {
+        self.done = true;
+        // Deregister from cuFile before the rename.
+        self.cufile.take();
+        let r = commit(&self.file, &self.temp, &self.path, sync)
+            .and_then(|()| if sync { sync_dir(&self.path) } else { Ok(()) });
+        if r.is_err() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+        r
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// One file of a [`write_files`] call: the whole file is `len` bytes of the source from `src_offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileWrite {
+    /// The file to create (replaced if it exists).
+    pub path: PathBuf,
+    /// Where its bytes start in the source.
+    pub src_offset: usize,
+    /// Its length.
+    pub len: usize,
+}
+
+/// Writes many whole files (e.g. chunk files) from one source, `settings.threads` at a time.
+/// Each file is written under a temporary name and renamed when complete, so after an error
+/// every file is either complete or absent. With `sync`, each file and its directory are flushed
+/// to storage before the call returns.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let data = b"aaaabbbb".to_vec();
+/// let files = [
+///     tiledio_io::FileWrite { path: dir.path().join("0"), src_offset: 0, len: 4 },
+///     tiledio_io::FileWrite { path: dir.path().join("1"), src_offset: 4, len: 4 },
+/// ];
+/// tiledio_io::write_files(&files, &data, &Default::default(), false)?;
+/// assert_eq!(std::fs::read(dir.path().join("1"))?, b"bbbb");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`IoError::BufferTooSmall`], [`IoError::Open`], [`IoError::Write`], [`IoError::Commit`],
+/// [`IoError::Cuda`].
+pub fn write_files<'a>(
+    files: &[FileWrite],
+    src: impl Into<Source<'a>>,
+    settings: &Settings,
+    sync: bool,
+) -> Result<WriteStats> {
+    settings.validate()?;
+    let src = src.into();
+    let items: Vec<Item> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Item {
+            file: i,
+            file_offset: 0,
+            len: f.len,
+            buf_offset: f.src_offset,
+        })
+        .collect();
+    plan::check_buffer(&items, src.len())?;
+    let s = settings;
+    // One job per file: a worker creates it, writes it in task-sized pieces, and renames it.
+    let write_one =
+        |i: usize, put: &mut dyn FnMut(&File, &Path, &plan::Piece) -> Result<()>| -> Result<()> {
+            let fw = &files[i];
+            let (file, temp) = create_temp(&fw.path)?;
+            let item = Item {
+                file: 0,
+                file_offset: 0,
+                len: fw.len,
+                buf_offset: fw.src_offset,
+            };
+            let r = plan::plan(&[item], 0, s.task_size, false)
+                .iter()
+                .try_for_each(|p| put(&file, &temp, p))
+                .and_then(|()| commit(&file, &temp, &fw.path, sync));
+            if r.is_err() {
+                let _ = std::fs::remove_file(&temp);
+            }
+            r
+        };
+    let backend = match src {
+        Source::Host(buf) => {
+            engine::run(
+                files.len(),
+                s.threads,
+                || Ok(()),
+                |(), i| write_one(i, &mut |f, t, p| engine::host_write_piece(f, t, p, buf)),
+                |()| Ok(()),
+            )?;
+            Backend::Host
+        }
+        Source::Device(d) => {
+            let base = d.device_ptr();
+            engine::run(
+                files.len(),
+                s.threads,
+                || StagingSet::take(s.task_size, s.staging_slots),
+                |set, i| {
+                    write_one(i, &mut |f, t, p| {
+                        engine::staged_write_piece(f, t, p, base, set)
+                    })
+                },
+                StagingSet::give_back,
+            )?;
+            Backend::Staged
+        }
+    };
+    if sync {
+        let mut dirs: Vec<&Path> = files.iter().filter_map(|f| f.path.parent()).collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs {
+            sync_dir(&d.join("x"))?;
+        }
+    }
+    Ok(WriteStats {
+        backend,
+        bytes_written: files.iter().map(|f| f.len as u64).sum(),
+        files: files.len(),
+    })
+}

@@ -1,0 +1,272 @@
+//! Owned device memory and page-locked host memory.
+
+use super::{cuda_err, gpu};
+use crate::error::{IoError, Result};
+use cudarc::driver::{result, sys};
+
+/// Memory on the GPU, freed on drop.
+///
+/// Allocated with plain `cuMemAlloc` (not a stream-ordered pool) so cuFile can register it.
+///
+/// ```no_run
+/// use tiledio_io::gpu::DeviceBuffer;
+/// let d = DeviceBuffer::from_host(&[1u8, 2, 3])?;
+/// assert_eq!(d.to_host_vec()?, vec![1, 2, 3]);
+/// # Ok::<(), tiledio_io::IoError>(())
+/// ```
+pub struct DeviceBuffer {
+    ptr: sys::CUdeviceptr,
+    len: usize,
+}
+
+// SAFETY: the buffer owns its device allocation; access goes through &/&mut.
+unsafe impl Send for DeviceBuffer {}
+// SAFETY: shared references only read.
+unsafe impl Sync for DeviceBuffer {}
+
+impl std::fmt::Debug for DeviceBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeviceBuffer({:#x}, {} bytes)", self.ptr, self.len)
+    }
+}
+
+impl DeviceBuffer {
+    /// Allocates `len` bytes of uninitialised device memory.
+    ///
+    /// # Errors
+    /// [`IoError::NoGpu`] without a GPU; [`IoError::OutOfDeviceMemory`] when the device is full.
+    pub fn new(len: usize) -> Result<DeviceBuffer> {
+        let g = gpu()?;
+        if len == 0 {
+            return Ok(DeviceBuffer { ptr: 0, len });
+        }
+        // SAFETY: plain allocation with the context current.
+        match unsafe { result::malloc_sync(len) } {
+            Ok(ptr) => Ok(DeviceBuffer { ptr, len }),
+            Err(e) if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                let (free, total) = g.memory_info().unwrap_or((0, g.total_memory()));
+                Err(IoError::OutOfDeviceMemory {
+                    requested: len as u64,
+                    free,
+                    total,
+                })
+            }
+            Err(e) => Err(cuda_err("cuMemAlloc", e)),
+        }
+    }
+
+    /// Allocates `len` bytes set to zero.
+    ///
+    /// # Errors
+    /// As [`DeviceBuffer::new`].
+    pub fn zeroed(len: usize) -> Result<DeviceBuffer> {
+        let d = Self::new(len)?;
+        d.fill(0)?;
+        Ok(d)
+    }
+
+    /// Copies `data` into a new device buffer.
+    ///
+    /// # Errors
+    /// As [`DeviceBuffer::new`], or [`IoError::Cuda`] if the copy fails.
+    pub fn from_host(data: &[u8]) -> Result<DeviceBuffer> {
+        let mut d = Self::new(data.len())?;
+        d.copy_from_host(data)?;
+        Ok(d)
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The device address, for kernel arguments and driver calls.
+    pub fn device_ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    /// Sets every byte to `value`.
+    ///
+    /// # Errors
+    /// [`IoError::Cuda`] if the driver fails.
+    pub fn fill(&self, value: u8) -> Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        gpu()?;
+        // SAFETY: ptr is valid for len bytes.
+        unsafe { result::memset_d8_sync(self.ptr, value, self.len) }
+            .map_err(|e| cuda_err("cuMemsetD8", e))
+    }
+
+    /// Copies `src` into the start of the buffer.
+    ///
+    /// # Errors
+    /// [`IoError::BufferTooSmall`] if `src` is longer than the buffer; [`IoError::Cuda`].
+    pub fn copy_from_host(&mut self, src: &[u8]) -> Result<()> {
+        self.copy_from_host_at(0, src)
+    }
+
+    /// Copies `src` into the buffer at byte `offset`.
+    ///
+    /// # Errors
+    /// [`IoError::BufferTooSmall`] if it does not fit; [`IoError::Cuda`].
+    pub fn copy_from_host_at(&mut self, offset: usize, src: &[u8]) -> Result<()> {
+        self.check(offset, src.len())?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        gpu()?;
+        // SAFETY: destination range checked above.
+        unsafe { result::memcpy_htod_sync(self.ptr + offset as u64, src) }
+            .map_err(|e| cuda_err("cuMemcpyHtoD", e))
+    }
+
+    /// Copies the start of the buffer into `dst`.
+    ///
+    /// # Errors
+    /// [`IoError::BufferTooSmall`] if `dst` is longer than the buffer; [`IoError::Cuda`].
+    pub fn copy_to_host(&self, dst: &mut [u8]) -> Result<()> {
+        self.copy_to_host_at(0, dst)
+    }
+
+    /// Copies bytes starting at `offset` into `dst`.
+    ///
+    /// # Errors
+    /// [`IoError::BufferTooSmall`] if the range is outside the buffer; [`IoError::Cuda`].
+    pub fn copy_to_host_at(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        self.check(offset, dst.len())?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        gpu()?;
+        // SAFETY: source range checked above.
+        unsafe { result::memcpy_dtoh_sync(dst, self.ptr + offset as u64) }
+            .map_err(|e| cuda_err("cuMemcpyDtoH", e))
+    }
+
+    /// Copies the whole buffer into a new `Vec`.
+    ///
+    /// # Errors
+    /// [`IoError::Cuda`].
+    pub fn to_host_vec(&self) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; self.len];
+        self.copy_to_host(&mut v)?;
+        Ok(v)
+    }
+
+    /// Copies `len` bytes from `src` at `src_offset` to this buffer at `dst_offset`, on the device.
+    ///
+    /// # Errors
+    /// [`IoError::BufferTooSmall`] if either range is outside its buffer; [`IoError::Cuda`].
+    pub fn copy_from_device(
+        &mut self,
+        dst_offset: usize,
+        src: &DeviceBuffer,
+        src_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        self.check(dst_offset, len)?;
+        src.check(src_offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        gpu()?;
+        // SAFETY: both ranges checked above.
+        unsafe {
+            result::memcpy_dtod_sync(
+                self.ptr + dst_offset as u64,
+                src.ptr + src_offset as u64,
+                len,
+            )
+        }
+        .map_err(|e| cuda_err("cuMemcpyDtoD", e))
+    }
+
+    pub(crate) fn check(&self, offset: usize, len: usize) -> Result<()> {
+        let end = offset as u64 + len as u64;
+        if end > self.len as u64 {
+            return Err(IoError::BufferTooSmall {
+                start: offset as u64,
+                end,
+                capacity: self.len as u64,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DeviceBuffer {
+    fn drop(&mut self) {
+        if self.ptr != 0 && gpu().is_ok() {
+            // SAFETY: allocated by cuMemAlloc in new(), freed once. Pending async work on it was
+            // synchronised by the call that queued it.
+            let _ = unsafe { result::free_sync(self.ptr) };
+        }
+    }
+}
+
+/// Page-locked ("pinned") host memory: the GPU copies to and from it asynchronously at full
+/// PCIe rate. Plain page-locked (not write-combined), so the CPU reads it at normal speed.
+///
+/// ```no_run
+/// let mut p = tiledio_io::gpu::PinnedBuffer::new(4096)?;
+/// p[0] = 7;
+/// assert_eq!(p[0], 7);
+/// # Ok::<(), tiledio_io::IoError>(())
+/// ```
+pub struct PinnedBuffer {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: owns its allocation exclusively, like a Vec<u8>.
+unsafe impl Send for PinnedBuffer {}
+// SAFETY: shared references only read.
+unsafe impl Sync for PinnedBuffer {}
+
+impl PinnedBuffer {
+    /// Allocates `len` zeroed bytes of page-locked memory (page-aligned).
+    ///
+    /// # Errors
+    /// [`IoError::NoGpu`] without a GPU; [`IoError::Cuda`] if the driver cannot lock the memory.
+    pub fn new(len: usize) -> Result<PinnedBuffer> {
+        gpu()?;
+        let len = len.max(1);
+        // SAFETY: plain allocation with the context current; PORTABLE so any context may use it.
+        let ptr = unsafe { result::malloc_host(len, sys::CU_MEMHOSTALLOC_PORTABLE) }
+            .map_err(|e| cuda_err("cuMemHostAlloc", e))? as *mut u8;
+        // SAFETY: ptr is valid for len bytes.
+        unsafe { std::ptr::write_bytes(ptr, 0, len) };
+        Ok(PinnedBuffer { ptr, len })
+    }
+}
+
+impl std::ops::Deref for PinnedBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: valid for len initialised bytes while self lives.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for PinnedBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, exclusive through &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for PinnedBuffer {
+    fn drop(&mut self) {
+        if gpu().is_ok() {
+            // SAFETY: allocated by cuMemHostAlloc, freed once.
+            let _ = unsafe { result::free_host(self.ptr as *mut std::ffi::c_void) };
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Tuning knobs with defaults, each overridable by a `TILEDIO_*` environment variable.
+
+use crate::error::{IoError, Result};
+
+/// Which backend moves bytes between files and GPU memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// Pick per file: cuFile where GPUDirect Storage really works, else the staged POSIX engine.
+    #[default]
+    Auto,
+    /// cuFile, even in its compatibility mode; falls back (with the reason) when it cannot be used.
+    CuFile,
+    /// Parallel `pread` into pinned staging buffers, overlapped with asynchronous copies to the GPU.
+    Staged,
+    /// `mmap` of the file, registered with the driver, copied straight to the GPU.
+    Mmap,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = IoError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "cufile" | "gds" => Ok(Self::CuFile),
+            "staged" | "posix" => Ok(Self::Staged),
+            "mmap" => Ok(Self::Mmap),
+            _ => Err(IoError::Setting {
+                name: "TILEDIO_BACKEND",
+                value: s.to_string(),
+                reason: "expected auto, cufile, staged or mmap",
+            }),
+        }
+    }
+}
+
+/// How reads and writes are split and run.
+///
+/// [`Settings::default`] holds the built-in defaults; [`Settings::from_env`] applies the
+/// `TILEDIO_*` environment variables on top of them.
+///
+/// ```
+/// let s = tiledio_io::Settings { threads: 8, ..Default::default() };
+/// assert_eq!(s.threads, 8);
+/// assert_eq!(s.task_size, 4 << 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Worker threads per call (`TILEDIO_THREADS`, default 16): I/O threads block in the kernel,
+    /// so more threads than cores keeps the device queue full.
+    pub threads: usize,
+    /// Largest piece one worker reads or writes at a time (`TILEDIO_TASK_SIZE`, default 4 MiB).
+    pub task_size: usize,
+    /// Pinned staging buffers per worker for GPU transfers (`TILEDIO_STAGING_SLOTS`, default 3):
+    /// two or more let a worker read the next piece while the last one is still being copied.
+    pub staging_slots: usize,
+    /// Bypass the page cache with `O_DIRECT` where the file system allows (`TILEDIO_DIRECT_IO`,
+    /// default off): faster for cold data read once, slower for data already cached.
+    pub direct_io: bool,
+    /// Backend for GPU targets (`TILEDIO_BACKEND`: auto, cufile, staged, mmap).
+    pub backend: BackendChoice,
+    /// Ranges whose gap in the file is at most this many bytes are read as one
+    /// (`TILEDIO_COALESCE_GAP`, default 64 KiB).
+    pub coalesce_gap: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            threads: 16,
+            task_size: 4 << 20,
+            staging_slots: 3,
+            direct_io: false,
+            backend: BackendChoice::Auto,
+            coalesce_gap: 64 << 10,
+        }
+    }
+}
+
+/// Parses sizes such as `4194304`, `4M`, `4MiB`, `512k`.
+fn parse_size(name: &'static str, v: &str) -> Result<u64> {
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(IoError::Setting {
+                name,
+                value: v.into(),
+                reason: "expected a size such as 4194304, 4M or 512KiB",
+            });
+        }
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or(IoError::Setting {
+            name,
+            value: v.into(),
+            reason: "expected a size such as 4194304, 4M or 512KiB",
+        })
+}
+
+fn parse_bool(name: &'static str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "on" | "yes" | "true" => Ok(true),
+        "0" | "off" | "no" | "false" => Ok(false),
+        _ => Err(IoError::Setting {
+            name,
+            value: v.into(),
+            reason: "expected on/off, 1/0, true/false",
+        }),
+    }
+}
+
+impl Settings {
+    /// The defaults with any `TILEDIO_*` environment variables applied.
+    ///
+    /// # Errors
+    /// [`IoError::Setting`] when a variable's value cannot be parsed or is out of range.
+    pub fn from_env() -> Result<Settings> {
+        Self::default().with_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Applies variables from `get` (the environment, or a map in tests).
+    pub(crate) fn with_vars(mut self, get: impl Fn(&str) -> Option<String>) -> Result<Settings> {
+        if let Some(v) = get("TILEDIO_THREADS") {
+            self.threads = v.trim().parse().map_err(|_| IoError::Setting {
+                name: "TILEDIO_THREADS",
+                value: v.clone(),
+                reason: "expected a whole number",
+            })?;
+        }
+        if let Some(v) = get("TILEDIO_TASK_SIZE") {
+            self.task_size = parse_size("TILEDIO_TASK_SIZE", &v)? as usize;
+        }
+        if let Some(v) = get("TILEDIO_STAGING_SLOTS") {
+            self.staging_slots = v.trim().parse().map_err(|_| IoError::Setting {
+                name: "TILEDIO_STAGING_SLOTS",
+                value: v.clone(),
+                reason: "expected a whole number",
+            })?;
+        }
+        if let Some(v) = get("TILEDIO_DIRECT_IO") {
+            self.direct_io = parse_bool("TILEDIO_DIRECT_IO", &v)?;
+        }
+        if let Some(v) = get("TILEDIO_BACKEND") {
+            self.backend = v.parse()?;
+        }
+        if let Some(v) = get("TILEDIO_COALESCE_GAP") {
+            self.coalesce_gap = parse_size("TILEDIO_COALESCE_GAP", &v)?;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Checks the values are usable.
+    ///
+    /// # Errors
+    /// [`IoError::Setting`] naming the first value out of range.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=1024).contains(&self.threads) {
+            return Err(IoError::Setting {
+                name: "threads",
+                value: self.threads.to_string(),
+                reason: "must be 1 to 1024",
+            });
+        }
+        if self.task_size < 4096 || self.task_size > (1 << 30) || self.task_size % 4096 != 0 {
+            return Err(IoError::Setting {
+                name: "task_size",
+                value: self.task_size.to_string(),
+                reason: "must be a multiple of 4096 between 4 KiB and 1 GiB",
+            });
+        }
+        if !(1..=16).contains(&self.staging_slots) {
+            return Err(IoError::Setting {
+                name: "staging_slots",
+                value: self.staging_slots.to_string(),
+                reason: "must be 1 to 16",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn env_overrides_apply() {
+        let s = Settings::default()
+            .with_vars(vars(&[
+                ("TILEDIO_THREADS", "4"),
+                ("TILEDIO_TASK_SIZE", "1MiB"),
+                ("TILEDIO_DIRECT_IO", "on"),
+                ("TILEDIO_BACKEND", "staged"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            (s.threads, s.task_size, s.direct_io, s.backend),
+            (4, 1 << 20, true, BackendChoice::Staged)
+        );
+    }
+
+    #[test]
+    fn bad_env_values_are_named() {
+        for (k, v) in [
+            ("TILEDIO_THREADS", "many"),
+            ("TILEDIO_TASK_SIZE", "3 furlongs"),
+            ("TILEDIO_TASK_SIZE", "1000"),
+            ("TILEDIO_BACKEND", "carrier-pigeon"),
+            ("TILEDIO_DIRECT_IO", "maybe"),
+            ("TILEDIO_THREADS", "0"),
+        ] {
+            let err = Settings::default().with_vars(vars(&[(k, v)])).unwrap_err();
+            assert!(matches!(err, IoError::Setting { .. }), "{k}={v}: {err}");
+        }
+    }
+}
