@@ -1,1 +1,22 @@
-//! tmp
+//! tiledio: tiled images (whole-slide TIFF, Zarr, detector frames) from storage into GPU memory
+//! and back, as fast as the hardware allows.
+//!
+//! This facade re-exports the layers:
+//! - [`io`]: byte-range I/O into host or GPU memory (cuFile, the parallel pinned-staging POSIX
+//!   engine, host reads), with the backend chosen per file and the reason reported;
+//! - [`tiff`]: tiled TIFF / BigTIFF whole-slide images;
+//! - [`zarr`]: Zarr v3/v2 arrays and OME-Zarr.
+//!
+//! ```
+//! use tiledio::io::{FileHandle, ReadRange};
+//! # let dir = tempfile::tempdir()?; let path = dir.path().join("f");
+//! # std::fs::write(&path, b"abcdef")?;
+//! let mut buf = vec![0u8; 2];
+//! FileHandle::open(&path)?.read_ranges(&[ReadRange { file_offset: 4, len: 2, dst_offset: 0 }], &mut buf)?;
+//! assert_eq!(buf, b"ef");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub use tiledio_io as io;
+pub use tiledio_tiff as tiff;
+pub use tiledio_zarr as zarr;

@@ -1,0 +1,149 @@
+//! `tiledio bench`: throughput tables measured on the machine at hand.
+
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tiledio::io::gpu::DeviceBuffer;
+use tiledio::io::{BackendChoice, FileHandle, ReadRange, Settings};
+
+#[derive(Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Read the tiles of a tiled TIFF (page 0) into one GPU buffer (or host buffer) with each
+    /// backend and setting; prints backend, threads, task size, cache state and GB/s (median).
+    Read {
+        /// A tiled TIFF or BigTIFF.
+        file: PathBuf,
+        /// Backends: staged, cufile, mmap, host.
+        #[arg(long, value_delimiter = ',', default_value = "staged,cufile,mmap,host")]
+        backends: Vec<String>,
+        /// Thread counts to try.
+        #[arg(long, value_delimiter = ',', default_value = "16")]
+        threads: Vec<usize>,
+        /// Task sizes in MiB to try.
+        #[arg(long, value_delimiter = ',', default_value = "4")]
+        task_mib: Vec<usize>,
+        /// Timed repeats per row (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Also measure with a cold page cache (drops caches before each repeat; needs root).
+        #[arg(long)]
+        cold: bool,
+        /// Use O_DIRECT (for the cold rows).
+        #[arg(long)]
+        direct: bool,
+    },
+}
+
+pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Read { file, backends, threads, task_mib, repeats, cold, direct } => read(&file, &backends, &threads, &task_mib, repeats, cold, direct),
+    }
+}
+
+/// Tile offsets and byte counts of page 0.
+fn tile_ranges(path: &Path) -> anyhow::Result<Vec<ReadRange>> {
+    let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(std::fs::File::open(path)?))?;
+    let offs = dec.get_tag_u64_vec(tiff::tags::Tag::TileOffsets)?;
+    let cnts = dec.get_tag_u64_vec(tiff::tags::Tag::TileByteCounts)?;
+    anyhow::ensure!(offs.len() == cnts.len(), "TileOffsets and TileByteCounts differ in length");
+    let mut dst = 0usize;
+    Ok(offs
+        .iter()
+        .zip(&cnts)
+        .map(|(&o, &c)| {
+            let r = ReadRange { file_offset: o, len: c as usize, dst_offset: dst };
+            dst += c as usize;
+            r
+        })
+        .collect())
+}
+
+fn drop_caches() -> anyhow::Result<()> {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc_sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| anyhow::anyhow!("cannot drop the page cache (needs root): {e}"))
+}
+
+unsafe extern "C" {
+    #[link_name = "sync"]
+    fn libc_sync();
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read(path: &Path, backends: &[String], threads: &[usize], task_mib: &[usize], repeats: usize, cold: bool, direct: bool) -> anyhow::Result<()> {
+    let ranges = tile_ranges(path)?;
+    let total: usize = ranges.iter().map(|r| r.len).sum();
+    println!("{}: {} tiles, {:.2} GB of tile data", path.display(), ranges.len(), total as f64 / 1e9);
+    let gpu = tiledio::io::gpu::gpu();
+    match &gpu {
+        Ok(g) => println!("GPU: {}", g.name()),
+        Err(e) => println!("GPU: none ({e})"),
+    }
+    let reference: Vec<u8> = {
+        let mut v = vec![0u8; total];
+        FileHandle::open_with(path, &Settings::default())?.read_ranges(&ranges, &mut v)?;
+        v
+    };
+    let mut dev = if gpu.is_ok() { Some(DeviceBuffer::new(total)?) } else { None };
+    let mut host = vec![0u8; total];
+    let states: &[bool] = if cold { &[false, true] } else { &[false] };
+    println!("\n{:<16} {:>7} {:>9} {:>6} {:>7} {:>9} {:>9}  backend used", "backend", "threads", "task", "cache", "direct", "GB/s", "ms");
+    for b in backends {
+        for &th in threads {
+            for &tm in task_mib {
+                for &is_cold in states {
+                    let use_direct = direct && is_cold;
+                    let choice = match b.as_str() {
+                        "host" => BackendChoice::Auto,
+                        other => other.parse()?,
+                    };
+                    let s = Settings { threads: th, task_size: tm << 20, backend: choice, direct_io: use_direct, ..Settings::default() };
+                    let fh = FileHandle::open_with(path, &s)?;
+                    let to_gpu = b != "host";
+                    if to_gpu && dev.is_none() {
+                        continue;
+                    }
+                    if to_gpu {
+                        tiledio::io::prewarm(&s)?;
+                    }
+                    let mut times = Vec::new();
+                    let mut used = String::new();
+                    for rep in 0..=repeats {
+                        if is_cold {
+                            drop_caches()?;
+                        }
+                        let t = Instant::now();
+                        let st = if to_gpu { fh.read_ranges(&ranges, dev.as_mut().expect("checked"))? } else { fh.read_ranges(&ranges, &mut host)? };
+                        let dt = t.elapsed().as_secs_f64();
+                        if rep == 0 {
+                            // The first read checks the bytes and warms up (not timed).
+                            let ok = if to_gpu { dev.as_ref().expect("checked").to_host_vec()? == reference } else { host == reference };
+                            anyhow::ensure!(ok, "{b}: bytes differ from the reference read");
+                            used = if to_gpu { fh.backend_report()?.to_string() } else { st.backend.to_string() };
+                            continue;
+                        }
+                        times.push(dt);
+                    }
+                    let m = median(times);
+                    println!(
+                        "{:<16} {:>7} {:>7}Mi {:>6} {:>7} {:>9.2} {:>9.1}  {}",
+                        b,
+                        th,
+                        tm,
+                        if is_cold { "cold" } else { "warm" },
+                        fh.direct_io(),
+                        total as f64 / m / 1e9,
+                        m * 1e3,
+                        used.split(';').next().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

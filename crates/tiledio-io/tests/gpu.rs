@@ -1,0 +1,170 @@
+//! GPU reads and writes compared with host reads on random data, for every backend.
+//! Run on a GPU machine with `--include-ignored`.
+
+use std::path::PathBuf;
+use tiledio_io::gpu::DeviceBuffer;
+use tiledio_io::{Backend, BackendChoice, FileHandle, FileWriter, IoError, ReadRange, Settings};
+
+fn scratch_dir() -> tempfile::TempDir {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&base).unwrap();
+    tempfile::tempdir_in(base).unwrap()
+}
+
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Tile-like ranges: unordered, with gaps, some adjacent, some unaligned.
+fn ranges(file_len: usize, seed: u64) -> (Vec<ReadRange>, usize) {
+    let mut x = seed | 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::new();
+    let mut dst = 0;
+    for _ in 0..300 {
+        let off = (next() % file_len as u64) as usize;
+        let len = ((next() % 900_000) as usize).min(file_len - off);
+        out.push(ReadRange { file_offset: off as u64, len, dst_offset: dst });
+        dst += len;
+    }
+    // A long run of back-to-back ranges, as a tifffile-written slide has.
+    let mut off = 1234;
+    for _ in 0..40 {
+        out.push(ReadRange { file_offset: off, len: 786_432, dst_offset: dst });
+        dst += 786_432;
+        off += 786_432;
+    }
+    (out, dst)
+}
+
+fn check_backend(choice: BackendChoice, direct: bool) -> tiledio_io::BackendReport {
+    let dir = scratch_dir();
+    let path = dir.path().join("data.bin");
+    let data = random_bytes(96 << 20, 42);
+    std::fs::write(&path, &data).unwrap();
+    let s = Settings { backend: choice, direct_io: direct, ..Settings::default() };
+    let fh = FileHandle::open_with(&path, &s).unwrap();
+    let (rs, total) = ranges(data.len(), 7);
+    let mut host = vec![0u8; total];
+    fh.read_ranges(&rs, &mut host).unwrap();
+    let mut dev = DeviceBuffer::new(total).unwrap();
+    dev.fill(0x5A).unwrap();
+    let st = fh.read_ranges(&rs, &mut dev).unwrap();
+    let back = dev.to_host_vec().unwrap();
+    assert!(back == host, "{choice:?} (direct {direct}): GPU bytes differ from host bytes");
+    for r in rs.iter().take(20) {
+        assert_eq!(&back[r.dst_offset..r.dst_offset + r.len], &data[r.file_offset as usize..r.file_offset as usize + r.len]);
+    }
+    let report = fh.backend_report().unwrap();
+    assert_eq!(st.backend, report.backend);
+    eprintln!("{choice:?} direct={direct}: {report}");
+    report
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn staged_reads_equal_host_reads() {
+    assert_eq!(check_backend(BackendChoice::Staged, false).backend, Backend::Staged);
+    assert_eq!(check_backend(BackendChoice::Staged, true).backend, Backend::Staged);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn mmap_reads_equal_host_reads() {
+    assert_eq!(check_backend(BackendChoice::Mmap, false).backend, Backend::Mmap);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn auto_reads_equal_host_reads_and_explain_the_choice() {
+    let r = check_backend(BackendChoice::Auto, false);
+    // Every backend not chosen carries a reason.
+    assert!(r.rejected.iter().all(|(_, why)| !why.is_empty()));
+    assert!(r.rejected.iter().any(|(b, _)| *b == Backend::CuFile) || r.backend == Backend::CuFile);
+}
+
+/// With the udev entry (the default of on-device.sh) cuFile registers the file and is used when
+/// asked for; with `CUFILE_UDEV=0` registration is refused and the fallback says so.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn cufile_taken_with_udev_entry_and_reason_reported_without() {
+    let udev = std::env::var("CUFILE_UDEV").map(|v| v != "0").unwrap_or(true);
+    let r = check_backend(BackendChoice::CuFile, false);
+    if udev {
+        assert_eq!(r.backend, Backend::CuFile, "{r}");
+    } else {
+        assert_eq!(r.backend, Backend::Staged, "{r}");
+        let why = &r.rejected.iter().find(|(b, _)| *b == Backend::CuFile).expect("cuFile reason").1;
+        assert!(why.contains("cuFileHandleRegister"), "{why}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn writes_from_gpu_read_back_equal() {
+    let dir = scratch_dir();
+    let data = random_bytes(40 << 20, 9);
+    let dev = DeviceBuffer::from_host(&data).unwrap();
+    for choice in [BackendChoice::Staged, BackendChoice::CuFile] {
+        let path = dir.path().join(format!("w-{choice:?}.bin"));
+        let s = Settings { backend: choice, ..Settings::default() };
+        let w = FileWriter::create_with(&path, &s).unwrap();
+        let st = w.write_at(0, &dev).unwrap();
+        w.finish(true).unwrap();
+        assert!(std::fs::read(&path).unwrap() == data, "{choice:?} ({}) wrote different bytes", st.backend);
+        eprintln!("write {choice:?}: {}", st.backend);
+    }
+    // Many files from one device buffer.
+    let files: Vec<tiledio_io::FileWrite> =
+        (0..40).map(|i| tiledio_io::FileWrite { path: dir.path().join(format!("chunk{i}")), src_offset: i << 20, len: 1 << 20 }).collect();
+    tiledio_io::write_files(&files, &dev, &Settings::default(), false).unwrap();
+    let reads: Vec<tiledio_io::FileRead> =
+        files.iter().map(|f| tiledio_io::FileRead { path: f.path.clone(), file_offset: 0, len: f.len, dst_offset: f.src_offset }).collect();
+    let mut back = DeviceBuffer::zeroed(40 << 20).unwrap();
+    tiledio_io::read_files(&reads, &mut back, &Settings::default()).unwrap();
+    assert!(back.to_host_vec().unwrap() == data);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn out_of_gpu_memory_is_a_typed_error() {
+    let err = DeviceBuffer::new(1 << 50).unwrap_err();
+    assert!(matches!(err, IoError::OutOfDeviceMemory { requested, .. } if requested == 1 << 50), "{err}");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn nvrtc_kernel_runs() {
+    let g = tiledio_io::gpu::gpu().unwrap();
+    let m = g
+        .compile(
+            "io_test_add",
+            r#"extern "C" __global__ void add(unsigned char* p, unsigned long long n, unsigned char v) {
+                unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+                if (i < n) p[i] += v; }"#,
+        )
+        .unwrap();
+    let k = m.function("add").unwrap();
+    let data = random_bytes(1 << 20, 3);
+    let d = DeviceBuffer::from_host(&data).unwrap();
+    let (mut p, mut n, mut v) = (d.device_ptr(), data.len() as u64, 3u8);
+    let mut args = [&mut p as *mut u64 as *mut _, &mut n as *mut u64 as *mut _, &mut v as *mut u8 as *mut _];
+    // SAFETY: arguments match the kernel's (pointer, length, value).
+    unsafe { k.launch(((1 << 20) / 256, 1, 1), (256, 1, 1), 0, &mut args).unwrap() };
+    g.synchronize().unwrap();
+    let back = d.to_host_vec().unwrap();
+    assert!(back.iter().zip(&data).all(|(b, a)| *b == a.wrapping_add(3)));
+}
