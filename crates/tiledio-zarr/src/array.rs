@@ -1,0 +1,1181 @@
+//! [`ZarrArray`]: create, open, write and read.
+
+use crate::error::{Result, ZarrError, fs_err, usage};
+use crate::kernels;
+use crate::layout::{self, Direction, Layout, WindowPtr};
+use crate::spec::{ArraySpec, DataType, ZarrVersion};
+use rayon::prelude::*;
+use serde_json::Value;
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tiledio_io::gpu::DeviceBuffer;
+use tiledio_io::{FileRead, FileWrite, Settings, Source, Target};
+use zarrs::array::{Array, ArrayBytes, ArrayMetadata, ArrayToBytesCodecTraits, CodecOptions};
+use zarrs::filesystem::FilesystemStore;
+
+/// When written data is flushed to storage.
+///
+/// ```
+/// assert_eq!(tiledio_zarr::Durability::default(), tiledio_zarr::Durability::AtEnd);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Never flushed by us (the page cache decides): fastest, for scratch data.
+    None,
+    /// One flush of the file system when the array is finished ([`ZarrArray::finish`]), before
+    /// the metadata is written: the default.
+    #[default]
+    AtEnd,
+    /// Every chunk file is flushed before it is renamed into place.
+    PerChunk,
+}
+
+/// Options for writes.
+///
+/// ```
+/// let o = tiledio_zarr::WriteOptions::default();
+/// assert!(o.batch_bytes >= 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// Durability of the chunk files.
+    pub durability: Durability,
+    /// Staging memory per batch of chunks (or shards); one unit at least.
+    pub batch_bytes: usize,
+    /// I/O settings (threads, task size, backend).
+    pub settings: Settings,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            durability: Durability::AtEnd,
+            batch_bytes: 1 << 30,
+            settings: Settings::from_env().unwrap_or_default(),
+        }
+    }
+}
+
+/// A Zarr array on the local file system (v3 or v2), read and written through `tiledio-io`.
+///
+/// Chunk files are written under a temporary name and renamed when complete, so each is
+/// complete or absent. A new array's metadata is written by [`ZarrArray::finish`], after all
+/// chunks: an interrupted write leaves no metadata and is not mistaken for an array.
+///
+/// ```
+/// use tiledio_zarr::{ArraySpec, DataType, ZarrArray};
+/// # let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("a.zarr");
+/// let data: Vec<u8> = (0..100 * 70).map(|i| (i % 251) as u8).collect();
+/// let a = ZarrArray::create(&path, &ArraySpec::new(&[100, 70], &[32, 32], DataType::U8))?;
+/// a.write_all(&data, &Default::default())?;
+/// a.finish()?;
+/// let b = ZarrArray::open(&path)?;
+/// assert_eq!(b.read_to_vec()?, data);
+/// let mut region = vec![0u8; 4];
+/// b.read_region(&[1, 2], &[2, 2], &mut region)?;
+/// assert_eq!(region, [data[72], data[73], data[142], data[143]]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ZarrArray {
+    path: PathBuf,
+    store: Arc<FilesystemStore>,
+    array: Array<FilesystemStore>,
+    version: ZarrVersion,
+    /// Metadata still to write ([`ZarrArray::finish`]): `(file name, document)`.
+    pending_metadata: Vec<(&'static str, Value)>,
+    durability: std::sync::Mutex<Durability>,
+    shape: Vec<u64>,
+    /// Storage unit (chunk, or shard) shape.
+    unit: Vec<u64>,
+    /// Inner chunk shape when sharded.
+    inner: Option<Vec<u64>>,
+    esize: usize,
+    dtype: Option<DataType>,
+    fill: Vec<u8>,
+    /// Chunks are raw little-endian bytes (and shards have the standard index at the end).
+    raw: bool,
+}
+
+impl std::fmt::Debug for ZarrArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZarrArray")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .field("shape", &self.shape)
+            .field("unit", &self.unit)
+            .field("inner", &self.inner)
+            .field("esize", &self.esize)
+            .field("raw", &self.raw)
+            .finish()
+    }
+}
+
+/// Writes a small file atomically (temporary name + rename), flushed when `sync`.
+pub(crate) fn write_small(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    let w = tiledio_io::FileWriter::create_with(path, &Settings::default())?;
+    if !bytes.is_empty() {
+        w.write_at(0, bytes)?;
+    }
+    w.finish(sync)?;
+    Ok(())
+}
+
+pub(crate) fn read_json(path: &Path) -> Result<Option<Value>> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| ZarrError::Metadata {
+                path: path.into(),
+                message: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(fs_err(path, "read")(e)),
+    }
+}
+
+/// Flushes the whole file system holding `dir` (one `syncfs`).
+pub(crate) fn sync_fs(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir).map_err(fs_err(dir, "open for syncfs"))?;
+    // SAFETY: a valid descriptor we own for the duration of the call.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(fs_err(dir, "syncfs")(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn nz(shape: &[u64]) -> Vec<NonZeroU64> {
+    shape
+        .iter()
+        .map(|&s| NonZeroU64::new(s.max(1)).unwrap_or(NonZeroU64::MIN))
+        .collect()
+}
+
+fn prod(s: &[u64]) -> u64 {
+    s.iter().product()
+}
+
+/// Whether a codec list (v3 JSON) is the bytes codec alone, little-endian (or 1-byte data).
+fn raw_bytes_codecs(codecs: &Value, esize: usize) -> bool {
+    let Some(list) = codecs.as_array() else {
+        return false;
+    };
+    if list.len() != 1 || list[0]["name"] != "bytes" {
+        return false;
+    }
+    let endian = &list[0]["configuration"]["endian"];
+    endian == "little" || (esize == 1 && (endian.is_null() || endian == "big"))
+}
+
+impl ZarrArray {
+    /// Prepares a new array at `path` (a folder, created; it must not exist or be empty).
+    /// Nothing but the folder is written until chunks are; the metadata is written by
+    /// [`ZarrArray::finish`].
+    ///
+    /// # Errors
+    /// [`ZarrError::Usage`] for an invalid spec, [`ZarrError::AlreadyExists`],
+    /// [`ZarrError::Fs`] if the folder cannot be created.
+    pub fn create(path: impl AsRef<Path>, spec: &ArraySpec) -> Result<ZarrArray> {
+        let path = path.as_ref().to_path_buf();
+        let meta = spec.metadata()?;
+        if path.exists() {
+            let mut rd = std::fs::read_dir(&path).map_err(fs_err(&path, "list"))?;
+            if rd.next().is_some() {
+                return Err(ZarrError::AlreadyExists { path });
+            }
+        }
+        std::fs::create_dir_all(&path).map_err(fs_err(&path, "create folder"))?;
+        let (zmeta, pending) = match spec.version {
+            ZarrVersion::V3 => {
+                let m: zarrs::array::ArrayMetadataV3 = serde_json::from_value(meta.clone())
+                    .map_err(|e| ZarrError::Metadata {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                (ArrayMetadata::V3(m), vec![("zarr.json", meta)])
+            }
+            ZarrVersion::V2 => {
+                let m: zarrs::array::ArrayMetadataV2 = serde_json::from_value(meta.clone())
+                    .map_err(|e| ZarrError::Metadata {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                let attrs = Value::Object(spec.attributes.clone());
+                (
+                    ArrayMetadata::V2(m),
+                    vec![(".zattrs", attrs), (".zarray", meta)],
+                )
+            }
+        };
+        let store = Arc::new(FilesystemStore::new(&path).map_err(|e| ZarrError::Zarrs {
+            path: path.clone(),
+            message: e.to_string(),
+        })?);
+        let array =
+            Array::new_with_metadata(store.clone(), "/", zmeta).map_err(|e| ZarrError::Zarrs {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let mut a = Self::from_parts(path, store, array, spec.version)?;
+        a.pending_metadata = pending;
+        Ok(a)
+    }
+
+    /// Opens an existing array (v3 `zarr.json`, or v2 `.zarray`).
+    ///
+    /// # Errors
+    /// [`ZarrError::NotFound`] when there is no array metadata, [`ZarrError::Metadata`] /
+    /// [`ZarrError::Zarrs`] when it is invalid, [`ZarrError::Unsupported`] for variable-length
+    /// data types.
+    pub fn open(path: impl AsRef<Path>) -> Result<ZarrArray> {
+        let path = path.as_ref().to_path_buf();
+        let version = if path.join("zarr.json").is_file() {
+            ZarrVersion::V3
+        } else if path.join(".zarray").is_file() {
+            ZarrVersion::V2
+        } else {
+            return Err(ZarrError::NotFound { path });
+        };
+        if version == ZarrVersion::V3 {
+            let m = read_json(&path.join("zarr.json"))?.unwrap_or_default();
+            if m["node_type"] != "array" {
+                return Err(ZarrError::Metadata {
+                    path,
+                    message: format!("node_type is {}, not array", m["node_type"]),
+                });
+            }
+        }
+        let store = Arc::new(FilesystemStore::new(&path).map_err(|e| ZarrError::Zarrs {
+            path: path.clone(),
+            message: e.to_string(),
+        })?);
+        let array = Array::open(store.clone(), "/").map_err(|e| ZarrError::Zarrs {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Self::from_parts(path, store, array, version)
+    }
+
+    fn from_parts(
+        path: PathBuf,
+        store: Arc<FilesystemStore>,
+        array: Array<FilesystemStore>,
+        version: ZarrVersion,
+    ) -> Result<ZarrArray> {
+        let shape = array.shape().to_vec();
+        let esize = array
+            .data_type()
+            .fixed_size()
+            .ok_or_else(|| ZarrError::Unsupported {
+                what: format!("{}: variable-length data type", path.display()),
+            })?;
+        let meta = serde_json::to_value(array.metadata()).map_err(|e| ZarrError::Metadata {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let (unit, inner, raw, dtype) = match version {
+            ZarrVersion::V3 => {
+                let unit: Vec<u64> = serde_json::from_value(
+                    meta["chunk_grid"]["configuration"]["chunk_shape"].clone(),
+                )
+                .map_err(|e| ZarrError::Metadata {
+                    path: path.clone(),
+                    message: format!("chunk grid: {e} (only regular grids)"),
+                })?;
+                let codecs = &meta["codecs"];
+                let st_empty = meta["storage_transformers"]
+                    .as_array()
+                    .is_none_or(|v| v.is_empty());
+                let c0 = &codecs[0];
+                if codecs.as_array().is_some_and(|l| l.len() == 1)
+                    && c0["name"] == "sharding_indexed"
+                {
+                    let cfg = &c0["configuration"];
+                    let inner: Vec<u64> = serde_json::from_value(cfg["chunk_shape"].clone())
+                        .map_err(|e| ZarrError::Metadata {
+                            path: path.clone(),
+                            message: format!("sharding chunk_shape: {e}"),
+                        })?;
+                    let idx = &cfg["index_codecs"];
+                    let idx_std = idx.as_array().is_some_and(|l| {
+                        l.len() == 2
+                            && l[0]["name"] == "bytes"
+                            && l[0]["configuration"]["endian"] == "little"
+                            && l[1]["name"] == "crc32c"
+                    });
+                    let at_end = cfg["index_location"].is_null() || cfg["index_location"] == "end";
+                    let raw =
+                        st_empty && idx_std && at_end && raw_bytes_codecs(&cfg["codecs"], esize);
+                    (
+                        unit,
+                        Some(inner),
+                        raw,
+                        DataType::from_name(meta["data_type"].as_str().unwrap_or("")),
+                    )
+                } else {
+                    (
+                        unit,
+                        None,
+                        st_empty && raw_bytes_codecs(codecs, esize),
+                        DataType::from_name(meta["data_type"].as_str().unwrap_or("")),
+                    )
+                }
+            }
+            ZarrVersion::V2 => {
+                let unit: Vec<u64> =
+                    serde_json::from_value(meta["chunks"].clone()).map_err(|e| {
+                        ZarrError::Metadata {
+                            path: path.clone(),
+                            message: format!("chunks: {e}"),
+                        }
+                    })?;
+                let dt = meta["dtype"].as_str().unwrap_or("");
+                let le = dt.starts_with('<') || dt.starts_with('|');
+                let no_filters = meta["filters"].as_array().is_none_or(|v| v.is_empty());
+                let raw = meta["compressor"].is_null() && no_filters && meta["order"] == "C" && le;
+                (unit, None, raw, DataType::from_name(dt))
+            }
+        };
+        if unit.len() != shape.len()
+            || unit.contains(&0)
+            || inner
+                .as_ref()
+                .is_some_and(|i| i.len() != shape.len() || i.contains(&0))
+        {
+            return Err(ZarrError::Metadata {
+                path,
+                message: format!("chunk shape {unit:?} / {inner:?} does not fit shape {shape:?}"),
+            });
+        }
+        if let Some(i) = &inner
+            && unit.iter().zip(i).any(|(u, c)| u % c != 0)
+        {
+            return Err(ZarrError::Metadata {
+                path,
+                message: format!("shard shape {unit:?} is not a multiple of chunk shape {i:?}"),
+            });
+        }
+        let fill = array.fill_value().as_ne_bytes().to_vec();
+        if fill.len() != esize {
+            return Err(ZarrError::Unsupported {
+                what: format!(
+                    "{}: fill value of {} bytes for {esize}-byte elements",
+                    path.display(),
+                    fill.len()
+                ),
+            });
+        }
+        Ok(ZarrArray {
+            path,
+            store,
+            array,
+            version,
+            pending_metadata: Vec::new(),
+            durability: std::sync::Mutex::new(Durability::None),
+            shape,
+            unit,
+            inner,
+            esize,
+            dtype,
+            fill,
+            raw: raw && cfg!(target_endian = "little"),
+        })
+    }
+
+    /// The array folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The array shape.
+    pub fn shape(&self) -> &[u64] {
+        &self.shape
+    }
+
+    /// The chunk shape (inner chunk shape when sharded).
+    pub fn chunk_shape(&self) -> &[u64] {
+        self.inner.as_deref().unwrap_or(&self.unit)
+    }
+
+    /// The shard shape, when sharded.
+    pub fn shard_shape(&self) -> Option<&[u64]> {
+        self.inner.as_ref().map(|_| self.unit.as_slice())
+    }
+
+    /// Bytes per element.
+    pub fn element_size(&self) -> usize {
+        self.esize
+    }
+
+    /// The data type, when it is one of [`DataType`]'s (others are read and written as raw
+    /// elements of [`ZarrArray::element_size`] bytes).
+    pub fn data_type(&self) -> Option<DataType> {
+        self.dtype
+    }
+
+    /// The format version.
+    pub fn version(&self) -> ZarrVersion {
+        self.version
+    }
+
+    /// Whether chunks are raw bytes, moved by the direct (no-codec) path.
+    pub fn is_raw(&self) -> bool {
+        self.raw
+    }
+
+    /// The array's user attributes.
+    pub fn attributes(&self) -> &serde_json::Map<String, Value> {
+        self.array.attributes()
+    }
+
+    /// The fill value of one element (native-endian bytes).
+    pub fn fill_bytes(&self) -> &[u8] {
+        &self.fill
+    }
+
+    /// Bytes of the whole array in memory.
+    pub fn nbytes(&self) -> usize {
+        prod(&self.shape) as usize * self.esize
+    }
+
+    fn unit_path(&self, u: u64) -> PathBuf {
+        let grid: Vec<u64> = self
+            .shape
+            .iter()
+            .zip(&self.unit)
+            .map(|(s, c)| s.div_ceil(*c))
+            .collect();
+        let mut c = vec![0u64; grid.len()];
+        layout::unravel(u, &grid, &mut c);
+        self.store.key_to_fspath(&self.array.chunk_key(&c))
+    }
+
+    fn unit_coords(&self, u: u64) -> Vec<u64> {
+        let grid: Vec<u64> = self
+            .shape
+            .iter()
+            .zip(&self.unit)
+            .map(|(s, c)| s.div_ceil(*c))
+            .collect();
+        let mut c = vec![0u64; grid.len()];
+        layout::unravel(u, &grid, &mut c);
+        c
+    }
+
+    fn check_box(&self, origin: &[u64], shape: &[u64], buf_len: usize) -> Result<()> {
+        let r = self.shape.len();
+        if origin.len() != r || shape.len() != r {
+            return Err(usage(format!(
+                "region {origin:?}+{shape:?} has the wrong rank for array shape {:?}",
+                self.shape
+            )));
+        }
+        if (0..r).any(|d| {
+            origin[d]
+                .checked_add(shape[d])
+                .is_none_or(|e| e > self.shape[d])
+        }) {
+            return Err(usage(format!(
+                "region {origin:?}+{shape:?} lies outside array shape {:?}",
+                self.shape
+            )));
+        }
+        let need = prod(shape) as usize * self.esize;
+        if buf_len != need {
+            return Err(usage(format!(
+                "buffer of {buf_len} bytes for a region of {need} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes of a shard index plus its crc32c, and the number of inner chunks per shard.
+    fn shard_index_bytes(&self) -> (usize, usize) {
+        match &self.inner {
+            Some(i) => {
+                let n = self.unit.iter().zip(i).map(|(u, c)| u / c).product::<u64>() as usize;
+                (n * 16 + 4, n)
+            }
+            None => (0, 0),
+        }
+    }
+
+    /// The index of a shard whose inner chunks are all stored, in order, uncompressed.
+    fn full_shard_index(&self) -> Vec<u8> {
+        let (bytes, n) = self.shard_index_bytes();
+        let chunk_bytes = prod(self.chunk_shape()) * self.esize as u64;
+        let mut idx = Vec::with_capacity(bytes);
+        for i in 0..n as u64 {
+            idx.extend_from_slice(&(i * chunk_bytes).to_le_bytes());
+            idx.extend_from_slice(&chunk_bytes.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&idx);
+        idx.extend_from_slice(&crc.to_le_bytes());
+        idx
+    }
+
+    fn set_durability(&self, d: Durability) {
+        let mut g = self.durability.lock().unwrap_or_else(|e| e.into_inner());
+        if d != Durability::None && *g == Durability::None {
+            *g = Durability::AtEnd;
+        }
+        if d == Durability::AtEnd {
+            *g = Durability::AtEnd;
+        }
+    }
+
+    /// Writes the whole array from host memory (C order, native-endian elements) or GPU memory.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::write_region`].
+    pub fn write_all<'a>(&self, src: impl Into<Source<'a>>, opts: &WriteOptions) -> Result<()> {
+        let zeros = vec![0; self.shape.len()];
+        let shape = self.shape.clone();
+        self.write_region(&zeros, &shape, src, opts)
+    }
+
+    /// Writes a region that covers whole storage units (chunks, or shards when sharded): its
+    /// origin is a multiple of the unit shape and its end is one too or the array's end. The
+    /// source holds the region in C order. Units are written in batches of
+    /// `opts.batch_bytes`; raw chunks go straight from the source (GPU or host) through
+    /// staging to their files, compressed ones are encoded on the CPU in parallel, overlapped
+    /// with the gathering (and GPU→host copy) of the next batch.
+    ///
+    /// # Errors
+    /// [`ZarrError::Usage`] for a region outside the array, unaligned, or a source of the wrong
+    /// size; [`ZarrError::Chunk`] when encoding fails; [`ZarrError::Io`].
+    pub fn write_region<'a>(
+        &self,
+        origin: &[u64],
+        shape: &[u64],
+        src: impl Into<Source<'a>>,
+        opts: &WriteOptions,
+    ) -> Result<()> {
+        let src = src.into();
+        let len = match src {
+            Source::Host(b) => b.len(),
+            Source::Device(d) => d.len(),
+        };
+        self.check_box(origin, shape, len)?;
+        for d in 0..self.shape.len() {
+            let end = origin[d] + shape[d];
+            if origin[d] % self.unit[d] != 0 || (end % self.unit[d] != 0 && end != self.shape[d]) {
+                return Err(usage(format!(
+                    "region {origin:?}+{shape:?} is not aligned to the {} shape {:?}",
+                    if self.inner.is_some() {
+                        "shard"
+                    } else {
+                        "chunk"
+                    },
+                    self.unit
+                )));
+            }
+        }
+        self.set_durability(opts.durability);
+        let units = layout::cells_in_box(&self.shape, &self.unit, origin, shape);
+        if units.is_empty() {
+            return Ok(());
+        }
+        let (extra, _) = if self.raw {
+            self.shard_index_bytes()
+        } else {
+            (0, 0)
+        };
+        let inner = if self.raw {
+            self.inner.clone().unwrap_or_else(|| self.unit.clone())
+        } else {
+            self.unit.clone()
+        };
+        let l = Layout::new(
+            &self.shape,
+            &self.unit,
+            &inner,
+            origin,
+            shape,
+            self.esize,
+            extra,
+        );
+        let per_batch = (opts.batch_bytes / l.slot_bytes).clamp(1, units.len());
+        let batches: Vec<&[u64]> = units.chunks(per_batch).collect();
+        match (src, self.raw) {
+            (Source::Host(b), true) => {
+                let mut staging = vec![0u8; per_batch * l.slot_bytes];
+                for batch in batches {
+                    let st = &mut staging[..batch.len() * l.slot_bytes];
+                    l.copy_host(
+                        Direction::Gather,
+                        WindowPtr(b.as_ptr().cast_mut()),
+                        st,
+                        batch,
+                        &self.fill,
+                    );
+                    self.put_index_host(st, l.slot_bytes);
+                    self.write_raw(batch, Source::Host(st), l.slot_bytes, opts)?;
+                }
+            }
+            (Source::Device(d), true) => {
+                let staging = DeviceBuffer::new(per_batch * l.slot_bytes)?;
+                let mut staging = staging;
+                for batch in batches {
+                    kernels::copy_device(
+                        &l,
+                        Direction::Gather,
+                        d.device_ptr(),
+                        d.len(),
+                        &staging,
+                        batch,
+                        &self.fill,
+                    )?;
+                    if extra > 0 {
+                        let idx = self.full_shard_index();
+                        for i in 0..batch.len() {
+                            staging
+                                .copy_from_host_at(i * l.slot_bytes + l.slot_bytes - extra, &idx)?;
+                        }
+                    }
+                    self.write_raw(batch, Source::Device(&staging), l.slot_bytes, opts)?;
+                }
+            }
+            (src, false) => {
+                // Producer (gather, GPU→host copy) and consumer (encode, write) overlap.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Vec<u8>)>>(1);
+                let staging_dev = match src {
+                    Source::Device(_) => Some(DeviceBuffer::new(per_batch * l.slot_bytes)?),
+                    Source::Host(_) => None,
+                };
+                std::thread::scope(|s| -> Result<()> {
+                    let l = &l;
+                    let batches = &batches;
+                    s.spawn(move || {
+                        for (bi, batch) in batches.iter().enumerate() {
+                            let mut host = vec![0u8; batch.len() * l.slot_bytes];
+                            let r = match (src, &staging_dev) {
+                                (Source::Host(b), _) => {
+                                    l.copy_host(
+                                        Direction::Gather,
+                                        WindowPtr(b.as_ptr().cast_mut()),
+                                        &mut host,
+                                        batch,
+                                        &self.fill,
+                                    );
+                                    Ok(())
+                                }
+                                (Source::Device(d), Some(st)) => kernels::copy_device(
+                                    l,
+                                    Direction::Gather,
+                                    d.device_ptr(),
+                                    d.len(),
+                                    st,
+                                    batch,
+                                    &self.fill,
+                                )
+                                .and_then(|()| {
+                                    st.copy_to_host_at(0, &mut host).map_err(ZarrError::from)
+                                }),
+                                (Source::Device(_), None) => Err(usage("no staging")),
+                            };
+                            let failed = r.is_err();
+                            if tx.send(r.map(|()| (bi, host))).is_err() || failed {
+                                return;
+                            }
+                        }
+                    });
+                    for msg in rx.iter() {
+                        let (bi, host) = msg?;
+                        self.encode_and_write(batches[bi], &host, l.slot_bytes, opts)?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn put_index_host(&self, staging: &mut [u8], slot: usize) {
+        let (extra, _) = self.shard_index_bytes();
+        if extra == 0 {
+            return;
+        }
+        let idx = self.full_shard_index();
+        staging
+            .par_chunks_mut(slot)
+            .for_each(|s| s[slot - extra..].copy_from_slice(&idx));
+    }
+
+    fn write_raw(
+        &self,
+        units: &[u64],
+        src: Source<'_>,
+        slot: usize,
+        opts: &WriteOptions,
+    ) -> Result<()> {
+        let files: Vec<FileWrite> = units
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| FileWrite {
+                path: self.unit_path(u),
+                src_offset: i * slot,
+                len: slot,
+            })
+            .collect();
+        self.make_dirs(&files)?;
+        tiledio_io::write_files(
+            &files,
+            src,
+            &opts.settings,
+            opts.durability == Durability::PerChunk,
+        )?;
+        Ok(())
+    }
+
+    fn make_dirs(&self, files: &[FileWrite]) -> Result<()> {
+        let mut dirs: Vec<&Path> = files.iter().filter_map(|f| f.path.parent()).collect();
+        dirs.dedup();
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs {
+            std::fs::create_dir_all(d).map_err(fs_err(d, "create folder"))?;
+        }
+        Ok(())
+    }
+
+    /// Encodes units staged in C order (one slot each) with the array's codecs, in parallel,
+    /// and writes them.
+    fn encode_and_write(
+        &self,
+        units: &[u64],
+        host: &[u8],
+        slot: usize,
+        opts: &WriteOptions,
+    ) -> Result<()> {
+        let codecs = self.array.codecs();
+        let shape = nz(&self.unit);
+        let copts = CodecOptions::default();
+        let encoded: Vec<Vec<u8>> = host
+            .par_chunks(slot)
+            .zip(units.par_iter())
+            .map(|(bytes, &u)| {
+                codecs
+                    .encode(
+                        ArrayBytes::new_flen(bytes),
+                        &shape,
+                        self.array.data_type(),
+                        self.array.fill_value(),
+                        &copts,
+                    )
+                    .map(|c| c.into_owned())
+                    .map_err(|e| ZarrError::Chunk {
+                        path: self.unit_path(u),
+                        chunk: self.unit_coords(u),
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<_>>()?;
+        let mut all = Vec::with_capacity(encoded.iter().map(Vec::len).sum());
+        let mut files = Vec::with_capacity(units.len());
+        for (e, &u) in encoded.iter().zip(units) {
+            files.push(FileWrite {
+                path: self.unit_path(u),
+                src_offset: all.len(),
+                len: e.len(),
+            });
+            all.extend_from_slice(e);
+        }
+        self.make_dirs(&files)?;
+        tiledio_io::write_files(
+            &files,
+            &all,
+            &opts.settings,
+            opts.durability == Durability::PerChunk,
+        )?;
+        Ok(())
+    }
+
+    /// Writes the metadata of a new array (after flushing its chunks when the writes asked for
+    /// [`Durability::AtEnd`]); for an opened array, only flushes. Until this is called a new
+    /// array is not an array to readers.
+    ///
+    /// # Errors
+    /// [`ZarrError::Io`] / [`ZarrError::Fs`] when flushing or writing fails.
+    pub fn finish(mut self) -> Result<ZarrArray> {
+        let d = *self.durability.lock().unwrap_or_else(|e| e.into_inner());
+        if d != Durability::None {
+            sync_fs(&self.path)?;
+        }
+        for (name, doc) in std::mem::take(&mut self.pending_metadata) {
+            let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| ZarrError::Metadata {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+            write_small(&self.path.join(name), &bytes, d != Durability::None)?;
+        }
+        Ok(self)
+    }
+
+    /// Reads the whole array into a new host vector (C order, native-endian elements).
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_region`].
+    pub fn read_to_vec(&self) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; self.nbytes()];
+        self.read_all(&mut v)?;
+        Ok(v)
+    }
+
+    /// Reads the whole array into `dst` (host or GPU memory).
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_region`].
+    pub fn read_all<'a>(&self, dst: impl Into<Target<'a>>) -> Result<()> {
+        let zeros = vec![0; self.shape.len()];
+        let shape = self.shape.clone();
+        self.read_region(&zeros, &shape, dst)
+    }
+
+    /// Reads a region into a new GPU buffer.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_region`]; [`ZarrError::Io`] when there is no GPU.
+    pub fn read_region_to_device(&self, origin: &[u64], shape: &[u64]) -> Result<DeviceBuffer> {
+        let mut d = DeviceBuffer::new((prod(shape) as usize * self.esize).max(1))?;
+        let n = prod(shape) as usize * self.esize;
+        if n == 0 {
+            return Ok(d);
+        }
+        self.read_region_into(origin, shape, Target::Device(&mut d), n)?;
+        Ok(d)
+    }
+
+    /// Reads the region `[origin, origin + shape)` into `dst` (C order; host or GPU memory).
+    /// Missing chunks read as the fill value. Raw chunks are read straight into staging (GPU
+    /// staging for GPU targets) and placed by one gather pass; compressed chunks are read and
+    /// decoded in parallel on the CPU.
+    ///
+    /// # Errors
+    /// [`ZarrError::Usage`] for a region outside the array or a buffer of the wrong size;
+    /// [`ZarrError::Chunk`] for a chunk that is malformed (wrong size, bad shard index, codec
+    /// failure); [`ZarrError::Io`].
+    pub fn read_region<'a>(
+        &self,
+        origin: &[u64],
+        shape: &[u64],
+        dst: impl Into<Target<'a>>,
+    ) -> Result<()> {
+        let dst = dst.into();
+        let len = match &dst {
+            Target::Host(b) => b.len(),
+            Target::Device(d) => d.len(),
+        };
+        self.read_region_into(origin, shape, dst, len)
+    }
+
+    fn read_region_into(
+        &self,
+        origin: &[u64],
+        shape: &[u64],
+        mut dst: Target<'_>,
+        len: usize,
+    ) -> Result<()> {
+        self.check_box(origin, shape, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let settings = Settings::from_env().unwrap_or_default();
+        if self.raw {
+            let (units, reads, missing) = match &self.inner {
+                None => self.plan_raw_chunks(origin, shape)?,
+                Some(_) => self.plan_raw_shards(origin, shape)?,
+            };
+            let chunk = self.chunk_shape().to_vec();
+            let l = Layout::new(&self.shape, &chunk, &chunk, origin, shape, self.esize, 0);
+            if missing {
+                self.fill_target(&mut dst, len)?;
+            }
+            if units.is_empty() {
+                return Ok(());
+            }
+            let staging_len = units.len() * l.slot_bytes;
+            match dst {
+                Target::Host(b) => {
+                    let mut st = vec![0u8; staging_len];
+                    tiledio_io::read_files(&reads, &mut st, &settings)?;
+                    l.copy_host(
+                        Direction::Scatter,
+                        WindowPtr(b.as_mut_ptr()),
+                        &mut st,
+                        &units,
+                        &self.fill,
+                    );
+                }
+                Target::Device(d) => {
+                    let mut st = DeviceBuffer::new(staging_len)?;
+                    tiledio_io::read_files(&reads, &mut st, &settings)?;
+                    kernels::copy_device(
+                        &l,
+                        Direction::Scatter,
+                        d.device_ptr(),
+                        d.len(),
+                        &st,
+                        &units,
+                        &self.fill,
+                    )?;
+                }
+            }
+            return Ok(());
+        }
+        // Codec path: decode whole units on the CPU.
+        let units = layout::cells_in_box(&self.shape, &self.unit, origin, shape);
+        let l = Layout::new(
+            &self.shape,
+            &self.unit,
+            &self.unit,
+            origin,
+            shape,
+            self.esize,
+            0,
+        );
+        let budget = 1usize << 30;
+        let per_batch = (budget / l.slot_bytes).clamp(1, units.len().max(1));
+        let mut host = vec![0u8; per_batch.min(units.len()) * l.slot_bytes];
+        let mut dev = match &dst {
+            Target::Device(_) => Some(DeviceBuffer::new(host.len().max(1))?),
+            Target::Host(_) => None,
+        };
+        for batch in units.chunks(per_batch) {
+            let st = &mut host[..batch.len() * l.slot_bytes];
+            self.decode_units(batch, st, l.slot_bytes)?;
+            match (&mut dst, &mut dev) {
+                (Target::Host(b), _) => l.copy_host(
+                    Direction::Scatter,
+                    WindowPtr(b.as_mut_ptr()),
+                    st,
+                    batch,
+                    &self.fill,
+                ),
+                (Target::Device(d), Some(sd)) => {
+                    sd.copy_from_host_at(0, st)?;
+                    kernels::copy_device(
+                        &l,
+                        Direction::Scatter,
+                        d.device_ptr(),
+                        d.len(),
+                        sd,
+                        batch,
+                        &self.fill,
+                    )?;
+                }
+                (Target::Device(_), None) => return Err(usage("no staging")),
+            }
+        }
+        Ok(())
+    }
+
+    fn fill_target(&self, dst: &mut Target<'_>, len: usize) -> Result<()> {
+        match dst {
+            Target::Host(b) => layout::fill_pattern(b, &self.fill),
+            Target::Device(d) => kernels::fill_device(d.device_ptr(), len, &self.fill)?,
+        }
+        Ok(())
+    }
+
+    /// Raw unsharded chunks: one read per present chunk; `missing` when any is absent.
+    fn plan_raw_chunks(
+        &self,
+        origin: &[u64],
+        shape: &[u64],
+    ) -> Result<(Vec<u64>, Vec<FileRead>, bool)> {
+        let all = layout::cells_in_box(&self.shape, &self.unit, origin, shape);
+        let slot = prod(&self.unit) as usize * self.esize;
+        let sizes: Vec<Option<u64>> = all
+            .par_iter()
+            .map(|&u| {
+                let p = self.unit_path(u);
+                match std::fs::metadata(&p) {
+                    Ok(m) => Ok(Some(m.len())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(fs_err(p, "stat")(e)),
+                }
+            })
+            .collect::<Result<_>>()?;
+        let mut units = Vec::with_capacity(all.len());
+        let mut reads = Vec::with_capacity(all.len());
+        let mut missing = false;
+        for (&u, size) in all.iter().zip(sizes) {
+            match size {
+                None => missing = true,
+                Some(n) if n as usize != slot => {
+                    return Err(ZarrError::Chunk {
+                        path: self.unit_path(u),
+                        chunk: self.unit_coords(u),
+                        message: format!("{n} bytes, expected {slot}"),
+                    });
+                }
+                Some(_) => {
+                    reads.push(FileRead {
+                        path: self.unit_path(u),
+                        file_offset: 0,
+                        len: slot,
+                        dst_offset: units.len() * slot,
+                    });
+                    units.push(u);
+                }
+            }
+        }
+        Ok((units, reads, missing))
+    }
+
+    /// Raw shards: read each shard's index, then one read per present inner chunk. Units are
+    /// linear indices in the inner chunk grid.
+    fn plan_raw_shards(
+        &self,
+        origin: &[u64],
+        shape: &[u64],
+    ) -> Result<(Vec<u64>, Vec<FileRead>, bool)> {
+        let inner = self.chunk_shape().to_vec();
+        let r = self.shape.len();
+        let (idx_bytes, n_inner) = self.shard_index_bytes();
+        let ig: Vec<u64> = self.unit.iter().zip(&inner).map(|(u, c)| u / c).collect();
+        let cgrid: Vec<u64> = self
+            .shape
+            .iter()
+            .zip(&inner)
+            .map(|(s, c)| s.div_ceil(*c))
+            .collect();
+        let chunk_bytes = prod(&inner) as usize * self.esize;
+        let wanted: std::collections::HashSet<u64> =
+            layout::cells_in_box(&self.shape, &inner, origin, shape)
+                .into_iter()
+                .collect();
+        let shards = layout::cells_in_box(&self.shape, &self.unit, origin, shape);
+        type Entries = Vec<(u64, Option<(u64, PathBuf)>)>;
+        let per_shard: Vec<Entries> = shards
+            .par_iter()
+            .map(|&s| -> Result<Entries> {
+                let p = self.unit_path(s);
+                let sc = self.unit_coords(s);
+                let corrupt = |message: String| ZarrError::Chunk { path: p.clone(), chunk: sc.clone(), message };
+                let index = match std::fs::File::open(&p) {
+                    Ok(f) => {
+                        use std::os::unix::fs::FileExt;
+                        let flen = f.metadata().map_err(fs_err(&p, "stat"))?.len();
+                        if flen < idx_bytes as u64 {
+                            return Err(corrupt(format!("shard of {flen} bytes is shorter than its index ({idx_bytes} bytes)")));
+                        }
+                        let mut idx = vec![0u8; idx_bytes];
+                        f.read_exact_at(&mut idx, flen - idx_bytes as u64).map_err(fs_err(&p, "read shard index"))?;
+                        let (body, crc) = idx.split_at(idx_bytes - 4);
+                        if crc32c::crc32c(body).to_le_bytes() != crc {
+                            return Err(corrupt("shard index checksum mismatch".into()));
+                        }
+                        Some((idx, flen))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(fs_err(&p, "open")(e)),
+                };
+                let mut out = Vec::new();
+                let mut ic = vec![0u64; r];
+                let mut gc = vec![0u64; r];
+                for i in 0..n_inner as u64 {
+                    layout::unravel(i, &ig, &mut ic);
+                    for d in 0..r {
+                        gc[d] = sc[d] * ig[d] + ic[d];
+                    }
+                    if (0..r).any(|d| gc[d] >= cgrid[d]) {
+                        continue;
+                    }
+                    let g = layout::ravel(&gc, &cgrid);
+                    if !wanted.contains(&g) {
+                        continue;
+                    }
+                    let entry = index.as_ref().and_then(|(idx, flen)| {
+                        let e = &idx[i as usize * 16..i as usize * 16 + 16];
+                        let off = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
+                        let n = u64::from_le_bytes(e[8..].try_into().unwrap_or_default());
+                        if off == u64::MAX && n == u64::MAX { None } else { Some((off, n, *flen)) }
+                    });
+                    match entry {
+                        None => out.push((g, None)),
+                        Some((off, n, flen)) => {
+                            if n as usize != chunk_bytes || off.checked_add(n).is_none_or(|e| e > flen) {
+                                return Err(corrupt(format!("inner chunk {i}: {n} bytes at {off}, expected {chunk_bytes} bytes inside {flen}")));
+                            }
+                            out.push((g, Some((off, p.clone()))));
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .collect::<Result<_>>()?;
+        let mut units = Vec::new();
+        let mut reads = Vec::new();
+        let mut missing = false;
+        for (g, e) in per_shard.into_iter().flatten() {
+            match e {
+                None => missing = true,
+                Some((off, path)) => {
+                    reads.push(FileRead {
+                        path,
+                        file_offset: off,
+                        len: chunk_bytes,
+                        dst_offset: units.len() * chunk_bytes,
+                    });
+                    units.push(g);
+                }
+            }
+        }
+        // Shards missing altogether.
+        let covered: usize = units.len();
+        if covered < wanted.len() {
+            missing = true;
+        }
+        Ok((units, reads, missing))
+    }
+
+    /// Reads and decodes units (C-order slots), fill value for missing ones.
+    fn decode_units(&self, units: &[u64], staging: &mut [u8], slot: usize) -> Result<()> {
+        let codecs = self.array.codecs();
+        let shape = nz(&self.unit);
+        let copts = CodecOptions::default();
+        staging
+            .par_chunks_mut(slot)
+            .zip(units.par_iter())
+            .try_for_each(|(dst, &u)| {
+                let p = self.unit_path(u);
+                let bytes = match std::fs::read(&p) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        layout::fill_pattern(dst, &self.fill);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(fs_err(p, "read")(e)),
+                };
+                let cerr = |message: String| ZarrError::Chunk {
+                    path: p.clone(),
+                    chunk: self.unit_coords(u),
+                    message,
+                };
+                let dec = codecs
+                    .decode(
+                        bytes.into(),
+                        &shape,
+                        self.array.data_type(),
+                        self.array.fill_value(),
+                        &copts,
+                    )
+                    .map_err(|e| cerr(e.to_string()))?
+                    .into_fixed()
+                    .map_err(|e| cerr(e.to_string()))?;
+                if dec.len() != dst.len() {
+                    return Err(cerr(format!(
+                        "decoded to {} bytes, expected {}",
+                        dec.len(),
+                        dst.len()
+                    )));
+                }
+                dst.copy_from_slice(&dec);
+                Ok(())
+            })
+    }
+}

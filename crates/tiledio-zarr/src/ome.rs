@@ -1,0 +1,415 @@
+//! OME-Zarr 0.4 and 0.5 multiscale images: a group whose `multiscales` metadata lists one array
+//! per resolution level, with axes and scale transforms.
+//!
+//! 0.5 is Zarr v3 (`zarr.json` with `attributes.ome`); 0.4 is Zarr v2 (`.zgroup` and `.zattrs`
+//! with `multiscales`). The group metadata is written last ([`MultiscaleWriter::finish`]), so
+//! an interrupted conversion is not a valid image.
+
+use crate::array::{ZarrArray, read_json, sync_fs, write_small};
+use crate::error::{Result, ZarrError, fs_err};
+use crate::spec::{ArraySpec, ZarrVersion};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// OME-Zarr (NGFF) version.
+///
+/// ```
+/// assert_eq!(tiledio_zarr::ome::OmeVersion::V05.zarr_version(), tiledio_zarr::ZarrVersion::V3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OmeVersion {
+    /// 0.4 (Zarr v2).
+    V04,
+    /// 0.5 (Zarr v3), the default.
+    #[default]
+    V05,
+}
+
+impl OmeVersion {
+    /// The Zarr version its arrays use.
+    pub fn zarr_version(self) -> ZarrVersion {
+        match self {
+            OmeVersion::V04 => ZarrVersion::V2,
+            OmeVersion::V05 => ZarrVersion::V3,
+        }
+    }
+}
+
+/// One axis.
+///
+/// ```
+/// let a = tiledio_zarr::ome::Axis::space("y", Some("micrometer"));
+/// assert_eq!(a.kind, "space");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Axis {
+    /// Name (`"t"`, `"c"`, `"z"`, `"y"`, `"x"`).
+    pub name: String,
+    /// `"time"`, `"channel"` or `"space"`.
+    pub kind: String,
+    /// Unit (e.g. `"micrometer"`), for space and time axes.
+    pub unit: Option<String>,
+}
+
+impl Axis {
+    /// A space axis.
+    pub fn space(name: &str, unit: Option<&str>) -> Axis {
+        Axis {
+            name: name.into(),
+            kind: "space".into(),
+            unit: unit.map(Into::into),
+        }
+    }
+
+    /// A channel axis.
+    pub fn channel(name: &str) -> Axis {
+        Axis {
+            name: name.into(),
+            kind: "channel".into(),
+            unit: None,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut v = json!({"name": self.name, "type": self.kind});
+        if let Some(u) = &self.unit {
+            v["unit"] = json!(u);
+        }
+        v
+    }
+}
+
+/// One resolution level: its array path and its scale per axis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Level {
+    /// Array path inside the group (`"0"`, `"1"`, ...).
+    pub path: String,
+    /// Physical size of one element along each axis (e.g. MPP × downsample for y and x).
+    pub scale: Vec<f64>,
+}
+
+/// The `multiscales` entry of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Multiscales {
+    /// OME-Zarr version.
+    pub version: OmeVersion,
+    /// Image name.
+    pub name: Option<String>,
+    /// Axes, in array dimension order.
+    pub axes: Vec<Axis>,
+    /// Levels, finest first.
+    pub levels: Vec<Level>,
+}
+
+impl Multiscales {
+    /// The `multiscales` list as JSON (one image).
+    ///
+    /// ```
+    /// use tiledio_zarr::ome::*;
+    /// let m = Multiscales { version: OmeVersion::V05, name: Some("slide".into()),
+    ///     axes: vec![Axis::channel("c"), Axis::space("y", Some("micrometer")), Axis::space("x", Some("micrometer"))],
+    ///     levels: vec![Level { path: "0".into(), scale: vec![1.0, 0.25, 0.25] }] };
+    /// let j = m.to_json();
+    /// assert_eq!(j[0]["datasets"][0]["coordinateTransformations"][0]["scale"][1], 0.25);
+    /// validate(&m.group_attributes())?;
+    /// # Ok::<(), tiledio_zarr::ZarrError>(())
+    /// ```
+    pub fn to_json(&self) -> Value {
+        let datasets: Vec<Value> = self
+            .levels
+            .iter()
+            .map(|l| json!({"path": l.path, "coordinateTransformations": [{"type": "scale", "scale": l.scale}]}))
+            .collect();
+        let mut m = json!({"axes": self.axes.iter().map(Axis::to_json).collect::<Vec<_>>(), "datasets": datasets});
+        if self.version == OmeVersion::V04 {
+            m["version"] = json!("0.4");
+        }
+        if let Some(n) = &self.name {
+            m["name"] = json!(n);
+        }
+        json!([m])
+    }
+
+    /// The group attributes holding this: `{"ome": {"version": "0.5", "multiscales": ...}}` for
+    /// 0.5, `{"multiscales": ...}` for 0.4.
+    pub fn group_attributes(&self) -> Value {
+        match self.version {
+            OmeVersion::V05 => json!({"ome": {"version": "0.5", "multiscales": self.to_json()}}),
+            OmeVersion::V04 => json!({"multiscales": self.to_json()}),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ZarrError {
+    ZarrError::Metadata {
+        path: PathBuf::from("<multiscales>"),
+        message: message.into(),
+    }
+}
+
+/// A structural check of OME-Zarr group attributes against the 0.4 / 0.5 specification's rules
+/// for `multiscales` (the rules of its JSON schema, written out): version, 2–5 axes with unique
+/// names, at most one channel and no more than 3 space axes, time before channel before space,
+/// at least one dataset, each with exactly one `scale` transform (optionally followed by one
+/// `translation`) of the axes' length.
+///
+/// # Errors
+/// [`ZarrError::Metadata`] naming the broken rule.
+pub fn validate(attrs: &Value) -> Result<()> {
+    let (version, ms) = if let Some(ome) = attrs.get("ome") {
+        (ome["version"].as_str().unwrap_or(""), &ome["multiscales"])
+    } else {
+        (
+            attrs["multiscales"][0]["version"].as_str().unwrap_or(""),
+            &attrs["multiscales"],
+        )
+    };
+    if version != "0.4" && version != "0.5" {
+        return Err(invalid(format!("version {version:?}: 0.4 or 0.5 expected")));
+    }
+    let list = ms
+        .as_array()
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| invalid("multiscales must be a non-empty list"))?;
+    for m in list {
+        let axes = m["axes"]
+            .as_array()
+            .ok_or_else(|| invalid("axes missing"))?;
+        if !(2..=5).contains(&axes.len()) {
+            return Err(invalid(format!("{} axes: 2 to 5 expected", axes.len())));
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut order = Vec::new();
+        for a in axes {
+            let n = a["name"]
+                .as_str()
+                .ok_or_else(|| invalid("axis without a name"))?;
+            if !names.insert(n) {
+                return Err(invalid(format!("duplicate axis {n}")));
+            }
+            let t = a["type"].as_str().unwrap_or("");
+            order.push(match t {
+                "time" => 0,
+                "channel" => 1,
+                "space" => 2,
+                _ => 3,
+            });
+        }
+        let spaces = order.iter().filter(|&&o| o == 2).count();
+        if !(2..=3).contains(&spaces) {
+            return Err(invalid(format!("{spaces} space axes: 2 or 3 expected")));
+        }
+        if order.iter().filter(|&&o| o == 1).count() > 1
+            || order.iter().filter(|&&o| o == 0).count() > 1
+        {
+            return Err(invalid("more than one time or channel axis"));
+        }
+        if order
+            .windows(2)
+            .any(|w| w[0] > w[1] && w[0] != 3 && w[1] != 3)
+        {
+            return Err(invalid("axes must be ordered time, channel, space"));
+        }
+        let ds = m["datasets"]
+            .as_array()
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| invalid("datasets must be a non-empty list"))?;
+        for d in ds {
+            if d["path"].as_str().is_none_or(str::is_empty) {
+                return Err(invalid("dataset without a path"));
+            }
+            let t = d["coordinateTransformations"]
+                .as_array()
+                .ok_or_else(|| invalid("dataset without coordinateTransformations"))?;
+            let ok_kinds = matches!(t.len(), 1 | 2)
+                && t[0]["type"] == "scale"
+                && (t.len() == 1 || t[1]["type"] == "translation");
+            if !ok_kinds {
+                return Err(invalid(
+                    "transformations must be one scale, then optionally one translation",
+                ));
+            }
+            for tr in t {
+                let key = if tr["type"] == "scale" {
+                    "scale"
+                } else {
+                    "translation"
+                };
+                let v = tr[key]
+                    .as_array()
+                    .ok_or_else(|| invalid(format!("{key} values missing")))?;
+                if v.len() != axes.len() || v.iter().any(|x| !x.is_number()) {
+                    return Err(invalid(format!(
+                        "{key} has {} numbers for {} axes",
+                        v.len(),
+                        axes.len()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes an OME-Zarr multiscale image: create arrays per level with
+/// [`MultiscaleWriter::create_level`], write and finish them, then [`MultiscaleWriter::finish`]
+/// writes the group metadata, last.
+///
+/// ```
+/// use tiledio_zarr::{ArraySpec, DataType, ome::*};
+/// # let dir = tempfile::tempdir()?;
+/// let w = MultiscaleWriter::create(dir.path().join("img.zarr"), OmeVersion::V05)?;
+/// let a = w.create_level("0", &ArraySpec::new(&[3, 8, 8], &[1, 4, 4], DataType::U8))?;
+/// a.write_all(&vec![5u8; 192], &Default::default())?;
+/// a.finish()?;
+/// let axes = vec![Axis::channel("c"), Axis::space("y", Some("micrometer")), Axis::space("x", Some("micrometer"))];
+/// w.finish(Some("img"), axes, vec![Level { path: "0".into(), scale: vec![1.0, 0.5, 0.5] }])?;
+/// let m = read_multiscales(dir.path().join("img.zarr"))?;
+/// assert_eq!(m.levels[0].scale, [1.0, 0.5, 0.5]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct MultiscaleWriter {
+    root: PathBuf,
+    version: OmeVersion,
+}
+
+impl MultiscaleWriter {
+    /// Creates the group folder (it must not exist or be empty).
+    ///
+    /// # Errors
+    /// [`ZarrError::AlreadyExists`], [`ZarrError::Fs`].
+    pub fn create(root: impl AsRef<Path>, version: OmeVersion) -> Result<MultiscaleWriter> {
+        let root = root.as_ref().to_path_buf();
+        if root.exists()
+            && std::fs::read_dir(&root)
+                .map_err(fs_err(&root, "list"))?
+                .next()
+                .is_some()
+        {
+            return Err(ZarrError::AlreadyExists { path: root });
+        }
+        std::fs::create_dir_all(&root).map_err(fs_err(&root, "create folder"))?;
+        Ok(MultiscaleWriter { root, version })
+    }
+
+    /// The group folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the array of one level (its Zarr version forced to the OME version's).
+    ///
+    /// # Errors
+    /// As [`ZarrArray::create`].
+    pub fn create_level(&self, path: &str, spec: &ArraySpec) -> Result<ZarrArray> {
+        let spec = spec.clone().with_version(self.version.zarr_version());
+        ZarrArray::create(self.root.join(path), &spec)
+    }
+
+    /// Validates and writes the group metadata (flushed to storage): the image is complete.
+    ///
+    /// # Errors
+    /// [`ZarrError::Metadata`] when the multiscales are invalid ([`validate`]); write errors.
+    pub fn finish(
+        self,
+        name: Option<&str>,
+        axes: Vec<Axis>,
+        levels: Vec<Level>,
+    ) -> Result<PathBuf> {
+        let m = Multiscales {
+            version: self.version,
+            name: name.map(Into::into),
+            axes,
+            levels,
+        };
+        let attrs = m.group_attributes();
+        validate(&attrs)?;
+        for l in &m.levels {
+            if !(self.root.join(&l.path).join("zarr.json").is_file()
+                || self.root.join(&l.path).join(".zarray").is_file())
+            {
+                return Err(ZarrError::NotFound {
+                    path: self.root.join(&l.path),
+                });
+            }
+        }
+        sync_fs(&self.root)?;
+        let pretty = |v: &Value| serde_json::to_vec_pretty(v).unwrap_or_default();
+        match self.version {
+            OmeVersion::V05 => {
+                let g = json!({"zarr_format": 3, "node_type": "group", "attributes": attrs});
+                write_small(&self.root.join("zarr.json"), &pretty(&g), true)?;
+            }
+            OmeVersion::V04 => {
+                write_small(&self.root.join(".zattrs"), &pretty(&attrs), true)?;
+                write_small(
+                    &self.root.join(".zgroup"),
+                    &pretty(&json!({"zarr_format": 2})),
+                    true,
+                )?;
+            }
+        }
+        Ok(self.root)
+    }
+}
+
+/// Reads the `multiscales` of an OME-Zarr group (0.4 or 0.5; the first image).
+///
+/// # Errors
+/// [`ZarrError::NotFound`] when the folder is not a group; [`ZarrError::Metadata`] when it has
+/// no valid multiscales.
+pub fn read_multiscales(root: impl AsRef<Path>) -> Result<Multiscales> {
+    let root = root.as_ref();
+    let attrs = if let Some(g) = read_json(&root.join("zarr.json"))? {
+        if g["node_type"] != "group" {
+            return Err(ZarrError::Metadata {
+                path: root.into(),
+                message: "not a group".into(),
+            });
+        }
+        g["attributes"].clone()
+    } else if root.join(".zgroup").is_file() {
+        read_json(&root.join(".zattrs"))?.unwrap_or_default()
+    } else {
+        return Err(ZarrError::NotFound { path: root.into() });
+    };
+    validate(&attrs).map_err(|e| ZarrError::Metadata {
+        path: root.into(),
+        message: e.to_string(),
+    })?;
+    let (version, m) = match attrs.get("ome") {
+        Some(o) => (OmeVersion::V05, o["multiscales"][0].clone()),
+        None => (OmeVersion::V04, attrs["multiscales"][0].clone()),
+    };
+    let axes = m["axes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| Axis {
+            name: a["name"].as_str().unwrap_or("").into(),
+            kind: a["type"].as_str().unwrap_or("").into(),
+            unit: a["unit"].as_str().map(Into::into),
+        })
+        .collect();
+    let levels = m["datasets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| Level {
+            path: d["path"].as_str().unwrap_or("").into(),
+            scale: d["coordinateTransformations"][0]["scale"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_f64)
+                .collect(),
+        })
+        .collect();
+    Ok(Multiscales {
+        version,
+        name: m["name"].as_str().map(Into::into),
+        axes,
+        levels,
+    })
+}
