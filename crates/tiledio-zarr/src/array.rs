@@ -187,6 +187,7 @@ impl ZarrArray {
             }
         }
         std::fs::create_dir_all(&path).map_err(fs_err(&path, "create folder"))?;
+        let meta_for_parts = meta.clone();
         let (zmeta, pending) = match spec.version {
             ZarrVersion::V3 => {
                 let m: zarrs::array::ArrayMetadataV3 = serde_json::from_value(meta.clone())
@@ -218,7 +219,7 @@ impl ZarrArray {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-        let mut a = Self::from_parts(path, store, array, spec.version)?;
+        let mut a = Self::from_parts(path, store, array, spec.version, meta_for_parts)?;
         a.pending_metadata = pending;
         Ok(a)
     }
@@ -255,7 +256,13 @@ impl ZarrArray {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        Self::from_parts(path, store, array, version)
+        let meta_file = if version == ZarrVersion::V3 {
+            "zarr.json"
+        } else {
+            ".zarray"
+        };
+        let meta = read_json(&path.join(meta_file))?.unwrap_or_default();
+        Self::from_parts(path, store, array, version, meta)
     }
 
     fn from_parts(
@@ -263,6 +270,7 @@ impl ZarrArray {
         store: Arc<FilesystemStore>,
         array: Array<FilesystemStore>,
         version: ZarrVersion,
+        meta: Value,
     ) -> Result<ZarrArray> {
         let shape = array.shape().to_vec();
         let esize = array
@@ -271,10 +279,6 @@ impl ZarrArray {
             .ok_or_else(|| ZarrError::Unsupported {
                 what: format!("{}: variable-length data type", path.display()),
             })?;
-        let meta = serde_json::to_value(array.metadata()).map_err(|e| ZarrError::Metadata {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
         let (unit, inner, raw, dtype) = match version {
             ZarrVersion::V3 => {
                 let unit: Vec<u64> = serde_json::from_value(

@@ -137,7 +137,9 @@ impl<'a> TileWriter<'a> {
                 self.ready.push(p);
             }
         }
-        if self.ready_bytes >= self.opts.batch_bytes.min(256 << 20) || self.ready.len() >= 64 {
+        if self.ready_bytes >= self.opts.batch_bytes.min(256 << 20)
+            || self.ready.len() >= rayon::current_num_threads().max(4)
+        {
             self.flush()?;
         }
         Ok(())
