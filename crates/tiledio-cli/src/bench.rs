@@ -36,7 +36,15 @@ pub(crate) enum BenchCommand {
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Read { file, backends, threads, task_mib, repeats, cold, direct } => read(&file, &backends, &threads, &task_mib, repeats, cold, direct),
+        BenchCommand::Read {
+            file,
+            backends,
+            threads,
+            task_mib,
+            repeats,
+            cold,
+            direct,
+        } => read(&file, &backends, &threads, &task_mib, repeats, cold, direct),
     }
 }
 
@@ -45,13 +53,20 @@ fn tile_ranges(path: &Path) -> anyhow::Result<Vec<ReadRange>> {
     let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(std::fs::File::open(path)?))?;
     let offs = dec.get_tag_u64_vec(tiff::tags::Tag::TileOffsets)?;
     let cnts = dec.get_tag_u64_vec(tiff::tags::Tag::TileByteCounts)?;
-    anyhow::ensure!(offs.len() == cnts.len(), "TileOffsets and TileByteCounts differ in length");
+    anyhow::ensure!(
+        offs.len() == cnts.len(),
+        "TileOffsets and TileByteCounts differ in length"
+    );
     let mut dst = 0usize;
     Ok(offs
         .iter()
         .zip(&cnts)
         .map(|(&o, &c)| {
-            let r = ReadRange { file_offset: o, len: c as usize, dst_offset: dst };
+            let r = ReadRange {
+                file_offset: o,
+                len: c as usize,
+                dst_offset: dst,
+            };
             dst += c as usize;
             r
         })
@@ -61,7 +76,8 @@ fn tile_ranges(path: &Path) -> anyhow::Result<Vec<ReadRange>> {
 fn drop_caches() -> anyhow::Result<()> {
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc_sync() };
-    std::fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| anyhow::anyhow!("cannot drop the page cache (needs root): {e}"))
+    std::fs::write("/proc/sys/vm/drop_caches", "3")
+        .map_err(|e| anyhow::anyhow!("cannot drop the page cache (needs root): {e}"))
 }
 
 unsafe extern "C" {
@@ -75,10 +91,23 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn read(path: &Path, backends: &[String], threads: &[usize], task_mib: &[usize], repeats: usize, cold: bool, direct: bool) -> anyhow::Result<()> {
+fn read(
+    path: &Path,
+    backends: &[String],
+    threads: &[usize],
+    task_mib: &[usize],
+    repeats: usize,
+    cold: bool,
+    direct: bool,
+) -> anyhow::Result<()> {
     let ranges = tile_ranges(path)?;
     let total: usize = ranges.iter().map(|r| r.len).sum();
-    println!("{}: {} tiles, {:.2} GB of tile data", path.display(), ranges.len(), total as f64 / 1e9);
+    println!(
+        "{}: {} tiles, {:.2} GB of tile data",
+        path.display(),
+        ranges.len(),
+        total as f64 / 1e9
+    );
     let gpu = tiledio::io::gpu::gpu();
     match &gpu {
         Ok(g) => println!("GPU: {}", g.name()),
@@ -89,10 +118,17 @@ fn read(path: &Path, backends: &[String], threads: &[usize], task_mib: &[usize],
         FileHandle::open_with(path, &Settings::default())?.read_ranges(&ranges, &mut v)?;
         v
     };
-    let mut dev = if gpu.is_ok() { Some(DeviceBuffer::new(total)?) } else { None };
+    let mut dev = if gpu.is_ok() {
+        Some(DeviceBuffer::new(total)?)
+    } else {
+        None
+    };
     let mut host = vec![0u8; total];
     let states: &[bool] = if cold { &[false, true] } else { &[false] };
-    println!("\n{:<16} {:>7} {:>9} {:>6} {:>7} {:>9} {:>9}  backend used", "backend", "threads", "task", "cache", "direct", "GB/s", "ms");
+    println!(
+        "\n{:<16} {:>7} {:>9} {:>6} {:>7} {:>9} {:>9}  backend used",
+        "backend", "threads", "task", "cache", "direct", "GB/s", "ms"
+    );
     for b in backends {
         for &th in threads {
             for &tm in task_mib {
@@ -102,7 +138,13 @@ fn read(path: &Path, backends: &[String], threads: &[usize], task_mib: &[usize],
                         "host" => BackendChoice::Auto,
                         other => other.parse()?,
                     };
-                    let s = Settings { threads: th, task_size: tm << 20, backend: choice, direct_io: use_direct, ..Settings::default() };
+                    let s = Settings {
+                        threads: th,
+                        task_size: tm << 20,
+                        backend: choice,
+                        direct_io: use_direct,
+                        ..Settings::default()
+                    };
                     let fh = FileHandle::open_with(path, &s)?;
                     let to_gpu = b != "host";
                     if to_gpu && dev.is_none() {
@@ -118,13 +160,25 @@ fn read(path: &Path, backends: &[String], threads: &[usize], task_mib: &[usize],
                             drop_caches()?;
                         }
                         let t = Instant::now();
-                        let st = if to_gpu { fh.read_ranges(&ranges, dev.as_mut().expect("checked"))? } else { fh.read_ranges(&ranges, &mut host)? };
+                        let st = if to_gpu {
+                            fh.read_ranges(&ranges, dev.as_mut().expect("checked"))?
+                        } else {
+                            fh.read_ranges(&ranges, &mut host)?
+                        };
                         let dt = t.elapsed().as_secs_f64();
                         if rep == 0 {
                             // The first read checks the bytes and warms up (not timed).
-                            let ok = if to_gpu { dev.as_ref().expect("checked").to_host_vec()? == reference } else { host == reference };
+                            let ok = if to_gpu {
+                                dev.as_ref().expect("checked").to_host_vec()? == reference
+                            } else {
+                                host == reference
+                            };
                             anyhow::ensure!(ok, "{b}: bytes differ from the reference read");
-                            used = if to_gpu { fh.backend_report()?.to_string() } else { st.backend.to_string() };
+                            used = if to_gpu {
+                                fh.backend_report()?.to_string()
+                            } else {
+                                st.backend.to_string()
+                            };
                             continue;
                         }
                         times.push(dt);

@@ -31,22 +31,42 @@ pub(crate) fn run(size_mib: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let w = FileWriter::create(&path)?;
     w.write_at(0, &data)?;
     w.finish(false)?;
-    println!("wrote {} ({} MiB) in {:.0} ms through a temporary file renamed into place", path.display(), size_mib, t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "wrote {} ({} MiB) in {:.0} ms through a temporary file renamed into place",
+        path.display(),
+        size_mib,
+        t.elapsed().as_secs_f64() * 1e3
+    );
 
     // Tile-like ranges: 768 KiB pieces (a 512x512 RGB tile) read in a shuffled order.
     let tile = 786_432usize;
     let n = size / tile;
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| (i as u64).wrapping_mul(0x9E3779B97F4A7C15).rotate_left(29));
-    let ranges: Vec<ReadRange> = order.iter().enumerate().map(|(k, &i)| ReadRange { file_offset: (i * tile) as u64, len: tile, dst_offset: k * tile }).collect();
+    let ranges: Vec<ReadRange> = order
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| ReadRange {
+            file_offset: (i * tile) as u64,
+            len: tile,
+            dst_offset: k * tile,
+        })
+        .collect();
     let total = n * tile;
     let mut want = vec![0u8; total];
     for r in &ranges {
-        want[r.dst_offset..r.dst_offset + r.len].copy_from_slice(&data[r.file_offset as usize..r.file_offset as usize + r.len]);
+        want[r.dst_offset..r.dst_offset + r.len]
+            .copy_from_slice(&data[r.file_offset as usize..r.file_offset as usize + r.len]);
     }
 
-    println!("\n{n} tile-sized ranges ({} MiB), shuffled; page cache warm\n", total >> 20);
-    println!("{:<18} {:>8} {:>10} {:>8}  backend used, and why the others were not", "target", "GB/s", "ms", "ok");
+    println!(
+        "\n{n} tile-sized ranges ({} MiB), shuffled; page cache warm\n",
+        total >> 20
+    );
+    println!(
+        "{:<18} {:>8} {:>10} {:>8}  backend used, and why the others were not",
+        "target", "GB/s", "ms", "ok"
+    );
     let env = Settings::from_env()?;
     let mut host = vec![0u8; total];
     let fh = FileHandle::open_with(&path, &env)?;
@@ -54,18 +74,36 @@ pub(crate) fn run(size_mib: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let t = Instant::now();
     let st = fh.read_ranges(&ranges, &mut host)?;
     let dt = t.elapsed().as_secs_f64();
-    println!("{:<18} {:>8.2} {:>10.1} {:>8}  {}", "host memory", total as f64 / dt / 1e9, dt * 1e3, host == want, st.backend);
+    println!(
+        "{:<18} {:>8.2} {:>10.1} {:>8}  {}",
+        "host memory",
+        total as f64 / dt / 1e9,
+        dt * 1e3,
+        host == want,
+        st.backend
+    );
     anyhow::ensure!(host == want, "host read returned wrong bytes");
     drop(host);
 
     match gpu::gpu() {
-        Err(e) => println!("{:<18} {:>8} {:>10} {:>8}  {e}", "GPU memory", "-", "-", "-"),
+        Err(e) => println!(
+            "{:<18} {:>8} {:>10} {:>8}  {e}",
+            "GPU memory", "-", "-", "-"
+        ),
         Ok(g) => {
             println!("GPU: {}", g.name());
             tiledio::io::prewarm(&env)?;
             let mut dev = DeviceBuffer::new(total)?;
-            for choice in [BackendChoice::Auto, BackendChoice::Staged, BackendChoice::CuFile, BackendChoice::Mmap] {
-                let s = Settings { backend: choice, ..env.clone() };
+            for choice in [
+                BackendChoice::Auto,
+                BackendChoice::Staged,
+                BackendChoice::CuFile,
+                BackendChoice::Mmap,
+            ] {
+                let s = Settings {
+                    backend: choice,
+                    ..env.clone()
+                };
                 let fh = FileHandle::open_with(&path, &s)?;
                 dev.fill(0)?;
                 fh.read_ranges(&ranges, &mut dev)?;
@@ -73,7 +111,14 @@ pub(crate) fn run(size_mib: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
                 let st = fh.read_ranges(&ranges, &mut dev)?;
                 let dt = t.elapsed().as_secs_f64();
                 let ok = dev.to_host_vec()? == want;
-                println!("{:<18} {:>8.2} {:>10.1} {:>8}  {}", format!("GPU ({choice:?})"), total as f64 / dt / 1e9, dt * 1e3, ok, fh.backend_report()?);
+                println!(
+                    "{:<18} {:>8.2} {:>10.1} {:>8}  {}",
+                    format!("GPU ({choice:?})"),
+                    total as f64 / dt / 1e9,
+                    dt * 1e3,
+                    ok,
+                    fh.backend_report()?
+                );
                 anyhow::ensure!(ok, "GPU read via {} returned wrong bytes", st.backend);
             }
         }

@@ -50,7 +50,13 @@ fn main() -> anyhow::Result<()> {
 
 fn backends(file: Option<PathBuf>) -> anyhow::Result<()> {
     match tiledio::io::gpu::gpu() {
-        Ok(g) => println!("GPU: {} ({:.1} GiB, compute {}.{})", g.name(), g.total_memory() as f64 / (1u64 << 30) as f64, g.compute_capability().0, g.compute_capability().1),
+        Ok(g) => println!(
+            "GPU: {} ({:.1} GiB, compute {}.{})",
+            g.name(),
+            g.total_memory() as f64 / (1u64 << 30) as f64,
+            g.compute_capability().0,
+            g.compute_capability().1
+        ),
         Err(e) => println!("GPU: none ({e})"),
     }
     match tiledio::io::cufile_status() {

@@ -31,6 +31,8 @@ unsafe impl Sync for RawBuf {}
 impl RawBuf {
     /// # Safety
     /// The range must be inside the buffer and no other live slice may overlap it.
+    // A shared view hands out disjoint mutable slices to several workers: that is the point.
+    #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn slice_mut(&self, offset: usize, len: usize) -> &mut [u8] {
         debug_assert!(offset + len <= self.len);
         // SAFETY: per the function's contract.

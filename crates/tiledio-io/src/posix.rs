@@ -58,7 +58,9 @@ pub(crate) fn pread_direct(
     let a_off = align_down(offset);
     let a_end = align_up(offset + len as u64);
     let a_len = (a_end - a_off) as usize;
-    debug_assert!(scratch.len() >= a_len && (scratch.as_ptr() as usize) % DIRECT_ALIGN == 0);
+    debug_assert!(
+        scratch.len() >= a_len && (scratch.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
+    );
     let got = pread_full(direct, &mut scratch[..a_len], a_off)?;
     let delta = (offset - a_off) as usize;
     Ok((delta, got.saturating_sub(delta).min(len)))

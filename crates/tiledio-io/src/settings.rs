@@ -169,7 +169,10 @@ impl Settings {
                 reason: "must be 1 to 1024",
             });
         }
-        if self.task_size < 4096 || self.task_size > (1 << 30) || self.task_size % 4096 != 0 {
+        if self.task_size < 4096
+            || self.task_size > (1 << 30)
+            || !self.task_size.is_multiple_of(4096)
+        {
             return Err(IoError::Setting {
                 name: "task_size",
                 value: self.task_size.to_string(),

@@ -37,13 +37,21 @@ fn ranges(file_len: usize, seed: u64) -> (Vec<ReadRange>, usize) {
     for _ in 0..300 {
         let off = (next() % file_len as u64) as usize;
         let len = ((next() % 900_000) as usize).min(file_len - off);
-        out.push(ReadRange { file_offset: off as u64, len, dst_offset: dst });
+        out.push(ReadRange {
+            file_offset: off as u64,
+            len,
+            dst_offset: dst,
+        });
         dst += len;
     }
     // A long run of back-to-back ranges, as a tifffile-written slide has.
     let mut off = 1234;
     for _ in 0..40 {
-        out.push(ReadRange { file_offset: off, len: 786_432, dst_offset: dst });
+        out.push(ReadRange {
+            file_offset: off,
+            len: 786_432,
+            dst_offset: dst,
+        });
         dst += 786_432;
         off += 786_432;
     }
@@ -55,7 +63,11 @@ fn check_backend(choice: BackendChoice, direct: bool) -> tiledio_io::BackendRepo
     let path = dir.path().join("data.bin");
     let data = random_bytes(96 << 20, 42);
     std::fs::write(&path, &data).unwrap();
-    let s = Settings { backend: choice, direct_io: direct, ..Settings::default() };
+    let s = Settings {
+        backend: choice,
+        direct_io: direct,
+        ..Settings::default()
+    };
     let fh = FileHandle::open_with(&path, &s).unwrap();
     let (rs, total) = ranges(data.len(), 7);
     let mut host = vec![0u8; total];
@@ -64,9 +76,15 @@ fn check_backend(choice: BackendChoice, direct: bool) -> tiledio_io::BackendRepo
     dev.fill(0x5A).unwrap();
     let st = fh.read_ranges(&rs, &mut dev).unwrap();
     let back = dev.to_host_vec().unwrap();
-    assert!(back == host, "{choice:?} (direct {direct}): GPU bytes differ from host bytes");
+    assert!(
+        back == host,
+        "{choice:?} (direct {direct}): GPU bytes differ from host bytes"
+    );
     for r in rs.iter().take(20) {
-        assert_eq!(&back[r.dst_offset..r.dst_offset + r.len], &data[r.file_offset as usize..r.file_offset as usize + r.len]);
+        assert_eq!(
+            &back[r.dst_offset..r.dst_offset + r.len],
+            &data[r.file_offset as usize..r.file_offset as usize + r.len]
+        );
     }
     let report = fh.backend_report().unwrap();
     assert_eq!(st.backend, report.backend);
@@ -77,14 +95,23 @@ fn check_backend(choice: BackendChoice, direct: bool) -> tiledio_io::BackendRepo
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn staged_reads_equal_host_reads() {
-    assert_eq!(check_backend(BackendChoice::Staged, false).backend, Backend::Staged);
-    assert_eq!(check_backend(BackendChoice::Staged, true).backend, Backend::Staged);
+    assert_eq!(
+        check_backend(BackendChoice::Staged, false).backend,
+        Backend::Staged
+    );
+    assert_eq!(
+        check_backend(BackendChoice::Staged, true).backend,
+        Backend::Staged
+    );
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn mmap_reads_equal_host_reads() {
-    assert_eq!(check_backend(BackendChoice::Mmap, false).backend, Backend::Mmap);
+    assert_eq!(
+        check_backend(BackendChoice::Mmap, false).backend,
+        Backend::Mmap
+    );
 }
 
 #[test]
@@ -101,13 +128,20 @@ fn auto_reads_equal_host_reads_and_explain_the_choice() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn cufile_taken_with_udev_entry_and_reason_reported_without() {
-    let udev = std::env::var("CUFILE_UDEV").map(|v| v != "0").unwrap_or(true);
+    let udev = std::env::var("CUFILE_UDEV")
+        .map(|v| v != "0")
+        .unwrap_or(true);
     let r = check_backend(BackendChoice::CuFile, false);
     if udev {
         assert_eq!(r.backend, Backend::CuFile, "{r}");
     } else {
         assert_eq!(r.backend, Backend::Staged, "{r}");
-        let why = &r.rejected.iter().find(|(b, _)| *b == Backend::CuFile).expect("cuFile reason").1;
+        let why = &r
+            .rejected
+            .iter()
+            .find(|(b, _)| *b == Backend::CuFile)
+            .expect("cuFile reason")
+            .1;
         assert!(why.contains("cuFileHandleRegister"), "{why}");
     }
 }
@@ -120,19 +154,38 @@ fn writes_from_gpu_read_back_equal() {
     let dev = DeviceBuffer::from_host(&data).unwrap();
     for choice in [BackendChoice::Staged, BackendChoice::CuFile] {
         let path = dir.path().join(format!("w-{choice:?}.bin"));
-        let s = Settings { backend: choice, ..Settings::default() };
+        let s = Settings {
+            backend: choice,
+            ..Settings::default()
+        };
         let w = FileWriter::create_with(&path, &s).unwrap();
         let st = w.write_at(0, &dev).unwrap();
         w.finish(true).unwrap();
-        assert!(std::fs::read(&path).unwrap() == data, "{choice:?} ({}) wrote different bytes", st.backend);
+        assert!(
+            std::fs::read(&path).unwrap() == data,
+            "{choice:?} ({}) wrote different bytes",
+            st.backend
+        );
         eprintln!("write {choice:?}: {}", st.backend);
     }
     // Many files from one device buffer.
-    let files: Vec<tiledio_io::FileWrite> =
-        (0..40).map(|i| tiledio_io::FileWrite { path: dir.path().join(format!("chunk{i}")), src_offset: i << 20, len: 1 << 20 }).collect();
+    let files: Vec<tiledio_io::FileWrite> = (0..40)
+        .map(|i| tiledio_io::FileWrite {
+            path: dir.path().join(format!("chunk{i}")),
+            src_offset: i << 20,
+            len: 1 << 20,
+        })
+        .collect();
     tiledio_io::write_files(&files, &dev, &Settings::default(), false).unwrap();
-    let reads: Vec<tiledio_io::FileRead> =
-        files.iter().map(|f| tiledio_io::FileRead { path: f.path.clone(), file_offset: 0, len: f.len, dst_offset: f.src_offset }).collect();
+    let reads: Vec<tiledio_io::FileRead> = files
+        .iter()
+        .map(|f| tiledio_io::FileRead {
+            path: f.path.clone(),
+            file_offset: 0,
+            len: f.len,
+            dst_offset: f.src_offset,
+        })
+        .collect();
     let mut back = DeviceBuffer::zeroed(40 << 20).unwrap();
     tiledio_io::read_files(&reads, &mut back, &Settings::default()).unwrap();
     assert!(back.to_host_vec().unwrap() == data);
@@ -142,7 +195,10 @@ fn writes_from_gpu_read_back_equal() {
 #[ignore = "needs a CUDA GPU"]
 fn out_of_gpu_memory_is_a_typed_error() {
     let err = DeviceBuffer::new(1 << 50).unwrap_err();
-    assert!(matches!(err, IoError::OutOfDeviceMemory { requested, .. } if requested == 1 << 50), "{err}");
+    assert!(
+        matches!(err, IoError::OutOfDeviceMemory { requested, .. } if requested == 1 << 50),
+        "{err}"
+    );
 }
 
 #[test]
@@ -161,9 +217,16 @@ fn nvrtc_kernel_runs() {
     let data = random_bytes(1 << 20, 3);
     let d = DeviceBuffer::from_host(&data).unwrap();
     let (mut p, mut n, mut v) = (d.device_ptr(), data.len() as u64, 3u8);
-    let mut args = [&mut p as *mut u64 as *mut _, &mut n as *mut u64 as *mut _, &mut v as *mut u8 as *mut _];
+    let mut args = [
+        &mut p as *mut u64 as *mut _,
+        &mut n as *mut u64 as *mut _,
+        &mut v as *mut u8 as *mut _,
+    ];
     // SAFETY: arguments match the kernel's (pointer, length, value).
-    unsafe { k.launch(((1 << 20) / 256, 1, 1), (256, 1, 1), 0, &mut args).unwrap() };
+    unsafe {
+        k.launch(((1 << 20) / 256, 1, 1), (256, 1, 1), 0, &mut args)
+            .unwrap()
+    };
     g.synchronize().unwrap();
     let back = d.to_host_vec().unwrap();
     assert!(back.iter().zip(&data).all(|(b, a)| *b == a.wrapping_add(3)));
