@@ -71,7 +71,11 @@ pub fn pythonpath() -> Option<PathBuf> {
                 ));
             }
         }
-        if has_modules(Some(&dir)) { Ok(Some(dir)) } else { Err("interop packages installed but not importable".into()) }
+        if has_modules(Some(&dir)) {
+            Ok(Some(dir))
+        } else {
+            Err("interop packages installed but not importable".into())
+        }
     })
     .clone()
     .unwrap_or_else(|e| panic!("interop tests need Python with {PACKAGES:?}: {e}"))

@@ -86,10 +86,7 @@ pub(crate) fn run(size_mib: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     drop(host);
 
     match gpu::gpu() {
-        Err(e) => println!(
-            "{:<18} {:>8} {:>10} {:>8}  {e}",
-            "GPU memory", "-", "-", "-"
-        ),
+        Err(e) => println!("{:<18} {:>8} {:>10} {:>8}  {e}", "GPU memory", "-", "-", "-"),
         Ok(g) => {
             println!("GPU: {}", g.name());
             tiledio::io::prewarm(&env)?;

@@ -90,11 +90,7 @@ impl Mapping {
         crate::gpu::gpu().map_err(|e| e.to_string())?;
         // SAFETY: ptr..ptr+len is a live mapping; read-only registration suits a PROT_READ map.
         let r = unsafe {
-            cudarc::driver::sys::cuMemHostRegister_v2(
-                ptr,
-                len,
-                cudarc::driver::sys::CU_MEMHOSTREGISTER_READ_ONLY,
-            )
+            cudarc::driver::sys::cuMemHostRegister_v2(ptr, len, cudarc::driver::sys::CU_MEMHOSTREGISTER_READ_ONLY)
         }
         .result();
         if let Err(e) = r {
@@ -131,12 +127,7 @@ pub(crate) enum DeviceIo {
 }
 
 /// Chooses the backend for GPU transfers of `path` under `settings`.
-pub(crate) fn choose(
-    path: &Path,
-    file: &File,
-    len: u64,
-    settings: &Settings,
-) -> Result<(DeviceIo, BackendReport)> {
+pub(crate) fn choose(path: &Path, file: &File, len: u64, settings: &Settings) -> Result<(DeviceIo, BackendReport)> {
     crate::gpu::gpu()?;
     let want = settings.backend;
     let mut rejected = Vec::new();
@@ -195,8 +186,7 @@ pub(crate) fn choose(
 
 fn try_cufile(path: &Path) -> std::result::Result<CuFileHandle, String> {
     cufile::api()?;
-    let direct = crate::posix::open_direct(path)
-        .map_err(|e| format!("O_DIRECT refused by the file system: {e}"))?;
+    let direct = crate::posix::open_direct(path).map_err(|e| format!("O_DIRECT refused by the file system: {e}"))?;
     CuFileHandle::register(direct)
 }
 

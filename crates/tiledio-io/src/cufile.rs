@@ -37,10 +37,8 @@ const CU_FILE_HANDLE_TYPE_OPAQUE_FD: c_int = 1;
 type DriverOpen = unsafe extern "C" fn() -> Status;
 type HandleRegister = unsafe extern "C" fn(*mut *mut c_void, *mut Descr) -> Status;
 type HandleDeregister = unsafe extern "C" fn(*mut c_void);
-type ReadFn =
-    unsafe extern "C" fn(*mut c_void, *mut c_void, usize, libc::off_t, libc::off_t) -> isize;
-type WriteFn =
-    unsafe extern "C" fn(*mut c_void, *const c_void, usize, libc::off_t, libc::off_t) -> isize;
+type ReadFn = unsafe extern "C" fn(*mut c_void, *mut c_void, usize, libc::off_t, libc::off_t) -> isize;
+type WriteFn = unsafe extern "C" fn(*mut c_void, *const c_void, usize, libc::off_t, libc::off_t) -> isize;
 
 /// The loaded library and the calls we use.
 pub(crate) struct CuFileApi {
@@ -57,10 +55,7 @@ pub(crate) struct CuFileApi {
 
 /// Names tried, in order; `TILEDIO_CUFILE_LIB` (a path or name) goes first when set.
 fn candidates() -> Vec<String> {
-    let mut c: Vec<String> = std::env::var("TILEDIO_CUFILE_LIB")
-        .ok()
-        .into_iter()
-        .collect();
+    let mut c: Vec<String> = std::env::var("TILEDIO_CUFILE_LIB").ok().into_iter().collect();
     c.extend(["libcufile.so.0", "libcufile.so", "libcufile.so.1"].map(String::from));
     c
 }
@@ -101,18 +96,12 @@ fn load() -> Result<CuFileApi, String> {
     let (lib, loaded) = names
         .iter()
         // SAFETY: loading libcufile runs its initialisers, which only set up the library.
-        .find_map(|n| {
-            unsafe { libloading::Library::new(n) }
-                .ok()
-                .map(|l| (l, n.clone()))
-        })
+        .find_map(|n| unsafe { libloading::Library::new(n) }.ok().map(|l| (l, n.clone())))
         .ok_or_else(|| format!("libcufile not found (tried {})", names.join(", ")))?;
     // SAFETY: the symbol types match the cuFile C API (cufile.h).
     let api = unsafe {
         let sym = |name: &str| format!("{loaded} has no symbol {name}");
-        let driver_open: DriverOpen = *lib
-            .get(b"cuFileDriverOpen\0")
-            .map_err(|_| sym("cuFileDriverOpen"))?;
+        let driver_open: DriverOpen = *lib.get(b"cuFileDriverOpen\0").map_err(|_| sym("cuFileDriverOpen"))?;
         let handle_register: HandleRegister = *lib
             .get(b"cuFileHandleRegister\0")
             .map_err(|_| sym("cuFileHandleRegister"))?;
@@ -155,9 +144,7 @@ impl CuFileHandle {
         let api = api()?;
         let mut descr = Descr {
             kind: CU_FILE_HANDLE_TYPE_OPAQUE_FD,
-            handle: Handle {
-                fd: file.as_raw_fd(),
-            },
+            handle: Handle { fd: file.as_raw_fd() },
             fs_ops: std::ptr::null(),
         };
         let mut handle = std::ptr::null_mut();
@@ -169,10 +156,7 @@ impl CuFileHandle {
                 describe(st)
             ));
         }
-        Ok(CuFileHandle {
-            handle,
-            _file: file,
-        })
+        Ok(CuFileHandle { handle, _file: file })
     }
 
     /// Reads `size` bytes at `file_offset` into device memory at `dev_base + dev_offset`.

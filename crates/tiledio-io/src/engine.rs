@@ -58,10 +58,7 @@ pub(crate) fn run<S>(
     let first_err: Mutex<Option<IoError>> = Mutex::new(None);
     let fail = |e: IoError| {
         failed.store(true, Ordering::Relaxed);
-        first_err
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(e);
+        first_err.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
     };
     let worker = || {
         let mut state = match init() {
@@ -200,8 +197,7 @@ impl HostScratch {
 pub(crate) unsafe fn scatter(segs: &[Segment], src: &[u8], dst: RawBuf) {
     for s in segs {
         // SAFETY: per the function's contract.
-        unsafe { dst.slice_mut(s.buf_offset, s.len) }
-            .copy_from_slice(&src[s.piece_offset..s.piece_offset + s.len]);
+        unsafe { dst.slice_mut(s.buf_offset, s.len) }.copy_from_slice(&src[s.piece_offset..s.piece_offset + s.len]);
     }
 }
 
@@ -220,13 +216,7 @@ pub(crate) fn host_read_piece(
         return read_exact(f, path, p.file_offset, out, &mut scratch.direct);
     }
     scratch.piece.resize(p.len, 0);
-    read_exact(
-        f,
-        path,
-        p.file_offset,
-        &mut scratch.piece[..p.len],
-        &mut scratch.direct,
-    )?;
+    read_exact(f, path, p.file_offset, &mut scratch.piece[..p.len], &mut scratch.direct)?;
     // SAFETY: segment destinations are checked and disjoint from other pieces'.
     unsafe { scatter(&p.segs, &scratch.piece[..p.len], dst) };
     Ok(())
@@ -317,23 +307,11 @@ pub fn prewarm(settings: &crate::Settings) -> Result<()> {
 ///
 /// # Safety
 /// `src` must stay valid and unchanged until the copy completes; the device range must be valid.
-pub(crate) unsafe fn htod_async(
-    dst: u64,
-    src: *const u8,
-    len: usize,
-    stream: &Stream,
-) -> Result<()> {
+pub(crate) unsafe fn htod_async(dst: u64, src: *const u8, len: usize, stream: &Stream) -> Result<()> {
     // SAFETY: per the function's contract.
-    unsafe {
-        cudarc::driver::sys::cuMemcpyHtoDAsync_v2(
-            dst,
-            src as *const std::ffi::c_void,
-            len,
-            stream.0,
-        )
-    }
-    .result()
-    .map_err(|e| cuda_err("cuMemcpyHtoDAsync", e))
+    unsafe { cudarc::driver::sys::cuMemcpyHtoDAsync_v2(dst, src as *const std::ffi::c_void, len, stream.0) }
+        .result()
+        .map_err(|e| cuda_err("cuMemcpyHtoDAsync", e))
 }
 
 /// Queues a device→host copy on `stream`.
@@ -342,21 +320,13 @@ pub(crate) unsafe fn htod_async(
 /// `dst` must stay valid until the copy completes; the device range must be valid.
 pub(crate) unsafe fn dtoh_async(dst: *mut u8, src: u64, len: usize, stream: &Stream) -> Result<()> {
     // SAFETY: per the function's contract.
-    unsafe {
-        cudarc::driver::sys::cuMemcpyDtoHAsync_v2(dst as *mut std::ffi::c_void, src, len, stream.0)
-    }
-    .result()
-    .map_err(|e| cuda_err("cuMemcpyDtoHAsync", e))
+    unsafe { cudarc::driver::sys::cuMemcpyDtoHAsync_v2(dst as *mut std::ffi::c_void, src, len, stream.0) }
+        .result()
+        .map_err(|e| cuda_err("cuMemcpyDtoHAsync", e))
 }
 
 /// Reads one piece through a pinned slot and queues its copies to device memory at `dst`.
-pub(crate) fn staged_read_piece(
-    f: &Opened<'_>,
-    path: &Path,
-    p: &Piece,
-    dst: u64,
-    set: &mut StagingSet,
-) -> Result<()> {
+pub(crate) fn staged_read_piece(f: &Opened<'_>, path: &Path, p: &Piece, dst: u64, set: &mut StagingSet) -> Result<()> {
     let (slot, ev, stream) = set.next_slot()?;
     let rd = |e| IoError::Read {
         path: path.into(),
@@ -395,13 +365,7 @@ pub(crate) fn staged_read_piece(
 }
 
 /// Copies one piece's bytes from device memory at `src` into a pinned slot and writes them.
-pub(crate) fn staged_write_piece(
-    file: &File,
-    path: &Path,
-    p: &Piece,
-    src: u64,
-    set: &mut StagingSet,
-) -> Result<()> {
+pub(crate) fn staged_write_piece(file: &File, path: &Path, p: &Piece, src: u64, set: &mut StagingSet) -> Result<()> {
     let (slot, ev, stream) = set.next_slot()?;
     for s in &p.segs {
         // SAFETY: the slot is ours until the event below has fired; the device range was checked.
@@ -437,8 +401,7 @@ pub(crate) fn host_write_piece(file: &File, path: &Path, p: &Piece, src: &[u8]) 
         None => {
             let mut tmp = vec![0u8; p.len];
             for s in &p.segs {
-                tmp[s.piece_offset..s.piece_offset + s.len]
-                    .copy_from_slice(&src[s.buf_offset..s.buf_offset + s.len]);
+                tmp[s.piece_offset..s.piece_offset + s.len].copy_from_slice(&src[s.buf_offset..s.buf_offset + s.len]);
             }
             posix::pwrite_all(file, &tmp, p.file_offset).map_err(werr)
         }

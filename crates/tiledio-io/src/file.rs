@@ -204,13 +204,10 @@ impl FileHandle {
     fn device_io(&self) -> Result<&(DeviceIo, BackendReport)> {
         self.device
             .get_or_init(|| {
-                backend::choose(&self.path, &self.file, self.len, &self.settings)
-                    .map_err(|e| e.to_string())
+                backend::choose(&self.path, &self.file, self.len, &self.settings).map_err(|e| e.to_string())
             })
             .as_ref()
-            .map_err(|reason| IoError::NoGpu {
-                reason: reason.clone(),
-            })
+            .map_err(|reason| IoError::NoGpu { reason: reason.clone() })
     }
 
     /// Which backend GPU reads of this file use, and why the others are not used.
@@ -230,11 +227,7 @@ impl FileHandle {
     /// [`IoError::PastEof`] for a range past the end of the file, [`IoError::BufferTooSmall`],
     /// [`IoError::OverlappingDestinations`], [`IoError::ShortRead`] if the file shrank,
     /// [`IoError::Read`], and for GPU targets [`IoError::Cuda`] / [`IoError::CuFile`].
-    pub fn read_ranges<'a>(
-        &self,
-        ranges: &[ReadRange],
-        dst: impl Into<Target<'a>>,
-    ) -> Result<ReadStats> {
+    pub fn read_ranges<'a>(&self, ranges: &[ReadRange], dst: impl Into<Target<'a>>) -> Result<ReadStats> {
         let mut dst = dst.into();
         let items: Vec<Item> = ranges
             .iter()
@@ -246,10 +239,7 @@ impl FileHandle {
             })
             .collect();
         for r in ranges {
-            if r.file_offset
-                .checked_add(r.len as u64)
-                .is_none_or(|end| end > self.len)
-            {
+            if r.file_offset.checked_add(r.len as u64).is_none_or(|end| end > self.len) {
                 return Err(IoError::PastEof {
                     path: self.path.clone(),
                     offset: r.file_offset,
@@ -266,12 +256,7 @@ impl FileHandle {
                 .map(|i| (0, i.buf_offset as u64, (i.buf_offset + i.len) as u64))
                 .collect(),
         )?;
-        let pieces = plan::plan(
-            &items,
-            self.settings.coalesce_gap,
-            self.settings.task_size,
-            true,
-        );
+        let pieces = plan::plan(&items, self.settings.coalesce_gap, self.settings.task_size, true);
         let bytes_read = pieces.iter().map(|p| p.len as u64).sum();
         let files = [FileRef {
             path: &self.path,
@@ -314,12 +299,7 @@ impl FileHandle {
     }
 }
 
-fn read_host(
-    files: &[FileRef<'_>],
-    pieces: &[plan::Piece],
-    buf: &mut [u8],
-    s: &Settings,
-) -> Result<()> {
+fn read_host(files: &[FileRef<'_>], pieces: &[plan::Piece], buf: &mut [u8], s: &Settings) -> Result<()> {
     let dst = RawBuf {
         ptr: buf.as_mut_ptr(),
         len: buf.len(),
@@ -408,9 +388,7 @@ fn read_device(
                     // SAFETY: the mapping covers the file; the range was checked against its length.
                     let src = unsafe { m.ptr.add(p.file_offset as usize + sg.piece_offset) };
                     // SAFETY: the mapping outlives the call, which waits for the stream in give_back.
-                    unsafe {
-                        engine::htod_async(base + sg.buf_offset as u64, src, sg.len, &set.stream)?
-                    };
+                    unsafe { engine::htod_async(base + sg.buf_offset as u64, src, sg.len, &set.stream)? };
                 }
                 Ok(())
             },
@@ -451,11 +429,7 @@ pub struct FileRead {
 ///
 /// # Errors
 /// As [`FileHandle::read_ranges`]; a file shorter than its range gives [`IoError::ShortRead`].
-pub fn read_files<'a>(
-    reads: &[FileRead],
-    dst: impl Into<Target<'a>>,
-    settings: &Settings,
-) -> Result<ReadStats> {
+pub fn read_files<'a>(reads: &[FileRead], dst: impl Into<Target<'a>>, settings: &Settings) -> Result<ReadStats> {
     settings.validate()?;
     let mut dst = dst.into();
     let items: Vec<Item> = reads
@@ -531,14 +505,12 @@ fn sync_dir(path: &Path) -> Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| IoError::Write {
-            path: dir.into(),
-            offset: 0,
-            len: 0,
-            source: e,
-        })
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| IoError::Write {
+        path: dir.into(),
+        offset: 0,
+        len: 0,
+        source: e,
+    })
 }
 
 fn commit(file: &File, temp: &Path, path: &Path, sync: bool) -> Result<()> {
@@ -625,11 +597,7 @@ impl FileWriter {
     /// # Errors
     /// [`IoError::BufferTooSmall`], [`IoError::OverlappingDestinations`] for ranges that overlap
     /// in the file, [`IoError::Write`], and for GPU sources [`IoError::Cuda`].
-    pub fn write_ranges<'a>(
-        &self,
-        ranges: &[WriteRange],
-        src: impl Into<Source<'a>>,
-    ) -> Result<WriteStats> {
+    pub fn write_ranges<'a>(&self, ranges: &[WriteRange], src: impl Into<Source<'a>>) -> Result<WriteStats> {
         let src = src.into();
         let items: Vec<Item> = ranges
             .iter()
@@ -695,11 +663,7 @@ impl FileWriter {
                         pieces.len(),
                         s.threads,
                         || StagingSet::take(s.task_size, s.staging_slots),
-                        |set, i| {
-                            engine::staged_write_piece(
-                                &self.file, &self.temp, &pieces[i], base, set,
-                            )
-                        },
+                        |set, i| engine::staged_write_piece(&self.file, &self.temp, &pieces[i], base, set),
                         StagingSet::give_back,
                     )?;
                     Backend::Staged
@@ -832,25 +796,24 @@ pub fn write_files<'a>(
     plan::check_buffer(&items, src.len())?;
     let s = settings;
     // One job per file: a worker creates it, writes it in task-sized pieces, and renames it.
-    let write_one =
-        |i: usize, put: &mut dyn FnMut(&File, &Path, &plan::Piece) -> Result<()>| -> Result<()> {
-            let fw = &files[i];
-            let (file, temp) = create_temp(&fw.path)?;
-            let item = Item {
-                file: 0,
-                file_offset: 0,
-                len: fw.len,
-                buf_offset: fw.src_offset,
-            };
-            let r = plan::plan(&[item], 0, s.task_size, false)
-                .iter()
-                .try_for_each(|p| put(&file, &temp, p))
-                .and_then(|()| commit(&file, &temp, &fw.path, sync));
-            if r.is_err() {
-                let _ = std::fs::remove_file(&temp);
-            }
-            r
+    let write_one = |i: usize, put: &mut dyn FnMut(&File, &Path, &plan::Piece) -> Result<()>| -> Result<()> {
+        let fw = &files[i];
+        let (file, temp) = create_temp(&fw.path)?;
+        let item = Item {
+            file: 0,
+            file_offset: 0,
+            len: fw.len,
+            buf_offset: fw.src_offset,
         };
+        let r = plan::plan(&[item], 0, s.task_size, false)
+            .iter()
+            .try_for_each(|p| put(&file, &temp, p))
+            .and_then(|()| commit(&file, &temp, &fw.path, sync));
+        if r.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        r
+    };
     let backend = match src {
         Source::Host(buf) => {
             engine::run(
@@ -868,11 +831,7 @@ pub fn write_files<'a>(
                 files.len(),
                 s.threads,
                 || StagingSet::take(s.task_size, s.staging_slots),
-                |set, i| {
-                    write_one(i, &mut |f, t, p| {
-                        engine::staged_write_piece(f, t, p, base, set)
-                    })
-                },
+                |set, i| write_one(i, &mut |f, t, p| engine::staged_write_piece(f, t, p, base, set)),
                 StagingSet::give_back,
             )?;
             Backend::Staged

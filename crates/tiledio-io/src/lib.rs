@@ -32,8 +32,7 @@ pub use backend::{Backend, BackendReport};
 pub use engine::prewarm;
 pub use error::{IoError, Result};
 pub use file::{
-    FileHandle, FileRead, FileWrite, FileWriter, ReadStats, Source, Target, WriteStats, read_files,
-    write_files,
+    FileHandle, FileRead, FileWrite, FileWriter, ReadStats, Source, Target, WriteStats, read_files, write_files,
 };
 pub use plan::{ReadRange, WriteRange};
 pub use settings::{BackendChoice, Settings};

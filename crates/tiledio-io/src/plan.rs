@@ -149,12 +149,7 @@ pub(crate) fn plan(items: &[Item], gap: u64, task_size: usize, allow_gaps: bool)
     for p in &mut pieces {
         // Trim the piece to the bytes its segments need.
         let lo = p.segs.iter().map(|s| s.piece_offset).min().unwrap_or(0);
-        let hi = p
-            .segs
-            .iter()
-            .map(|s| s.piece_offset + s.len)
-            .max()
-            .unwrap_or(0);
+        let hi = p.segs.iter().map(|s| s.piece_offset + s.len).max().unwrap_or(0);
         if lo > 0 {
             for s in &mut p.segs {
                 s.piece_offset -= lo;

@@ -49,18 +49,11 @@ pub(crate) fn align_up(x: u64) -> u64 {
 /// Reads `[offset, offset+len)` through an O_DIRECT descriptor into `scratch`, which must be
 /// page-aligned and at least `len + 2 * DIRECT_ALIGN` long. Returns where the wanted bytes start
 /// in `scratch` and how many of them the file had.
-pub(crate) fn pread_direct(
-    direct: &File,
-    scratch: &mut [u8],
-    offset: u64,
-    len: usize,
-) -> io::Result<(usize, usize)> {
+pub(crate) fn pread_direct(direct: &File, scratch: &mut [u8], offset: u64, len: usize) -> io::Result<(usize, usize)> {
     let a_off = align_down(offset);
     let a_end = align_up(offset + len as u64);
     let a_len = (a_end - a_off) as usize;
-    debug_assert!(
-        scratch.len() >= a_len && (scratch.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
-    );
+    debug_assert!(scratch.len() >= a_len && (scratch.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN));
     let got = pread_full(direct, &mut scratch[..a_len], a_off)?;
     let delta = (offset - a_off) as usize;
     Ok((delta, got.saturating_sub(delta).min(len)))
@@ -81,8 +74,7 @@ impl AlignedBuf {
         let layout = std::alloc::Layout::from_size_align(len, DIRECT_ALIGN).expect("valid layout");
         // SAFETY: layout has non-zero size.
         let ptr = unsafe { std::alloc::alloc(layout) };
-        let ptr =
-            std::ptr::NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        let ptr = std::ptr::NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
         AlignedBuf { ptr, len }
     }
 }
@@ -106,8 +98,7 @@ impl std::ops::DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        let layout =
-            std::alloc::Layout::from_size_align(self.len, DIRECT_ALIGN).expect("valid layout");
+        let layout = std::alloc::Layout::from_size_align(self.len, DIRECT_ALIGN).expect("valid layout");
         // SAFETY: allocated in new() with this layout.
         unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) }
     }

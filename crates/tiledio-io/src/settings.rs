@@ -169,10 +169,7 @@ impl Settings {
                 reason: "must be 1 to 1024",
             });
         }
-        if self.task_size < 4096
-            || self.task_size > (1 << 30)
-            || !self.task_size.is_multiple_of(4096)
-        {
+        if self.task_size < 4096 || self.task_size > (1 << 30) || !self.task_size.is_multiple_of(4096) {
             return Err(IoError::Setting {
                 name: "task_size",
                 value: self.task_size.to_string(),
@@ -195,10 +192,8 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: std::collections::HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| m.get(k).cloned()
     }
 

@@ -95,23 +95,14 @@ fn check_backend(choice: BackendChoice, direct: bool) -> tiledio_io::BackendRepo
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn staged_reads_equal_host_reads() {
-    assert_eq!(
-        check_backend(BackendChoice::Staged, false).backend,
-        Backend::Staged
-    );
-    assert_eq!(
-        check_backend(BackendChoice::Staged, true).backend,
-        Backend::Staged
-    );
+    assert_eq!(check_backend(BackendChoice::Staged, false).backend, Backend::Staged);
+    assert_eq!(check_backend(BackendChoice::Staged, true).backend, Backend::Staged);
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn mmap_reads_equal_host_reads() {
-    assert_eq!(
-        check_backend(BackendChoice::Mmap, false).backend,
-        Backend::Mmap
-    );
+    assert_eq!(check_backend(BackendChoice::Mmap, false).backend, Backend::Mmap);
 }
 
 #[test]
@@ -128,9 +119,7 @@ fn auto_reads_equal_host_reads_and_explain_the_choice() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn cufile_taken_with_udev_entry_and_reason_reported_without() {
-    let udev = std::env::var("CUFILE_UDEV")
-        .map(|v| v != "0")
-        .unwrap_or(true);
+    let udev = std::env::var("CUFILE_UDEV").map(|v| v != "0").unwrap_or(true);
     let r = check_backend(BackendChoice::CuFile, false);
     if udev {
         assert_eq!(r.backend, Backend::CuFile, "{r}");
@@ -223,10 +212,7 @@ fn nvrtc_kernel_runs() {
         &mut v as *mut u8 as *mut _,
     ];
     // SAFETY: arguments match the kernel's (pointer, length, value).
-    unsafe {
-        k.launch(((1 << 20) / 256, 1, 1), (256, 1, 1), 0, &mut args)
-            .unwrap()
-    };
+    unsafe { k.launch(((1 << 20) / 256, 1, 1), (256, 1, 1), 0, &mut args).unwrap() };
     g.synchronize().unwrap();
     let back = d.to_host_vec().unwrap();
     assert!(back.iter().zip(&data).all(|(b, a)| *b == a.wrapping_add(3)));

@@ -12,10 +12,7 @@ fn scratch_dir() -> tempfile::TempDir {
 }
 
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        | 1;
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
     (0..n)
         .map(|_| {
             x ^= x << 13;
@@ -149,10 +146,7 @@ fn range_past_eof_is_a_typed_error() {
         )
         .unwrap_err();
     assert!(matches!(err, IoError::PastEof { .. }), "{err}");
-    assert!(
-        err.to_string().contains("short.bin"),
-        "error names the file: {err}"
-    );
+    assert!(err.to_string().contains("short.bin"), "error names the file: {err}");
 }
 
 #[test]
@@ -222,10 +216,7 @@ fn destination_errors_are_typed() {
             &mut buf,
         )
         .unwrap_err();
-    assert!(
-        matches!(err, IoError::OverlappingDestinations { at: 4 }),
-        "{err}"
-    );
+    assert!(matches!(err, IoError::OverlappingDestinations { at: 4 }), "{err}");
 }
 
 #[test]
@@ -253,11 +244,7 @@ fn direct_io_reads_unaligned_ranges() {
     std::fs::write(&path, &data).unwrap();
     let fh = FileHandle::open_with(&path, &settings(4, 2, 0, true)).unwrap();
     // The build directory's file system takes O_DIRECT here and in CI (ext4/overlay).
-    assert!(
-        fh.direct_io(),
-        "O_DIRECT was refused for {}",
-        path.display()
-    );
+    assert!(fh.direct_io(), "O_DIRECT was refused for {}", path.display());
     let ranges = [
         ReadRange {
             file_offset: 1,

@@ -100,8 +100,7 @@ impl DeviceBuffer {
         }
         gpu()?;
         // SAFETY: ptr is valid for len bytes.
-        unsafe { result::memset_d8_sync(self.ptr, value, self.len) }
-            .map_err(|e| cuda_err("cuMemsetD8", e))
+        unsafe { result::memset_d8_sync(self.ptr, value, self.len) }.map_err(|e| cuda_err("cuMemsetD8", e))
     }
 
     /// Copies `src` into the start of the buffer.
@@ -123,8 +122,7 @@ impl DeviceBuffer {
         }
         gpu()?;
         // SAFETY: destination range checked above.
-        unsafe { result::memcpy_htod_sync(self.ptr + offset as u64, src) }
-            .map_err(|e| cuda_err("cuMemcpyHtoD", e))
+        unsafe { result::memcpy_htod_sync(self.ptr + offset as u64, src) }.map_err(|e| cuda_err("cuMemcpyHtoD", e))
     }
 
     /// Copies the start of the buffer into `dst`.
@@ -146,8 +144,7 @@ impl DeviceBuffer {
         }
         gpu()?;
         // SAFETY: source range checked above.
-        unsafe { result::memcpy_dtoh_sync(dst, self.ptr + offset as u64) }
-            .map_err(|e| cuda_err("cuMemcpyDtoH", e))
+        unsafe { result::memcpy_dtoh_sync(dst, self.ptr + offset as u64) }.map_err(|e| cuda_err("cuMemcpyDtoH", e))
     }
 
     /// Copies the whole buffer into a new `Vec`.
@@ -178,14 +175,8 @@ impl DeviceBuffer {
         }
         gpu()?;
         // SAFETY: both ranges checked above.
-        unsafe {
-            result::memcpy_dtod_sync(
-                self.ptr + dst_offset as u64,
-                src.ptr + src_offset as u64,
-                len,
-            )
-        }
-        .map_err(|e| cuda_err("cuMemcpyDtoD", e))
+        unsafe { result::memcpy_dtod_sync(self.ptr + dst_offset as u64, src.ptr + src_offset as u64, len) }
+            .map_err(|e| cuda_err("cuMemcpyDtoD", e))
     }
 
     pub(crate) fn check(&self, offset: usize, len: usize) -> Result<()> {

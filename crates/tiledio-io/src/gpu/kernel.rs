@@ -123,16 +123,7 @@ impl Kernel {
     ) -> Result<()> {
         gpu()?;
         // SAFETY: the caller guarantees the arguments match the kernel.
-        unsafe {
-            result::launch_kernel(
-                self.func,
-                grid,
-                block,
-                shared_bytes,
-                std::ptr::null_mut(),
-                args,
-            )
-        }
-        .map_err(|e| cuda_err("cuLaunchKernel", e))
+        unsafe { result::launch_kernel(self.func, grid, block, shared_bytes, std::ptr::null_mut(), args) }
+            .map_err(|e| cuda_err("cuLaunchKernel", e))
     }
 }

@@ -57,9 +57,7 @@ pub fn gpu() -> Result<&'static Gpu> {
     let g = GPU
         .get_or_init(probe)
         .as_ref()
-        .map_err(|reason| IoError::NoGpu {
-            reason: reason.clone(),
-        })?;
+        .map_err(|reason| IoError::NoGpu { reason: reason.clone() })?;
     g.bind()?;
     Ok(g)
 }
@@ -80,17 +78,15 @@ fn probe() -> std::result::Result<Gpu, String> {
     // cudarc panics on a missing symbol: contain that and report it as a reason.
     let started = std::panic::catch_unwind(|| -> std::result::Result<Gpu, String> {
         result::init().map_err(|e| format!("cuInit failed: {e}"))?;
-        let count =
-            result::device::get_count().map_err(|e| format!("cuDeviceGetCount failed: {e}"))?;
+        let count = result::device::get_count().map_err(|e| format!("cuDeviceGetCount failed: {e}"))?;
         if count == 0 {
             return Err("the driver reports no CUDA device".into());
         }
         let dev = result::device::get(0).map_err(|e| format!("cuDeviceGet(0) failed: {e}"))?;
         let name = result::device::get_name(dev).unwrap_or_else(|_| "unknown GPU".into());
         // SAFETY: dev is a valid device handle from cuDeviceGet.
-        let total_memory = unsafe { result::device::total_mem(dev) }
-            .map_err(|e| format!("cuDeviceTotalMem failed: {e}"))?
-            as u64;
+        let total_memory =
+            unsafe { result::device::total_mem(dev) }.map_err(|e| format!("cuDeviceTotalMem failed: {e}"))? as u64;
         // SAFETY: as above.
         let cc = unsafe {
             (
@@ -107,8 +103,8 @@ fn probe() -> std::result::Result<Gpu, String> {
             )
         };
         // SAFETY: retains the primary context of a valid device; released never (process-wide).
-        let ctx = unsafe { result::primary_ctx::retain(dev) }
-            .map_err(|e| format!("cuDevicePrimaryCtxRetain failed: {e}"))?;
+        let ctx =
+            unsafe { result::primary_ctx::retain(dev) }.map_err(|e| format!("cuDevicePrimaryCtxRetain failed: {e}"))?;
         Ok(Gpu {
             ordinal: 0,
             ctx,
@@ -146,8 +142,7 @@ impl Gpu {
         thread_local!(static BOUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
         if !BOUND.get() {
             // SAFETY: ctx is the retained primary context, valid for the process.
-            unsafe { result::ctx::set_current(self.ctx) }
-                .map_err(|e| cuda_err("cuCtxSetCurrent", e))?;
+            unsafe { result::ctx::set_current(self.ctx) }.map_err(|e| cuda_err("cuCtxSetCurrent", e))?;
             BOUND.set(true);
         }
         Ok(())
@@ -204,8 +199,7 @@ impl Stream {
 
     pub(crate) fn synchronize(&self) -> Result<()> {
         // SAFETY: valid stream.
-        unsafe { result::stream::synchronize(self.0) }
-            .map_err(|e| cuda_err("cuStreamSynchronize", e))
+        unsafe { result::stream::synchronize(self.0) }.map_err(|e| cuda_err("cuStreamSynchronize", e))
     }
 }
 
