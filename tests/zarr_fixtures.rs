@@ -40,11 +40,7 @@ fn fixture_regions_read_back_exactly() {
         let es = a.element_size();
         // A region straddling chunk (and shard) edges.
         let origin: Vec<u64> = shape.iter().map(|s| s / 3).collect();
-        let rs: Vec<u64> = shape
-            .iter()
-            .zip(&origin)
-            .map(|(s, o)| ((s - o) / 2).max(1))
-            .collect();
+        let rs: Vec<u64> = shape.iter().zip(&origin).map(|(s, o)| ((s - o) / 2).max(1)).collect();
         let mut got = vec![0u8; rs.iter().product::<u64>() as usize * es];
         a.read_region(&origin, &rs, &mut got)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -69,17 +65,8 @@ fn fixture_regions_read_back_exactly() {
 #[test]
 fn fixture_kinds_take_the_expected_paths() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/zarr");
-    let raw = |n: &str| {
-        ZarrArray::open(dir.join(format!("{n}.zarr")))
-            .unwrap()
-            .is_raw()
-    };
-    assert!(
-        raw("v3_u8_raw")
-            && raw("v3_u8_sharded_raw")
-            && raw("v2_u8_raw")
-            && raw("v3_u8_sharded_partial")
-    );
+    let raw = |n: &str| ZarrArray::open(dir.join(format!("{n}.zarr"))).unwrap().is_raw();
+    assert!(raw("v3_u8_raw") && raw("v3_u8_sharded_raw") && raw("v2_u8_raw") && raw("v3_u8_sharded_partial"));
     assert!(!raw("v3_u16_zstd") && !raw("v2_u16_bigendian") && !raw("v3_u16_sharded_zstd"));
     let s = ZarrArray::open(dir.join("v3_u8_sharded_raw.zarr")).unwrap();
     assert_eq!(s.shard_shape(), Some(&[32u64, 32][..]));

@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tiledio_zarr::ome::{Axis, Level, MultiscaleWriter, OmeVersion, validate};
 use tiledio_zarr::serde_json;
-use tiledio_zarr::{
-    ArraySpec, Compression, DataType, Durability, WriteOptions, ZarrArray, ZarrVersion,
-};
+use tiledio_zarr::{ArraySpec, Compression, DataType, Durability, WriteOptions, ZarrArray, ZarrVersion};
 
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -95,7 +93,14 @@ fn ome_pythonpath() -> String {
         None => extra.display().to_string(),
     };
     let importable = |pp: &str| {
-        Command::new(&py).args(["-c", "import ome_zarr_models.v04.image as m, ome_zarr_models.v05.image; m.Image.model_rebuild()"]).env("PYTHONPATH", pp).output().is_ok_and(|o| o.status.success())
+        Command::new(&py)
+            .args([
+                "-c",
+                "import ome_zarr_models.v04.image as m, ome_zarr_models.v05.image; m.Image.model_rebuild()",
+            ])
+            .env("PYTHONPATH", pp)
+            .output()
+            .is_ok_and(|o| o.status.success())
     };
     let pp = join(&dir);
     if !importable(&pp) {
@@ -127,10 +132,7 @@ fn ome_pythonpath() -> String {
             "pip install ome-zarr-models failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(
-            importable(&pp),
-            "ome-zarr-models installed but not importable"
-        );
+        assert!(importable(&pp), "ome-zarr-models installed but not importable");
     }
     pp
 }
@@ -219,8 +221,7 @@ fn structural_check_rejects_bad_multiscales() {
     bad["ome"]["multiscales"][0]["axes"] = serde_json::json!([{"name": "y", "type": "space"}, {"name": "c", "type": "channel"}, {"name": "x", "type": "space"}]);
     assert!(validate(&bad).is_err(), "channel after space");
     let mut bad = good.clone();
-    bad["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] =
-        serde_json::json!([1.0]);
+    bad["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] = serde_json::json!([1.0]);
     assert!(validate(&bad).is_err(), "scale length");
     let mut bad = good;
     bad["ome"]["version"] = serde_json::json!("0.3");

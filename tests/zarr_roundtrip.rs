@@ -2,8 +2,7 @@
 //! type, sharded and not, v3 and v2; regions; tile-by-tile writes; crash safety.
 
 use tiledio_zarr::{
-    ArraySpec, Compression, DataType, Durability, TileWriter, WriteOptions, ZarrArray, ZarrError,
-    ZarrVersion,
+    ArraySpec, Compression, DataType, Durability, TileWriter, WriteOptions, ZarrArray, ZarrError, ZarrVersion,
 };
 
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
@@ -81,10 +80,7 @@ fn every_codec_dtype_sharded_or_not_round_trips() {
                     assert_eq!(b.is_raw(), c == Compression::None, "{c:?}");
                     assert_eq!(b.data_type(), Some(dt));
                     let got = b.read_to_vec().unwrap();
-                    assert!(
-                        got == data,
-                        "{version:?} {shards:?} {c:?} {dt:?}: data differ"
-                    );
+                    assert!(got == data, "{version:?} {shards:?} {c:?} {dt:?}: data differ");
                     // A region across chunk and shard edges.
                     let (o, s) = ([10u64, 14, 1], [30u64, 20, 2]);
                     let mut reg = vec![0u8; (s.iter().product::<u64>() as usize) * dt.size()];
@@ -94,14 +90,8 @@ fn every_codec_dtype_sharded_or_not_round_trips() {
                     for y in 0..s[0] {
                         for x in 0..s[1] {
                             for ch in 0..s[2] {
-                                let lin = (((o[0] + y) * shape[1] + o[1] + x) * shape[2]
-                                    + o[2]
-                                    + ch) as usize;
-                                assert_eq!(
-                                    reg[k..k + es],
-                                    data[lin * es..lin * es + es],
-                                    "{c:?} {dt:?} region"
-                                );
+                                let lin = (((o[0] + y) * shape[1] + o[1] + x) * shape[2] + o[2] + ch) as usize;
+                                assert_eq!(reg[k..k + es], data[lin * es..lin * es + es], "{c:?} {dt:?} region");
                                 k += es;
                             }
                         }
@@ -145,10 +135,7 @@ fn tile_writer_unaligned_tiles_round_trip_with_bounded_buffering() {
             w.finish().unwrap();
             let a = a.finish().unwrap();
             let got = a.read_to_vec().unwrap();
-            assert!(
-                got[..99 * 90 * 2] == data[..99 * 90 * 2],
-                "{shards:?} {c:?}"
-            );
+            assert!(got[..99 * 90 * 2] == data[..99 * 90 * 2], "{shards:?} {c:?}");
             assert!(
                 got[99 * 90 * 2..]
                     .chunks(2)
@@ -156,10 +143,7 @@ fn tile_writer_unaligned_tiles_round_trip_with_bounded_buffering() {
                 "unwritten rows hold the fill value"
             );
             let grid_units = if shards.is_some() { 3 * 3 } else { 5 * 5 };
-            assert!(
-                max_units < grid_units,
-                "buffered {max_units} of {grid_units} units"
-            );
+            assert!(max_units < grid_units, "buffered {max_units} of {grid_units} units");
         }
     }
 }
@@ -172,18 +156,13 @@ fn interrupted_write_is_not_an_array_and_leaves_no_partial_chunks() {
     a.write_region(&[0, 0], &[16, 64], &random_bytes(16 * 64, 3), &opts())
         .unwrap();
     drop(a); // no finish: as if the process died here
-    assert!(matches!(
-        ZarrArray::open(&path),
-        Err(ZarrError::NotFound { .. })
-    ));
+    assert!(matches!(ZarrArray::open(&path), Err(ZarrError::NotFound { .. })));
     let mut names = Vec::new();
     for e in walk(&path) {
         names.push(e);
     }
     assert!(
-        names
-            .iter()
-            .all(|n| !n.rsplit('/').next().unwrap().starts_with('.')),
+        names.iter().all(|n| !n.rsplit('/').next().unwrap().starts_with('.')),
         "{names:?}"
     );
     assert_eq!(names.len(), 4, "{names:?}");
@@ -211,8 +190,7 @@ fn durability_modes_and_missing_chunks_read_as_fill() {
     {
         for shards in [None, Some([32u64, 32])] {
             let path = t.path().join(format!("d{i}{}.zarr", shards.is_some()));
-            let mut spec =
-                ArraySpec::new(&[64, 64], &[16, 16], DataType::U32).with_fill_value(77.0);
+            let mut spec = ArraySpec::new(&[64, 64], &[16, 16], DataType::U32).with_fill_value(77.0);
             if let Some(s) = shards {
                 spec = spec.with_shards(&s);
             }
@@ -253,10 +231,7 @@ fn bad_requests_are_typed_errors() {
         a.write_region(&[1, 0], &[4, 4], &buf[..16], &opts()),
         Err(ZarrError::Usage { .. })
     ));
-    assert!(matches!(
-        a.write_all(&buf[..99], &opts()),
-        Err(ZarrError::Usage { .. })
-    ));
+    assert!(matches!(a.write_all(&buf[..99], &opts()), Err(ZarrError::Usage { .. })));
     let mut out = vec![0u8; 4];
     assert!(matches!(
         a.read_region(&[9, 9], &[2, 2], &mut out),
@@ -266,13 +241,7 @@ fn bad_requests_are_typed_errors() {
         a.read_region(&[0], &[2], &mut out),
         Err(ZarrError::Usage { .. })
     ));
-    assert!(
-        ZarrArray::create(
-            t.path().join("c.zarr"),
-            &ArraySpec::new(&[10], &[0], DataType::U8)
-        )
-        .is_err()
-    );
+    assert!(ZarrArray::create(t.path().join("c.zarr"), &ArraySpec::new(&[10], &[0], DataType::U8)).is_err());
     assert!(
         ZarrArray::create(
             t.path().join("c.zarr"),
@@ -287,10 +256,7 @@ fn bad_requests_are_typed_errors() {
     std::fs::create_dir_all(t.path().join("full.zarr")).unwrap();
     std::fs::write(t.path().join("full.zarr/x"), b"x").unwrap();
     assert!(matches!(
-        ZarrArray::create(
-            t.path().join("full.zarr"),
-            &ArraySpec::new(&[4], &[4], DataType::U8)
-        ),
+        ZarrArray::create(t.path().join("full.zarr"), &ArraySpec::new(&[4], &[4], DataType::U8)),
         Err(ZarrError::AlreadyExists { .. })
     ));
 }
@@ -310,11 +276,7 @@ fn corrupt_chunks_and_shards_are_typed_errors() {
     ));
     // Shard with a damaged index.
     let p = t.path().join("s.zarr");
-    let a = ZarrArray::create(
-        &p,
-        &ArraySpec::new(&[8, 8], &[4, 4], DataType::U8).with_shards(&[8, 8]),
-    )
-    .unwrap();
+    let a = ZarrArray::create(&p, &ArraySpec::new(&[8, 8], &[4, 4], DataType::U8).with_shards(&[8, 8])).unwrap();
     a.write_all(&random_bytes(64, 1), &opts()).unwrap();
     a.finish().unwrap();
     let mut b = std::fs::read(p.join("c/0/0")).unwrap();
@@ -329,8 +291,7 @@ fn corrupt_chunks_and_shards_are_typed_errors() {
     let p = t.path().join("z.zarr");
     let a = ZarrArray::create(
         &p,
-        &ArraySpec::new(&[8, 8], &[4, 4], DataType::U8)
-            .with_compression(Compression::Zstd { level: 1 }),
+        &ArraySpec::new(&[8, 8], &[4, 4], DataType::U8).with_compression(Compression::Zstd { level: 1 }),
     )
     .unwrap();
     a.write_all(&random_bytes(64, 1), &opts()).unwrap();

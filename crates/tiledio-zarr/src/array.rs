@@ -124,12 +124,10 @@ pub(crate) fn write_small(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
 
 pub(crate) fn read_json(path: &Path) -> Result<Option<Value>> {
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| ZarrError::Metadata {
-                path: path.into(),
-                message: e.to_string(),
-            }),
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| ZarrError::Metadata {
+            path: path.into(),
+            message: e.to_string(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(fs_err(path, "read")(e)),
     }
@@ -190,35 +188,31 @@ impl ZarrArray {
         let meta_for_parts = meta.clone();
         let (zmeta, pending) = match spec.version {
             ZarrVersion::V3 => {
-                let m: zarrs::array::ArrayMetadataV3 = serde_json::from_value(meta.clone())
-                    .map_err(|e| ZarrError::Metadata {
+                let m: zarrs::array::ArrayMetadataV3 =
+                    serde_json::from_value(meta.clone()).map_err(|e| ZarrError::Metadata {
                         path: path.clone(),
                         message: e.to_string(),
                     })?;
                 (ArrayMetadata::V3(m), vec![("zarr.json", meta)])
             }
             ZarrVersion::V2 => {
-                let m: zarrs::array::ArrayMetadataV2 = serde_json::from_value(meta.clone())
-                    .map_err(|e| ZarrError::Metadata {
+                let m: zarrs::array::ArrayMetadataV2 =
+                    serde_json::from_value(meta.clone()).map_err(|e| ZarrError::Metadata {
                         path: path.clone(),
                         message: e.to_string(),
                     })?;
                 let attrs = Value::Object(spec.attributes.clone());
-                (
-                    ArrayMetadata::V2(m),
-                    vec![(".zattrs", attrs), (".zarray", meta)],
-                )
+                (ArrayMetadata::V2(m), vec![(".zattrs", attrs), (".zarray", meta)])
             }
         };
         let store = Arc::new(FilesystemStore::new(&path).map_err(|e| ZarrError::Zarrs {
             path: path.clone(),
             message: e.to_string(),
         })?);
-        let array =
-            Array::new_with_metadata(store.clone(), "/", zmeta).map_err(|e| ZarrError::Zarrs {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        let array = Array::new_with_metadata(store.clone(), "/", zmeta).map_err(|e| ZarrError::Zarrs {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let mut a = Self::from_parts(path, store, array, spec.version, meta_for_parts)?;
         a.pending_metadata = pending;
         Ok(a)
@@ -273,32 +267,23 @@ impl ZarrArray {
         meta: Value,
     ) -> Result<ZarrArray> {
         let shape = array.shape().to_vec();
-        let esize = array
-            .data_type()
-            .fixed_size()
-            .ok_or_else(|| ZarrError::Unsupported {
-                what: format!("{}: variable-length data type", path.display()),
-            })?;
+        let esize = array.data_type().fixed_size().ok_or_else(|| ZarrError::Unsupported {
+            what: format!("{}: variable-length data type", path.display()),
+        })?;
         let (unit, inner, raw, dtype) = match version {
             ZarrVersion::V3 => {
-                let unit: Vec<u64> = serde_json::from_value(
-                    meta["chunk_grid"]["configuration"]["chunk_shape"].clone(),
-                )
-                .map_err(|e| ZarrError::Metadata {
-                    path: path.clone(),
-                    message: format!("chunk grid: {e} (only regular grids)"),
-                })?;
+                let unit: Vec<u64> = serde_json::from_value(meta["chunk_grid"]["configuration"]["chunk_shape"].clone())
+                    .map_err(|e| ZarrError::Metadata {
+                        path: path.clone(),
+                        message: format!("chunk grid: {e} (only regular grids)"),
+                    })?;
                 let codecs = &meta["codecs"];
-                let st_empty = meta["storage_transformers"]
-                    .as_array()
-                    .is_none_or(|v| v.is_empty());
+                let st_empty = meta["storage_transformers"].as_array().is_none_or(|v| v.is_empty());
                 let c0 = &codecs[0];
-                if codecs.as_array().is_some_and(|l| l.len() == 1)
-                    && c0["name"] == "sharding_indexed"
-                {
+                if codecs.as_array().is_some_and(|l| l.len() == 1) && c0["name"] == "sharding_indexed" {
                     let cfg = &c0["configuration"];
-                    let inner: Vec<u64> = serde_json::from_value(cfg["chunk_shape"].clone())
-                        .map_err(|e| ZarrError::Metadata {
+                    let inner: Vec<u64> =
+                        serde_json::from_value(cfg["chunk_shape"].clone()).map_err(|e| ZarrError::Metadata {
                             path: path.clone(),
                             message: format!("sharding chunk_shape: {e}"),
                         })?;
@@ -310,8 +295,7 @@ impl ZarrArray {
                             && l[1]["name"] == "crc32c"
                     });
                     let at_end = cfg["index_location"].is_null() || cfg["index_location"] == "end";
-                    let raw =
-                        st_empty && idx_std && at_end && raw_bytes_codecs(&cfg["codecs"], esize);
+                    let raw = st_empty && idx_std && at_end && raw_bytes_codecs(&cfg["codecs"], esize);
                     (
                         unit,
                         Some(inner),
@@ -329,11 +313,9 @@ impl ZarrArray {
             }
             ZarrVersion::V2 => {
                 let unit: Vec<u64> =
-                    serde_json::from_value(meta["chunks"].clone()).map_err(|e| {
-                        ZarrError::Metadata {
-                            path: path.clone(),
-                            message: format!("chunks: {e}"),
-                        }
+                    serde_json::from_value(meta["chunks"].clone()).map_err(|e| ZarrError::Metadata {
+                        path: path.clone(),
+                        message: format!("chunks: {e}"),
                     })?;
                 let dt = meta["dtype"].as_str().unwrap_or("");
                 let le = dt.starts_with('<') || dt.starts_with('|');
@@ -344,9 +326,7 @@ impl ZarrArray {
         };
         if unit.len() != shape.len()
             || unit.contains(&0)
-            || inner
-                .as_ref()
-                .is_some_and(|i| i.len() != shape.len() || i.contains(&0))
+            || inner.as_ref().is_some_and(|i| i.len() != shape.len() || i.contains(&0))
         {
             return Err(ZarrError::Metadata {
                 path,
@@ -445,24 +425,14 @@ impl ZarrArray {
     }
 
     fn unit_path(&self, u: u64) -> PathBuf {
-        let grid: Vec<u64> = self
-            .shape
-            .iter()
-            .zip(&self.unit)
-            .map(|(s, c)| s.div_ceil(*c))
-            .collect();
+        let grid: Vec<u64> = self.shape.iter().zip(&self.unit).map(|(s, c)| s.div_ceil(*c)).collect();
         let mut c = vec![0u64; grid.len()];
         layout::unravel(u, &grid, &mut c);
         self.store.key_to_fspath(&self.array.chunk_key(&c))
     }
 
     fn unit_coords(&self, u: u64) -> Vec<u64> {
-        let grid: Vec<u64> = self
-            .shape
-            .iter()
-            .zip(&self.unit)
-            .map(|(s, c)| s.div_ceil(*c))
-            .collect();
+        let grid: Vec<u64> = self.shape.iter().zip(&self.unit).map(|(s, c)| s.div_ceil(*c)).collect();
         let mut c = vec![0u64; grid.len()];
         layout::unravel(u, &grid, &mut c);
         c
@@ -476,11 +446,7 @@ impl ZarrArray {
                 self.shape
             )));
         }
-        if (0..r).any(|d| {
-            origin[d]
-                .checked_add(shape[d])
-                .is_none_or(|e| e > self.shape[d])
-        }) {
+        if (0..r).any(|d| origin[d].checked_add(shape[d]).is_none_or(|e| e > self.shape[d])) {
             return Err(usage(format!(
                 "region {origin:?}+{shape:?} lies outside array shape {:?}",
                 self.shape
@@ -488,9 +454,7 @@ impl ZarrArray {
         }
         let need = prod(shape) as usize * self.esize;
         if buf_len != need {
-            return Err(usage(format!(
-                "buffer of {buf_len} bytes for a region of {need} bytes"
-            )));
+            return Err(usage(format!("buffer of {buf_len} bytes for a region of {need} bytes")));
         }
         Ok(())
     }
@@ -568,11 +532,7 @@ impl ZarrArray {
             if origin[d] % self.unit[d] != 0 || (end % self.unit[d] != 0 && end != self.shape[d]) {
                 return Err(usage(format!(
                     "region {origin:?}+{shape:?} is not aligned to the {} shape {:?}",
-                    if self.inner.is_some() {
-                        "shard"
-                    } else {
-                        "chunk"
-                    },
+                    if self.inner.is_some() { "shard" } else { "chunk" },
                     self.unit
                 )));
             }
@@ -582,25 +542,13 @@ impl ZarrArray {
         if units.is_empty() {
             return Ok(());
         }
-        let (extra, _) = if self.raw {
-            self.shard_index_bytes()
-        } else {
-            (0, 0)
-        };
+        let (extra, _) = if self.raw { self.shard_index_bytes() } else { (0, 0) };
         let inner = if self.raw {
             self.inner.clone().unwrap_or_else(|| self.unit.clone())
         } else {
             self.unit.clone()
         };
-        let l = Layout::new(
-            &self.shape,
-            &self.unit,
-            &inner,
-            origin,
-            shape,
-            self.esize,
-            extra,
-        );
+        let l = Layout::new(&self.shape, &self.unit, &inner, origin, shape, self.esize, extra);
         let per_batch = (opts.batch_bytes / l.slot_bytes).clamp(1, units.len());
         let batches: Vec<&[u64]> = units.chunks(per_batch).collect();
         match (src, self.raw) {
@@ -635,8 +583,7 @@ impl ZarrArray {
                     if extra > 0 {
                         let idx = self.full_shard_index();
                         for i in 0..batch.len() {
-                            staging
-                                .copy_from_host_at(i * l.slot_bytes + l.slot_bytes - extra, &idx)?;
+                            staging.copy_from_host_at(i * l.slot_bytes + l.slot_bytes - extra, &idx)?;
                         }
                     }
                     self.write_raw(batch, Source::Device(&staging), l.slot_bytes, opts)?;
@@ -675,9 +622,7 @@ impl ZarrArray {
                                     batch,
                                     &self.fill,
                                 )
-                                .and_then(|()| {
-                                    st.copy_to_host_at(0, &mut host).map_err(ZarrError::from)
-                                }),
+                                .and_then(|()| st.copy_to_host_at(0, &mut host).map_err(ZarrError::from)),
                                 (Source::Device(_), None) => Err(usage("no staging")),
                             };
                             let failed = r.is_err();
@@ -708,13 +653,7 @@ impl ZarrArray {
             .for_each(|s| s[slot - extra..].copy_from_slice(&idx));
     }
 
-    fn write_raw(
-        &self,
-        units: &[u64],
-        src: Source<'_>,
-        slot: usize,
-        opts: &WriteOptions,
-    ) -> Result<()> {
+    fn write_raw(&self, units: &[u64], src: Source<'_>, slot: usize, opts: &WriteOptions) -> Result<()> {
         let files: Vec<FileWrite> = units
             .iter()
             .enumerate()
@@ -725,12 +664,7 @@ impl ZarrArray {
             })
             .collect();
         self.make_dirs(&files)?;
-        tiledio_io::write_files(
-            &files,
-            src,
-            &opts.settings,
-            opts.durability == Durability::PerChunk,
-        )?;
+        tiledio_io::write_files(&files, src, &opts.settings, opts.durability == Durability::PerChunk)?;
         Ok(())
     }
 
@@ -747,13 +681,7 @@ impl ZarrArray {
 
     /// Encodes units staged in C order (one slot each) with the array's codecs, in parallel,
     /// and writes them.
-    fn encode_and_write(
-        &self,
-        units: &[u64],
-        host: &[u8],
-        slot: usize,
-        opts: &WriteOptions,
-    ) -> Result<()> {
+    fn encode_and_write(&self, units: &[u64], host: &[u8], slot: usize, opts: &WriteOptions) -> Result<()> {
         let codecs = self.array.codecs();
         let shape = nz(&self.unit);
         let copts = CodecOptions::default();
@@ -788,12 +716,7 @@ impl ZarrArray {
             all.extend_from_slice(e);
         }
         self.make_dirs(&files)?;
-        tiledio_io::write_files(
-            &files,
-            &all,
-            &opts.settings,
-            opts.durability == Durability::PerChunk,
-        )?;
+        tiledio_io::write_files(&files, &all, &opts.settings, opts.durability == Durability::PerChunk)?;
         Ok(())
     }
 
@@ -861,12 +784,7 @@ impl ZarrArray {
     /// [`ZarrError::Usage`] for a region outside the array or a buffer of the wrong size;
     /// [`ZarrError::Chunk`] for a chunk that is malformed (wrong size, bad shard index, codec
     /// failure); [`ZarrError::Io`].
-    pub fn read_region<'a>(
-        &self,
-        origin: &[u64],
-        shape: &[u64],
-        dst: impl Into<Target<'a>>,
-    ) -> Result<()> {
+    pub fn read_region<'a>(&self, origin: &[u64], shape: &[u64], dst: impl Into<Target<'a>>) -> Result<()> {
         let dst = dst.into();
         let len = match &dst {
             Target::Host(b) => b.len(),
@@ -875,13 +793,7 @@ impl ZarrArray {
         self.read_region_into(origin, shape, dst, len)
     }
 
-    fn read_region_into(
-        &self,
-        origin: &[u64],
-        shape: &[u64],
-        mut dst: Target<'_>,
-        len: usize,
-    ) -> Result<()> {
+    fn read_region_into(&self, origin: &[u64], shape: &[u64], mut dst: Target<'_>, len: usize) -> Result<()> {
         self.check_box(origin, shape, len)?;
         if len == 0 {
             return Ok(());
@@ -916,30 +828,14 @@ impl ZarrArray {
                 Target::Device(d) => {
                     let mut st = DeviceBuffer::new(staging_len)?;
                     tiledio_io::read_files(&reads, &mut st, &settings)?;
-                    kernels::copy_device(
-                        &l,
-                        Direction::Scatter,
-                        d.device_ptr(),
-                        d.len(),
-                        &st,
-                        &units,
-                        &self.fill,
-                    )?;
+                    kernels::copy_device(&l, Direction::Scatter, d.device_ptr(), d.len(), &st, &units, &self.fill)?;
                 }
             }
             return Ok(());
         }
         // Codec path: decode whole units on the CPU.
         let units = layout::cells_in_box(&self.shape, &self.unit, origin, shape);
-        let l = Layout::new(
-            &self.shape,
-            &self.unit,
-            &self.unit,
-            origin,
-            shape,
-            self.esize,
-            0,
-        );
+        let l = Layout::new(&self.shape, &self.unit, &self.unit, origin, shape, self.esize, 0);
         let budget = 1usize << 30;
         let per_batch = (budget / l.slot_bytes).clamp(1, units.len().max(1));
         let mut host = vec![0u8; per_batch.min(units.len()) * l.slot_bytes];
@@ -951,24 +847,12 @@ impl ZarrArray {
             let st = &mut host[..batch.len() * l.slot_bytes];
             self.decode_units(batch, st, l.slot_bytes)?;
             match (&mut dst, &mut dev) {
-                (Target::Host(b), _) => l.copy_host(
-                    Direction::Scatter,
-                    WindowPtr(b.as_mut_ptr()),
-                    st,
-                    batch,
-                    &self.fill,
-                ),
+                (Target::Host(b), _) => {
+                    l.copy_host(Direction::Scatter, WindowPtr(b.as_mut_ptr()), st, batch, &self.fill)
+                }
                 (Target::Device(d), Some(sd)) => {
                     sd.copy_from_host_at(0, st)?;
-                    kernels::copy_device(
-                        &l,
-                        Direction::Scatter,
-                        d.device_ptr(),
-                        d.len(),
-                        sd,
-                        batch,
-                        &self.fill,
-                    )?;
+                    kernels::copy_device(&l, Direction::Scatter, d.device_ptr(), d.len(), sd, batch, &self.fill)?;
                 }
                 (Target::Device(_), None) => return Err(usage("no staging")),
             }
@@ -985,11 +869,7 @@ impl ZarrArray {
     }
 
     /// Raw unsharded chunks: one read per present chunk; `missing` when any is absent.
-    fn plan_raw_chunks(
-        &self,
-        origin: &[u64],
-        shape: &[u64],
-    ) -> Result<(Vec<u64>, Vec<FileRead>, bool)> {
+    fn plan_raw_chunks(&self, origin: &[u64], shape: &[u64]) -> Result<(Vec<u64>, Vec<FileRead>, bool)> {
         let all = layout::cells_in_box(&self.shape, &self.unit, origin, shape);
         let slot = prod(&self.unit) as usize * self.esize;
         let sizes: Vec<Option<u64>> = all
@@ -1032,26 +912,16 @@ impl ZarrArray {
 
     /// Raw shards: read each shard's index, then one read per present inner chunk. Units are
     /// linear indices in the inner chunk grid.
-    fn plan_raw_shards(
-        &self,
-        origin: &[u64],
-        shape: &[u64],
-    ) -> Result<(Vec<u64>, Vec<FileRead>, bool)> {
+    fn plan_raw_shards(&self, origin: &[u64], shape: &[u64]) -> Result<(Vec<u64>, Vec<FileRead>, bool)> {
         let inner = self.chunk_shape().to_vec();
         let r = self.shape.len();
         let (idx_bytes, n_inner) = self.shard_index_bytes();
         let ig: Vec<u64> = self.unit.iter().zip(&inner).map(|(u, c)| u / c).collect();
-        let cgrid: Vec<u64> = self
-            .shape
-            .iter()
-            .zip(&inner)
-            .map(|(s, c)| s.div_ceil(*c))
-            .collect();
+        let cgrid: Vec<u64> = self.shape.iter().zip(&inner).map(|(s, c)| s.div_ceil(*c)).collect();
         let chunk_bytes = prod(&inner) as usize * self.esize;
-        let wanted: std::collections::HashSet<u64> =
-            layout::cells_in_box(&self.shape, &inner, origin, shape)
-                .into_iter()
-                .collect();
+        let wanted: std::collections::HashSet<u64> = layout::cells_in_box(&self.shape, &inner, origin, shape)
+            .into_iter()
+            .collect();
         let shards = layout::cells_in_box(&self.shape, &self.unit, origin, shape);
         type Entries = Vec<(u64, Option<(u64, PathBuf)>)>;
         let per_shard: Vec<Entries> = shards
@@ -1059,16 +929,23 @@ impl ZarrArray {
             .map(|&s| -> Result<Entries> {
                 let p = self.unit_path(s);
                 let sc = self.unit_coords(s);
-                let corrupt = |message: String| ZarrError::Chunk { path: p.clone(), chunk: sc.clone(), message };
+                let corrupt = |message: String| ZarrError::Chunk {
+                    path: p.clone(),
+                    chunk: sc.clone(),
+                    message,
+                };
                 let index = match std::fs::File::open(&p) {
                     Ok(f) => {
                         use std::os::unix::fs::FileExt;
                         let flen = f.metadata().map_err(fs_err(&p, "stat"))?.len();
                         if flen < idx_bytes as u64 {
-                            return Err(corrupt(format!("shard of {flen} bytes is shorter than its index ({idx_bytes} bytes)")));
+                            return Err(corrupt(format!(
+                                "shard of {flen} bytes is shorter than its index ({idx_bytes} bytes)"
+                            )));
                         }
                         let mut idx = vec![0u8; idx_bytes];
-                        f.read_exact_at(&mut idx, flen - idx_bytes as u64).map_err(fs_err(&p, "read shard index"))?;
+                        f.read_exact_at(&mut idx, flen - idx_bytes as u64)
+                            .map_err(fs_err(&p, "read shard index"))?;
                         let (body, crc) = idx.split_at(idx_bytes - 4);
                         if crc32c::crc32c(body).to_le_bytes() != crc {
                             return Err(corrupt("shard index checksum mismatch".into()));
@@ -1097,13 +974,19 @@ impl ZarrArray {
                         let e = &idx[i as usize * 16..i as usize * 16 + 16];
                         let off = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
                         let n = u64::from_le_bytes(e[8..].try_into().unwrap_or_default());
-                        if off == u64::MAX && n == u64::MAX { None } else { Some((off, n, *flen)) }
+                        if off == u64::MAX && n == u64::MAX {
+                            None
+                        } else {
+                            Some((off, n, *flen))
+                        }
                     });
                     match entry {
                         None => out.push((g, None)),
                         Some((off, n, flen)) => {
                             if n as usize != chunk_bytes || off.checked_add(n).is_none_or(|e| e > flen) {
-                                return Err(corrupt(format!("inner chunk {i}: {n} bytes at {off}, expected {chunk_bytes} bytes inside {flen}")));
+                                return Err(corrupt(format!(
+                                    "inner chunk {i}: {n} bytes at {off}, expected {chunk_bytes} bytes inside {flen}"
+                                )));
                             }
                             out.push((g, Some((off, p.clone()))));
                         }
@@ -1172,11 +1055,7 @@ impl ZarrArray {
                     .into_fixed()
                     .map_err(|e| cerr(e.to_string()))?;
                 if dec.len() != dst.len() {
-                    return Err(cerr(format!(
-                        "decoded to {} bytes, expected {}",
-                        dec.len(),
-                        dst.len()
-                    )));
+                    return Err(cerr(format!("decoded to {} bytes, expected {}", dec.len(), dst.len())));
                 }
                 dst.copy_from_slice(&dec);
                 Ok(())

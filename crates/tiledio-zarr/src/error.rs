@@ -88,10 +88,7 @@ pub(crate) fn usage(what: impl Into<String>) -> ZarrError {
     ZarrError::Usage { what: what.into() }
 }
 
-pub(crate) fn fs_err(
-    path: impl Into<PathBuf>,
-    op: &'static str,
-) -> impl FnOnce(std::io::Error) -> ZarrError {
+pub(crate) fn fs_err(path: impl Into<PathBuf>, op: &'static str) -> impl FnOnce(std::io::Error) -> ZarrError {
     let path = path.into();
     move |source| ZarrError::Fs { path, op, source }
 }

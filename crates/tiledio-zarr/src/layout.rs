@@ -84,20 +84,12 @@ impl Layout {
 
     /// The unit grid's shape.
     pub(crate) fn unit_grid(&self) -> Vec<u64> {
-        self.shape
-            .iter()
-            .zip(&self.unit)
-            .map(|(s, u)| s.div_ceil(*u))
-            .collect()
+        self.shape.iter().zip(&self.unit).map(|(s, u)| s.div_ceil(*u)).collect()
     }
 
     /// Inner chunks per unit, per dimension.
     pub(crate) fn inner_grid(&self) -> Vec<u64> {
-        self.unit
-            .iter()
-            .zip(&self.inner)
-            .map(|(u, c)| u / c)
-            .collect()
+        self.unit.iter().zip(&self.inner).map(|(u, c)| u / c).collect()
     }
 
     /// Rows (runs along the last dimension of an inner chunk) per unit.
@@ -140,10 +132,7 @@ impl Layout {
         let r = self.rank();
         let mut off = 0u64;
         for d in 0..r - 1 {
-            if g[d] >= self.shape[d]
-                || g[d] < self.win_origin[d]
-                || g[d] >= self.win_origin[d] + self.win_shape[d]
-            {
+            if g[d] >= self.shape[d] || g[d] < self.win_origin[d] || g[d] >= self.win_origin[d] + self.win_shape[d] {
                 return None;
             }
             off = off * self.win_shape[d] + (g[d] - self.win_origin[d]);
@@ -167,14 +156,7 @@ impl Layout {
 
     /// CPU gather or scatter for the units `units` (linear indices in the unit grid); staging
     /// slot `i` belongs to `units[i]`. `fill` is the fill value of one original element.
-    pub(crate) fn copy_host(
-        &self,
-        dir: Direction,
-        window: WindowPtr,
-        staging: &mut [u8],
-        units: &[u64],
-        fill: &[u8],
-    ) {
+    pub(crate) fn copy_host(&self, dir: Direction, window: WindowPtr, staging: &mut [u8], units: &[u64], fill: &[u8]) {
         let grid = self.unit_grid();
         let slot_data = self.unit.iter().product::<u64>() as usize * self.esize;
         let rb = self.row_bytes();
@@ -194,8 +176,7 @@ impl Layout {
                             fill_pattern(&mut row[..a], fill);
                             // SAFETY: (wo, n) lies inside the window (row_window checks the bounds),
                             // and gathers only read the window.
-                            let src =
-                                unsafe { std::slice::from_raw_parts(window.ptr().add(wo), b - a) };
+                            let src = unsafe { std::slice::from_raw_parts(window.ptr().add(wo), b - a) };
                             row[a..b].copy_from_slice(src);
                             fill_pattern(&mut row[b..], fill);
                         }
@@ -204,13 +185,7 @@ impl Layout {
                             let (a, b) = (skip * self.esize, (skip + n) * self.esize);
                             // SAFETY: inside the window; units are disjoint, so no two threads write
                             // the same window bytes.
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(
-                                    row[a..b].as_ptr(),
-                                    window.ptr().add(wo),
-                                    b - a,
-                                )
-                            };
+                            unsafe { std::ptr::copy_nonoverlapping(row[a..b].as_ptr(), window.ptr().add(wo), b - a) };
                         }
                     }
                 });
@@ -258,18 +233,9 @@ pub(crate) fn fill_pattern(dst: &mut [u8], pattern: &[u8]) {
 }
 
 /// Linear indices of the grid cells of `cell` shape that intersect the box [origin, origin+shape).
-pub(crate) fn cells_in_box(
-    array_shape: &[u64],
-    cell: &[u64],
-    origin: &[u64],
-    shape: &[u64],
-) -> Vec<u64> {
+pub(crate) fn cells_in_box(array_shape: &[u64], cell: &[u64], origin: &[u64], shape: &[u64]) -> Vec<u64> {
     let r = array_shape.len();
-    let grid: Vec<u64> = array_shape
-        .iter()
-        .zip(cell)
-        .map(|(s, c)| s.div_ceil(*c))
-        .collect();
+    let grid: Vec<u64> = array_shape.iter().zip(cell).map(|(s, c)| s.div_ceil(*c)).collect();
     if shape.contains(&0) {
         return Vec::new();
     }
@@ -337,13 +303,7 @@ mod tests {
         let l = Layout::new(&[4, 4], &[4, 4], &[2, 2], &[0, 0], &[4, 4], 1, 0);
         let mut st = vec![0u8; 16];
         let mut src = data.clone();
-        l.copy_host(
-            Direction::Gather,
-            WindowPtr(src.as_mut_ptr()),
-            &mut st,
-            &[0],
-            &[0],
-        );
+        l.copy_host(Direction::Gather, WindowPtr(src.as_mut_ptr()), &mut st, &[0], &[0]);
         assert_eq!(st, [0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15]);
     }
 
@@ -352,13 +312,7 @@ mod tests {
         let l = Layout::new(&[3], &[4], &[4], &[0], &[3], 1, 0);
         let mut src = vec![1u8, 2, 3];
         let mut st = vec![0u8; 4];
-        l.copy_host(
-            Direction::Gather,
-            WindowPtr(src.as_mut_ptr()),
-            &mut st,
-            &[0],
-            &[7],
-        );
+        l.copy_host(Direction::Gather, WindowPtr(src.as_mut_ptr()), &mut st, &[0], &[7]);
         assert_eq!(st, [1, 2, 3, 7]);
         assert_eq!(
             cells_in_box(&[10, 10], &[4, 4], &[3, 3], &[2, 6]),

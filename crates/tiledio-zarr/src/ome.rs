@@ -172,18 +172,14 @@ pub fn validate(attrs: &Value) -> Result<()> {
         .filter(|l| !l.is_empty())
         .ok_or_else(|| invalid("multiscales must be a non-empty list"))?;
     for m in list {
-        let axes = m["axes"]
-            .as_array()
-            .ok_or_else(|| invalid("axes missing"))?;
+        let axes = m["axes"].as_array().ok_or_else(|| invalid("axes missing"))?;
         if !(2..=5).contains(&axes.len()) {
             return Err(invalid(format!("{} axes: 2 to 5 expected", axes.len())));
         }
         let mut names = std::collections::HashSet::new();
         let mut order = Vec::new();
         for a in axes {
-            let n = a["name"]
-                .as_str()
-                .ok_or_else(|| invalid("axis without a name"))?;
+            let n = a["name"].as_str().ok_or_else(|| invalid("axis without a name"))?;
             if !names.insert(n) {
                 return Err(invalid(format!("duplicate axis {n}")));
             }
@@ -199,15 +195,10 @@ pub fn validate(attrs: &Value) -> Result<()> {
         if !(2..=3).contains(&spaces) {
             return Err(invalid(format!("{spaces} space axes: 2 or 3 expected")));
         }
-        if order.iter().filter(|&&o| o == 1).count() > 1
-            || order.iter().filter(|&&o| o == 0).count() > 1
-        {
+        if order.iter().filter(|&&o| o == 1).count() > 1 || order.iter().filter(|&&o| o == 0).count() > 1 {
             return Err(invalid("more than one time or channel axis"));
         }
-        if order
-            .windows(2)
-            .any(|w| w[0] > w[1] && w[0] != 3 && w[1] != 3)
-        {
+        if order.windows(2).any(|w| w[0] > w[1] && w[0] != 3 && w[1] != 3) {
             return Err(invalid("axes must be ordered time, channel, space"));
         }
         let ds = m["datasets"]
@@ -221,20 +212,15 @@ pub fn validate(attrs: &Value) -> Result<()> {
             let t = d["coordinateTransformations"]
                 .as_array()
                 .ok_or_else(|| invalid("dataset without coordinateTransformations"))?;
-            let ok_kinds = matches!(t.len(), 1 | 2)
-                && t[0]["type"] == "scale"
-                && (t.len() == 1 || t[1]["type"] == "translation");
+            let ok_kinds =
+                matches!(t.len(), 1 | 2) && t[0]["type"] == "scale" && (t.len() == 1 || t[1]["type"] == "translation");
             if !ok_kinds {
                 return Err(invalid(
                     "transformations must be one scale, then optionally one translation",
                 ));
             }
             for tr in t {
-                let key = if tr["type"] == "scale" {
-                    "scale"
-                } else {
-                    "translation"
-                };
+                let key = if tr["type"] == "scale" { "scale" } else { "translation" };
                 let v = tr[key]
                     .as_array()
                     .ok_or_else(|| invalid(format!("{key} values missing")))?;
@@ -311,12 +297,7 @@ impl MultiscaleWriter {
     ///
     /// # Errors
     /// [`ZarrError::Metadata`] when the multiscales are invalid ([`validate`]); write errors.
-    pub fn finish(
-        self,
-        name: Option<&str>,
-        axes: Vec<Axis>,
-        levels: Vec<Level>,
-    ) -> Result<PathBuf> {
+    pub fn finish(self, name: Option<&str>, axes: Vec<Axis>, levels: Vec<Level>) -> Result<PathBuf> {
         let m = Multiscales {
             version: self.version,
             name: name.map(Into::into),
@@ -343,11 +324,7 @@ impl MultiscaleWriter {
             }
             OmeVersion::V04 => {
                 write_small(&self.root.join(".zattrs"), &pretty(&attrs), true)?;
-                write_small(
-                    &self.root.join(".zgroup"),
-                    &pretty(&json!({"zarr_format": 2})),
-                    true,
-                )?;
+                write_small(&self.root.join(".zgroup"), &pretty(&json!({"zarr_format": 2})), true)?;
             }
         }
         Ok(self.root)

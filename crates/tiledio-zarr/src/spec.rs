@@ -118,10 +118,7 @@ impl DataType {
             } else {
                 json!(v)
             }
-        } else if matches!(
-            self,
-            DataType::U64 | DataType::U32 | DataType::U16 | DataType::U8
-        ) {
+        } else if matches!(self, DataType::U64 | DataType::U32 | DataType::U16 | DataType::U8) {
             json!(v as u64)
         } else {
             json!(v as i64)
@@ -236,14 +233,8 @@ impl Compression {
             Compression::Zstd { level } => {
                 Some(json!({"name": "zstd", "configuration": {"level": level, "checksum": false}}))
             }
-            Compression::Gzip { level } => {
-                Some(json!({"name": "gzip", "configuration": {"level": level}}))
-            }
-            Compression::Blosc {
-                cname,
-                level,
-                shuffle,
-            } => Some(json!({"name": "blosc", "configuration": {
+            Compression::Gzip { level } => Some(json!({"name": "gzip", "configuration": {"level": level}})),
+            Compression::Blosc { cname, level, shuffle } => Some(json!({"name": "blosc", "configuration": {
                 "cname": cname.name(), "clevel": level, "shuffle": if shuffle { "shuffle" } else { "noshuffle" },
                 "typesize": esize, "blocksize": 0}})),
         }
@@ -254,11 +245,7 @@ impl Compression {
             Compression::None => Value::Null,
             Compression::Zstd { level } => json!({"id": "zstd", "level": level}),
             Compression::Gzip { level } => json!({"id": "gzip", "level": level}),
-            Compression::Blosc {
-                cname,
-                level,
-                shuffle,
-            } => {
+            Compression::Blosc { cname, level, shuffle } => {
                 json!({"id": "blosc", "cname": cname.name(), "clevel": level, "shuffle": u8::from(shuffle), "blocksize": 0})
             }
         }
@@ -370,11 +357,7 @@ impl ArraySpec {
             if self.version == ZarrVersion::V2 {
                 return Err(usage("sharding needs Zarr v3"));
             }
-            if s.len() != r
-                || s.iter()
-                    .zip(&self.chunk_shape)
-                    .any(|(s, c)| *s == 0 || s % c != 0)
-            {
+            if s.len() != r || s.iter().zip(&self.chunk_shape).any(|(s, c)| *s == 0 || s % c != 0) {
                 return Err(usage(format!(
                     "shard shape {s:?} must be a multiple of chunk shape {:?}",
                     self.chunk_shape

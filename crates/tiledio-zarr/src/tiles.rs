@@ -61,12 +61,7 @@ impl<'a> TileWriter<'a> {
     /// # Errors
     /// [`crate::ZarrError::Usage`] for a tile outside the array or of the wrong size; write
     /// errors when completed units are flushed.
-    pub fn write_tile<'s>(
-        &mut self,
-        origin: &[u64],
-        shape: &[u64],
-        src: impl Into<Source<'s>>,
-    ) -> Result<()> {
+    pub fn write_tile<'s>(&mut self, origin: &[u64], shape: &[u64], src: impl Into<Source<'s>>) -> Result<()> {
         let a = self.array;
         let host_copy;
         let data: &[u8] = match src.into() {
@@ -80,11 +75,7 @@ impl<'a> TileWriter<'a> {
         let esize = a.element_size();
         if origin.len() != r
             || shape.len() != r
-            || (0..r).any(|d| {
-                origin[d]
-                    .checked_add(shape[d])
-                    .is_none_or(|e| e > a.shape()[d])
-            })
+            || (0..r).any(|d| origin[d].checked_add(shape[d]).is_none_or(|e| e > a.shape()[d]))
         {
             return Err(usage(format!(
                 "tile {origin:?}+{shape:?} lies outside array shape {:?}",
@@ -92,18 +83,10 @@ impl<'a> TileWriter<'a> {
             )));
         }
         if data.len() != shape.iter().product::<u64>() as usize * esize {
-            return Err(usage(format!(
-                "tile of {} bytes for shape {shape:?}",
-                data.len()
-            )));
+            return Err(usage(format!("tile of {} bytes for shape {shape:?}", data.len())));
         }
         let unit = a.shard_shape().unwrap_or(a.chunk_shape()).to_vec();
-        let grid: Vec<u64> = a
-            .shape()
-            .iter()
-            .zip(&unit)
-            .map(|(s, u)| s.div_ceil(*u))
-            .collect();
+        let grid: Vec<u64> = a.shape().iter().zip(&unit).map(|(s, u)| s.div_ceil(*u)).collect();
         for u in layout::cells_in_box(a.shape(), &unit, origin, shape) {
             let p = self.pending.entry(u).or_insert_with(|| {
                 let mut c = vec![0u64; r];
@@ -150,10 +133,9 @@ impl<'a> TileWriter<'a> {
         self.ready_bytes = 0;
         // Each unit is its own aligned region; write them in parallel.
         use rayon::prelude::*;
-        ready.par_iter().try_for_each(|p| {
-            self.array
-                .write_region(&p.origin, &p.shape, &p.buf, &self.opts)
-        })
+        ready
+            .par_iter()
+            .try_for_each(|p| self.array.write_region(&p.origin, &p.shape, &p.buf, &self.opts))
     }
 
     /// Writes every buffered unit (incomplete ones with the fill value where no tile came).

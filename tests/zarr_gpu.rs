@@ -1,0 +1,113 @@
+//! GPU round trips (run on the device with `--include-ignored`): random data written from GPU
+//! memory and read back into GPU memory, every codec × data type, sharded and not, plus
+//! zarr-python fixtures read into GPU memory.
+
+use tiledio_io::gpu::DeviceBuffer;
+use tiledio_zarr::{
+    ArraySpec, BloscCompressor, Compression, DataType, Durability, WriteOptions, ZarrArray, ZarrVersion,
+};
+
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_round_trips_every_codec_dtype_sharded_or_not() {
+    assert!(tiledio_io::gpu::available(), "no GPU");
+    let t = tempfile::tempdir().unwrap();
+    let shape = [301u64, 257, 3];
+    let codecs = [
+        Compression::None,
+        Compression::Zstd { level: 3 },
+        Compression::Gzip { level: 5 },
+        Compression::Blosc {
+            cname: BloscCompressor::Lz4,
+            level: 5,
+            shuffle: true,
+        },
+    ];
+    let mut i = 0;
+    for version in [ZarrVersion::V3, ZarrVersion::V2] {
+        for shards in [None, Some([128u64, 128, 3])] {
+            if version == ZarrVersion::V2 && shards.is_some() {
+                continue;
+            }
+            for c in codecs {
+                for dt in [DataType::U8, DataType::U16, DataType::U32, DataType::F32] {
+                    i += 1;
+                    let n = shape.iter().product::<u64>() as usize * dt.size();
+                    let mut data = random_bytes(n, i);
+                    if dt == DataType::F32 {
+                        for c in data.chunks_mut(4) {
+                            let v = c[0] as f32 * 0.5 - 7.0;
+                            c.copy_from_slice(&v.to_le_bytes());
+                        }
+                    }
+                    let dev = DeviceBuffer::from_host(&data).unwrap();
+                    let mut spec = ArraySpec::new(&shape, &[64, 64, 3], dt)
+                        .with_compression(c)
+                        .with_version(version);
+                    if let Some(s) = shards {
+                        spec = spec.with_shards(&s);
+                    }
+                    let path = t.path().join(format!("g{i}.zarr"));
+                    let a = ZarrArray::create(&path, &spec).unwrap();
+                    a.write_all(
+                        &dev,
+                        &WriteOptions {
+                            durability: Durability::None,
+                            batch_bytes: 300_000,
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
+                    let a = a.finish().unwrap();
+                    // Host read of what the GPU wrote.
+                    assert!(
+                        a.read_to_vec().unwrap() == data,
+                        "{version:?} {shards:?} {c:?} {dt:?}: host read"
+                    );
+                    // GPU read of the whole array and of a region.
+                    let mut back = DeviceBuffer::new(n).unwrap();
+                    a.read_all(&mut back).unwrap();
+                    assert!(
+                        back.to_host_vec().unwrap() == data,
+                        "{version:?} {shards:?} {c:?} {dt:?}: GPU read"
+                    );
+                    let (o, s) = ([70u64, 33, 0], [150u64, 200, 3]);
+                    let reg = a.read_region_to_device(&o, &s).unwrap().to_host_vec().unwrap();
+                    let mut host = vec![0u8; reg.len()];
+                    a.read_region(&o, &s, &mut host).unwrap();
+                    assert!(reg == host, "{c:?} {dt:?}: GPU region");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_reads_zarr_python_fixtures() {
+    assert!(tiledio_io::gpu::available(), "no GPU");
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/zarr");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "zarr") {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let want = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
+            let a = ZarrArray::open(&p).unwrap();
+            let mut d = DeviceBuffer::new(want.len()).unwrap();
+            a.read_all(&mut d).unwrap();
+            assert!(d.to_host_vec().unwrap() == want, "{name}");
+        }
+    }
+}
