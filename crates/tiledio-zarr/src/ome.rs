@@ -390,3 +390,199 @@ pub fn read_multiscales(root: impl AsRef<Path>) -> Result<Multiscales> {
         levels,
     })
 }
+
+/// A pyramid of interleaved 8-bit images (a whole-slide image's levels), read a band of rows
+/// at a time: what [`write_pyramid`] converts.
+pub trait PyramidSource {
+    /// Number of levels, finest first.
+    fn level_count(&self) -> usize;
+    /// `(width, height)` of a level.
+    fn level_dimensions(&self, level: usize) -> (u64, u64);
+    /// Samples per pixel (3 for RGB).
+    fn channels(&self) -> u64;
+    /// Rows `y0..y0 + rows` of a level, full width, as `rows × width × channels` bytes.
+    ///
+    /// # Errors
+    /// Whatever the source reports, as text.
+    fn read_band(&self, level: usize, y0: u64, rows: u64) -> std::result::Result<Vec<u8>, String>;
+}
+
+/// Options of [`write_pyramid`].
+#[derive(Debug, Clone)]
+pub struct PyramidOptions {
+    /// Chunk edge (y and x).
+    pub chunk: u64,
+    /// Shard edge (y and x), v3 only.
+    pub shard: Option<u64>,
+    /// Chunk compression.
+    pub compression: crate::Compression,
+    /// OME-Zarr version.
+    pub version: OmeVersion,
+    /// Microns per pixel at level 0 (scale 1.0 when unknown).
+    pub mpp: Option<f64>,
+    /// Write options (durability, I/O settings).
+    pub write: crate::WriteOptions,
+}
+
+/// Converts a pyramid to an OME-Zarr multiscale image with axes `c, y, x` (channel first, as the
+/// specification orders them), one array per level (`"0"`, `"1"`, ...), scale = MPP × the
+/// level's downsample. Memory is bounded by one band of shard (or chunk) rows. `progress` is
+/// called with the bytes done and the total after each band. The group metadata is written
+/// last: an interrupted conversion is not a valid image.
+///
+/// ```
+/// use tiledio_zarr::ome::*;
+/// struct Flat;
+/// impl PyramidSource for Flat {
+///     fn level_count(&self) -> usize { 2 }
+///     fn level_dimensions(&self, l: usize) -> (u64, u64) { (40 >> l, 30 >> l) }
+///     fn channels(&self) -> u64 { 3 }
+///     fn read_band(&self, l: usize, _y0: u64, rows: u64) -> Result<Vec<u8>, String> {
+///         Ok(vec![7u8; (rows * (40 >> l) * 3) as usize])
+///     }
+/// }
+/// # let dir = tempfile::tempdir()?;
+/// let opts = PyramidOptions { chunk: 16, shard: None, compression: Default::default(),
+///     version: OmeVersion::V05, mpp: Some(0.5), write: Default::default() };
+/// write_pyramid(&Flat, dir.path().join("p.zarr"), &opts, &mut |_, _| {})?;
+/// let m = read_multiscales(dir.path().join("p.zarr"))?;
+/// assert_eq!(m.levels[1].scale, [1.0, 1.0, 1.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`ZarrError::Usage`] for an empty pyramid or a band of the wrong size (also when the
+/// source fails, with its message); array write errors.
+pub fn write_pyramid(
+    src: &dyn PyramidSource,
+    out: impl AsRef<Path>,
+    opts: &PyramidOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<PathBuf> {
+    let n = src.level_count();
+    if n == 0 {
+        return Err(crate::error::usage("pyramid without levels"));
+    }
+    let c = src.channels();
+    let total: u64 = (0..n)
+        .map(|l| {
+            let (w, h) = src.level_dimensions(l);
+            w * h * c
+        })
+        .sum();
+    let w0 = src.level_dimensions(0).0 as f64;
+    let w = MultiscaleWriter::create(out, opts.version)?;
+    let mut levels = Vec::new();
+    let mut done = 0u64;
+    for l in 0..n {
+        let (wd, ht) = src.level_dimensions(l);
+        let mut spec = ArraySpec::new(&[c, ht, wd], &[1, opts.chunk, opts.chunk], crate::DataType::U8)
+            .with_compression(opts.compression)
+            .with_dimension_names(&["c", "y", "x"]);
+        if let Some(s) = opts.shard
+            && opts.version == OmeVersion::V05
+        {
+            spec = spec.with_shards(&[1, s, s]);
+        }
+        let a = w.create_level(&l.to_string(), &spec)?;
+        let band = spec.unit_shape()[1];
+        let mut y0 = 0;
+        while y0 < ht {
+            let rows = band.min(ht - y0);
+            let hwc = src
+                .read_band(l, y0, rows)
+                .map_err(|e| crate::error::usage(format!("level {l} rows {y0}+{rows}: {e}")))?;
+            if hwc.len() as u64 != rows * wd * c {
+                return Err(crate::error::usage(format!(
+                    "level {l} band of {} bytes, expected {}",
+                    hwc.len(),
+                    rows * wd * c
+                )));
+            }
+            let chw = hwc_to_chw(&hwc, rows, wd, c);
+            a.write_region(&[0, y0, 0], &[c, rows, wd], &chw, &opts.write)?;
+            done += rows * wd * c;
+            progress(done, total);
+            y0 += rows;
+        }
+        a.finish()?;
+        let ds = w0 / wd as f64;
+        let s = opts.mpp.map_or(ds, |m| m * ds);
+        levels.push(Level {
+            path: l.to_string(),
+            scale: vec![1.0, s, s],
+        });
+    }
+    let unit = opts.mpp.map(|_| "micrometer");
+    w.finish(
+        None,
+        vec![Axis::channel("c"), Axis::space("y", unit), Axis::space("x", unit)],
+        levels,
+    )
+}
+
+fn hwc_to_chw(hwc: &[u8], h: u64, w: u64, c: u64) -> Vec<u8> {
+    use rayon::prelude::*;
+    let (h, w, c) = (h as usize, w as usize, c as usize);
+    let mut out = vec![0u8; hwc.len()];
+    out.par_chunks_mut((h * w).max(1)).enumerate().for_each(|(ch, plane)| {
+        for (i, p) in plane.iter_mut().enumerate() {
+            *p = hwc[i * c + ch];
+        }
+    });
+    out
+}
+
+/// Reads every level of an image as interleaved `height × width × channels` bytes: an OME-Zarr
+/// group (axes `c, y, x` or `y, x`) or a plain array (`y, x` or `y, x, c`), for writing a TIFF
+/// pyramid. Returns `(width, height, channels, bytes)` per level, finest first.
+///
+/// # Errors
+/// [`ZarrError::NotFound`] / [`ZarrError::Metadata`]; [`ZarrError::Unsupported`] for other
+/// layouts or element types than 8-bit.
+pub fn read_levels_hwc(path: impl AsRef<Path>) -> Result<Vec<(u64, u64, u64, Vec<u8>)>> {
+    let path = path.as_ref();
+    let (arrays, channel_first): (Vec<PathBuf>, bool) = match read_multiscales(path) {
+        Ok(m) => {
+            let cf = m.axes.first().is_some_and(|a| a.kind == "channel");
+            (m.levels.iter().map(|l| path.join(&l.path)).collect(), cf)
+        }
+        Err(_) => (vec![path.to_path_buf()], false),
+    };
+    let mut out = Vec::new();
+    for p in arrays {
+        let a = ZarrArray::open(&p)?;
+        if a.element_size() != 1 {
+            return Err(ZarrError::Unsupported {
+                what: format!(
+                    "{}: {}-byte elements (8-bit only for TIFF)",
+                    p.display(),
+                    a.element_size()
+                ),
+            });
+        }
+        let s = a.shape().to_vec();
+        let data = a.read_to_vec()?;
+        let (h, w, c, hwc) = match (s.len(), channel_first) {
+            (2, _) => (s[0], s[1], 1, data),
+            (3, true) => {
+                let (c, h, w) = (s[0] as usize, s[1] as usize, s[2] as usize);
+                let mut o = vec![0u8; data.len()];
+                for ch in 0..c {
+                    for i in 0..h * w {
+                        o[i * c + ch] = data[ch * h * w + i];
+                    }
+                }
+                (s[1], s[2], s[0], o)
+            }
+            (3, false) => (s[0], s[1], s[2], data),
+            _ => {
+                return Err(ZarrError::Unsupported {
+                    what: format!("{}: shape {s:?} is not an image", p.display()),
+                });
+            }
+        };
+        out.push((w, h, c, hwc));
+    }
+    Ok(out)
+}
