@@ -220,3 +220,20 @@ impl Drop for CuFileHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn searches_the_real_soname_first() {
+        let c = super::candidates();
+        let real = c
+            .iter()
+            .position(|n| n == "libcufile.so.0")
+            .expect("libcufile.so.0 searched");
+        let dev = c
+            .iter()
+            .position(|n| n == "libcufile.so")
+            .expect("libcufile.so searched");
+        assert!(real < dev);
+    }
+}

@@ -173,3 +173,18 @@ impl IoError {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = IoError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_errors_are_their_own_variant() {
+        let p = std::path::Path::new("/data/slide.tif");
+        let e = IoError::open(p, std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert!(matches!(&e, IoError::PermissionDenied { path } if path == p));
+        assert_eq!(e.to_string(), "/data/slide.tif: permission denied");
+        let e = IoError::open(p, std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(matches!(e, IoError::Open { .. }));
+    }
+}
