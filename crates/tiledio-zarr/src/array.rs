@@ -529,7 +529,7 @@ impl ZarrArray {
         self.check_box(origin, shape, len)?;
         for d in 0..self.shape.len() {
             let end = origin[d] + shape[d];
-            if origin[d] % self.unit[d] != 0 || (end % self.unit[d] != 0 && end != self.shape[d]) {
+            if !origin[d].is_multiple_of(self.unit[d]) || (!end.is_multiple_of(self.unit[d]) && end != self.shape[d]) {
                 return Err(usage(format!(
                     "region {origin:?}+{shape:?} is not aligned to the {} shape {:?}",
                     if self.inner.is_some() { "shard" } else { "chunk" },

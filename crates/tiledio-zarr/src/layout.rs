@@ -128,6 +128,7 @@ impl Layout {
 
     /// For a row starting at global `g`: the window byte offset of its first valid element and
     /// the number of valid elements (inside the array and the window); `None` if none are.
+    #[allow(clippy::needless_range_loop)]
     fn row_window(&self, g: &[u64]) -> Option<(usize, usize, usize)> {
         let r = self.rank();
         let mut off = 0u64;

@@ -533,6 +533,9 @@ fn hwc_to_chw(hwc: &[u8], h: u64, w: u64, c: u64) -> Vec<u8> {
     out
 }
 
+/// One level as `(width, height, channels, interleaved bytes)`.
+pub type HwcLevel = (u64, u64, u64, Vec<u8>);
+
 /// Reads every level of an image as interleaved `height × width × channels` bytes: an OME-Zarr
 /// group (axes `c, y, x` or `y, x`) or a plain array (`y, x` or `y, x, c`), for writing a TIFF
 /// pyramid. Returns `(width, height, channels, bytes)` per level, finest first.
@@ -540,7 +543,7 @@ fn hwc_to_chw(hwc: &[u8], h: u64, w: u64, c: u64) -> Vec<u8> {
 /// # Errors
 /// [`ZarrError::NotFound`] / [`ZarrError::Metadata`]; [`ZarrError::Unsupported`] for other
 /// layouts or element types than 8-bit.
-pub fn read_levels_hwc(path: impl AsRef<Path>) -> Result<Vec<(u64, u64, u64, Vec<u8>)>> {
+pub fn read_levels_hwc(path: impl AsRef<Path>) -> Result<Vec<HwcLevel>> {
     let path = path.as_ref();
     let (arrays, channel_first): (Vec<PathBuf>, bool) = match read_multiscales(path) {
         Ok(m) => {
