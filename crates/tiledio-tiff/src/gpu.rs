@@ -1,0 +1,268 @@
+//! Reads into GPU memory. Uncompressed tiles: one batched range read straight into a
+//! tile-major device buffer, then one NVRTC kernel places them (crop, stride, byte order).
+//! Compressed tiles: raw bytes read to the host in one batch, decoded in parallel on the CPU
+//! in bands, each band uploaded while the next decodes, then the same kernel.
+
+use crate::error::{Result, TiffError};
+use crate::image::{HostImage, SampleType};
+use crate::page::{Compression, Page};
+use crate::region::{Job, check_tiles, plan, read_decode, slot_ranges};
+use crate::slide::{ReadOptions, Slide};
+use crate::write::{WriteOptions, WriteReport, write_pyramid};
+use std::ffi::c_void;
+use std::path::Path;
+use tiledio_io::FileHandle;
+use tiledio_io::gpu::{self, DeviceBuffer};
+
+/// An image in GPU memory: `height × width × channels` samples, row-major, native order.
+///
+/// ```no_run
+/// let s = tiledio_tiff::Slide::open("slide.tif")?;
+/// let img = s.read_level_device(0)?;
+/// let host = img.to_host()?;
+/// # Ok::<(), tiledio_tiff::TiffError>(())
+/// ```
+pub struct DeviceImage {
+    /// The pixels.
+    pub buffer: DeviceBuffer,
+    /// `(height, width, channels)`.
+    pub shape: (usize, usize, usize),
+    /// The sample type.
+    pub dtype: SampleType,
+}
+
+impl DeviceImage {
+    /// Copies the image to host memory.
+    ///
+    /// ```no_run
+    /// let s = tiledio_tiff::Slide::open("slide.tif")?;
+    /// assert_eq!(s.read_level_device(0)?.to_host()?, s.read_level(0)?);
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TiffError::Io`] for a CUDA error.
+    pub fn to_host(&self) -> Result<HostImage> {
+        let v = self.buffer.to_host_vec()?;
+        HostImage::from_bytes(self.shape.0, self.shape.1, self.shape.2, self.dtype, v)
+    }
+
+    /// Uploads a host image.
+    ///
+    /// ```no_run
+    /// let img = tiledio_tiff::HostImage::from_u8(1, 1, 1, vec![3])?;
+    /// let d = tiledio_tiff::DeviceImage::from_host(&img)?;
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TiffError::Io`] without a GPU or for a CUDA error.
+    pub fn from_host(img: &HostImage) -> Result<DeviceImage> {
+        Ok(DeviceImage {
+            buffer: DeviceBuffer::from_host(img.bytes())?,
+            shape: img.shape(),
+            dtype: img.dtype(),
+        })
+    }
+}
+
+/// Writes a GPU image as a tiled pyramidal TIFF (copied to the host, then [`write_pyramid`]).
+///
+/// ```no_run
+/// let s = tiledio_tiff::Slide::open("in.tif")?;
+/// let img = s.read_level_device(0)?;
+/// tiledio_tiff::write_pyramid_device("out.tif".as_ref(), &img, &Default::default())?;
+/// # Ok::<(), tiledio_tiff::TiffError>(())
+/// ```
+///
+/// # Errors
+/// As [`write_pyramid`], and CUDA errors.
+pub fn write_pyramid_device(path: &Path, image: &DeviceImage, opts: &WriteOptions) -> Result<WriteReport> {
+    write_pyramid(path, &image.to_host()?, opts)
+}
+
+const PLACE_SRC: &str = r#"
+typedef unsigned long long u64;
+// One block row per (job, row group): copy a cropped tile rectangle from the tile-major
+// buffer into the output window, swapping sample bytes when esize > 1 and swap != 0.
+extern "C" __global__ void tiff_place(const unsigned char* tiles, unsigned char* out, const u64* jobs,
+                                      u64 tile_row, u64 out_row, u64 esize, int swap) {
+    const u64* j = jobs + 6 * (u64)blockIdx.x;
+    const u64 src0 = j[0], dstx = j[1], dsty = j[2], nbytes = j[3], rows = j[4], srcy = j[5];
+    for (u64 r = blockIdx.y; r < rows; r += gridDim.y) {
+        const unsigned char* s = tiles + src0 + (srcy + r) * tile_row;
+        unsigned char* d = out + (dsty + r) * out_row + dstx;
+        if (swap && esize > 1) {
+            for (u64 i = threadIdx.x; i < nbytes; i += blockDim.x) {
+                u64 k = i / esize, b = i % esize;
+                d[i] = s[k * esize + (esize - 1 - b)];
+            }
+        } else if (((((u64)s) | ((u64)d) | nbytes) & 15) == 0) {
+            const uint4* s4 = (const uint4*)s; uint4* d4 = (uint4*)d;
+            for (u64 i = threadIdx.x; i < nbytes / 16; i += blockDim.x) d4[i] = s4[i];
+        } else {
+            for (u64 i = threadIdx.x; i < nbytes; i += blockDim.x) d[i] = s[i];
+        }
+    }
+}
+"#;
+
+/// Places the jobs' rectangles from a device tile-major buffer into `out`.
+fn place_device(page: &Page, jobs: &[Job], slots: &DeviceBuffer, out: &mut DeviceBuffer, out_w: u64, swap: bool) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let g = gpu::gpu()?;
+    let k = g.compile("tiledio_tiff_place", PLACE_SRC)?.function("tiff_place")?;
+    let px = page.pixel_bytes() as u64;
+    let tb = page.tile_bytes() as u64;
+    let tile_row = page.tile_w * px;
+    let mut desc: Vec<u8> = Vec::with_capacity(jobs.len() * 48);
+    let mut max_rows = 1;
+    for j in jobs {
+        let src0 = j.slot as u64 * tb + j.src_x * px;
+        for v in [src0, j.dst_x * px, j.dst_y, j.w * px, j.h, j.src_y] {
+            desc.extend_from_slice(&v.to_ne_bytes());
+        }
+        max_rows = max_rows.max(j.h);
+    }
+    let desc_dev = DeviceBuffer::from_host(&desc)?;
+    let mut a_tiles = slots.device_ptr();
+    let mut a_out = out.device_ptr();
+    let mut a_jobs = desc_dev.device_ptr();
+    let mut a_tile_row = tile_row;
+    let mut a_out_row = out_w * px;
+    let mut a_esize = page.dtype.size() as u64;
+    let mut a_swap: i32 = swap as i32;
+    let mut args: [*mut c_void; 7] = [
+        &mut a_tiles as *mut u64 as *mut c_void,
+        &mut a_out as *mut u64 as *mut c_void,
+        &mut a_jobs as *mut u64 as *mut c_void,
+        &mut a_tile_row as *mut u64 as *mut c_void,
+        &mut a_out_row as *mut u64 as *mut c_void,
+        &mut a_esize as *mut u64 as *mut c_void,
+        &mut a_swap as *mut i32 as *mut c_void,
+    ];
+    let grid = (jobs.len().min(i32::MAX as usize) as u32, max_rows.min(64) as u32, 1);
+    // SAFETY: argument types match the kernel; every job's source lies in its slot of
+    // `slots` and its destination inside `out` (plan() crops to the window).
+    unsafe { k.launch(grid, (256, 1, 1), 0, &mut args)? };
+    g.synchronize()?;
+    drop(desc_dev);
+    Ok(())
+}
+
+/// Reads a window of a page into a new device buffer.
+fn read_window_device(fh: &FileHandle, page: &Page, x: i64, y: i64, w: u64, h: u64, background: u8) -> Result<DeviceBuffer> {
+    let px = page.pixel_bytes() as u64;
+    let len = w
+        .checked_mul(h)
+        .and_then(|v| v.checked_mul(px))
+        .ok_or_else(|| TiffError::InvalidArgument(format!("region of {w}x{h} pixels is too large")))?;
+    let jobs = plan(page, x, y, w, h);
+    check_tiles(fh, page, &jobs)?;
+    let mut out = DeviceBuffer::new(len as usize)?;
+    out.fill(background)?;
+    if jobs.is_empty() {
+        return Ok(out);
+    }
+    let tb = page.tile_bytes();
+    let mut slots = DeviceBuffer::new(jobs.len() * tb)?;
+    if page.compression == Compression::None {
+        fh.read_ranges(&slot_ranges(page, &jobs), &mut slots)?;
+        let swap = page.big_endian && page.dtype.size() > 1;
+        place_device(page, &jobs, &slots, &mut out, w, swap)?;
+        return Ok(out);
+    }
+    // compressed: decode bands of ~64 MiB on the CPU; upload each while the next decodes
+    let per_band = ((64usize << 20) / tb.max(1)).max(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(1);
+    std::thread::scope(|s| -> Result<()> {
+        let slots_ref = &mut slots;
+        let uploader = s.spawn(move || -> Result<()> {
+            for (first, band) in rx {
+                slots_ref.copy_from_host_at(first * tb, &band)?;
+            }
+            Ok(())
+        });
+        let mut result = Ok(());
+        for (b, chunk) in jobs.chunks(per_band).enumerate() {
+            // decode with slots numbered from 0 within the band
+            let local: Vec<Job> = chunk.iter().enumerate().map(|(i, j)| Job { slot: i, ..*j }).collect();
+            match read_decode(fh, page, &local) {
+                Ok(band) => {
+                    if tx.send((b * per_band, band)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let up = uploader.join().unwrap_or_else(|_| Err(TiffError::InvalidArgument("upload thread panicked".into())));
+        result.and(up)
+    })?;
+    place_device(page, &jobs, &slots, &mut out, w, false)?;
+    Ok(out)
+}
+
+impl Slide {
+    /// Reads a region into GPU memory (OpenSlide semantics, as [`Slide::read_region`]).
+    ///
+    /// ```no_run
+    /// let s = tiledio_tiff::Slide::open("slide.tif")?;
+    /// let img = s.read_region_device((0, 0), 0, (1024, 1024))?;
+    /// assert_eq!(img.shape.0, 1024);
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Slide::read_region`]; [`TiffError::Io`] with `IoError::NoGpu` without a GPU.
+    pub fn read_region_device(&self, location: (i64, i64), level: usize, size: (u64, u64)) -> Result<DeviceImage> {
+        self.read_region_device_with(location, level, size, &ReadOptions::default())
+    }
+
+    /// [`Slide::read_region_device`] with options.
+    ///
+    /// ```no_run
+    /// use tiledio_tiff::{ReadOptions, Slide};
+    /// let s = Slide::open("slide.tif")?;
+    /// let img = s.read_region_device_with((-5, 0), 0, (64, 64), &ReadOptions::with_background(255))?;
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Slide::read_region_device`].
+    pub fn read_region_device_with(&self, location: (i64, i64), level: usize, size: (u64, u64), opts: &ReadOptions) -> Result<DeviceImage> {
+        let (page, x, y) = self.window(location, level, size)?;
+        let buffer = read_window_device(self.file(), page, x, y, size.0, size.1, opts.background)?;
+        Ok(DeviceImage {
+            buffer,
+            shape: (size.1 as usize, size.0 as usize, page.spp),
+            dtype: page.dtype,
+        })
+    }
+
+    /// Reads a whole level into GPU memory.
+    ///
+    /// ```no_run
+    /// let s = tiledio_tiff::Slide::open("slide.tif")?;
+    /// let img = s.read_level_device(0)?;
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Slide::read_region_device`].
+    pub fn read_level_device(&self, level: usize) -> Result<DeviceImage> {
+        let page = self.page(level)?;
+        let buffer = read_window_device(self.file(), page, 0, 0, page.width, page.height, 0)?;
+        Ok(DeviceImage {
+            buffer,
+            shape: (page.height as usize, page.width as usize, page.spp),
+            dtype: page.dtype,
+        })
+    }
+}

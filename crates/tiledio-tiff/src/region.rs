@@ -1,0 +1,166 @@
+//! Reading a rectangle of one page: which tiles, one batched range read of their bytes,
+//! parallel decode into a tile-major buffer, then one placement step into the output.
+
+use crate::codec::{decode_tile, swap_bytes};
+use crate::error::{Result, TiffError};
+use crate::page::{Compression, Page};
+use rayon::prelude::*;
+use tiledio_io::{FileHandle, ReadRange};
+
+/// One tile's part of the output: where its slot is and which rectangle it fills.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Job {
+    pub(crate) tile: usize,
+    pub(crate) slot: usize,
+    pub(crate) src_x: u64,
+    pub(crate) src_y: u64,
+    pub(crate) dst_x: u64,
+    pub(crate) dst_y: u64,
+    pub(crate) w: u64,
+    pub(crate) h: u64,
+}
+
+/// The tiles a window `(x, y, w, h)` of the page (in page pixels, may extend past the image)
+/// touches, cropped to the image and the window, in tile-row order.
+pub(crate) fn plan(page: &Page, x: i64, y: i64, w: u64, h: u64) -> Vec<Job> {
+    let x0 = x.max(0) as u64;
+    let y0 = y.max(0) as u64;
+    let x1 = (x as i128 + w as i128).clamp(0, page.width as i128) as u64;
+    let y1 = (y as i128 + h as i128).clamp(0, page.height as i128) as u64;
+    let mut jobs = Vec::new();
+    if x0 >= x1 || y0 >= y1 {
+        return jobs;
+    }
+    for ty in y0 / page.tile_h..y1.div_ceil(page.tile_h) {
+        for tx in x0 / page.tile_w..x1.div_ceil(page.tile_w) {
+            let (gx, gy) = (tx * page.tile_w, ty * page.tile_h);
+            let cx0 = gx.max(x0);
+            let cy0 = gy.max(y0);
+            let cx1 = (gx + page.tile_w).min(x1);
+            let cy1 = (gy + page.tile_h).min(y1);
+            jobs.push(Job {
+                tile: (ty * page.across + tx) as usize,
+                slot: jobs.len(),
+                src_x: cx0 - gx,
+                src_y: cy0 - gy,
+                dst_x: (cx0 as i128 - x as i128) as u64,
+                dst_y: (cy0 as i128 - y as i128) as u64,
+                w: cx1 - cx0,
+                h: cy1 - cy0,
+            });
+        }
+    }
+    jobs
+}
+
+/// Checks the stored bytes of the tiles the jobs need: none empty, uncompressed ones long enough.
+pub(crate) fn check_tiles(fh: &FileHandle, page: &Page, jobs: &[Job]) -> Result<()> {
+    for j in jobs {
+        let c = page.counts[j.tile];
+        let bad = |reason: String| TiffError::BadTile {
+            path: fh.path().to_path_buf(),
+            page: page.index,
+            tile: j.tile,
+            reason,
+        };
+        if c == 0 {
+            return Err(bad("byte count is zero".into()));
+        }
+        if page.compression == Compression::None {
+            let need = uncompressed_len(page, j.tile);
+            if c < need as u64 {
+                return Err(bad(format!("{c} stored bytes, {need} needed")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes an uncompressed tile or strip holds.
+pub(crate) fn uncompressed_len(page: &Page, tile: usize) -> usize {
+    page.stored_rows(tile) as usize * page.tile_w as usize * page.pixel_bytes()
+}
+
+/// The range reads that put each uncompressed tile in its slot of a tile-major buffer.
+pub(crate) fn slot_ranges(page: &Page, jobs: &[Job]) -> Vec<ReadRange> {
+    let tb = page.tile_bytes();
+    jobs.iter()
+        .map(|j| ReadRange {
+            file_offset: page.offsets[j.tile],
+            len: uncompressed_len(page, j.tile),
+            dst_offset: j.slot * tb,
+        })
+        .collect()
+}
+
+/// Reads the compressed bytes of every needed tile (one batched call) and decodes them in
+/// parallel into a tile-major buffer of `jobs.len()` full tiles.
+pub(crate) fn read_decode(fh: &FileHandle, page: &Page, jobs: &[Job]) -> Result<Vec<u8>> {
+    let tb = page.tile_bytes();
+    if page.compression == Compression::None {
+        let mut slots = vec![0u8; jobs.len() * tb];
+        fh.read_ranges(&slot_ranges(page, jobs), &mut slots)?;
+        return Ok(slots);
+    }
+    let mut ranges = Vec::with_capacity(jobs.len());
+    let mut total = 0usize;
+    for j in jobs {
+        let len = page.counts[j.tile] as usize;
+        ranges.push(ReadRange {
+            file_offset: page.offsets[j.tile],
+            len,
+            dst_offset: total,
+        });
+        total += len;
+    }
+    let mut raw = vec![0u8; total];
+    fh.read_ranges(&ranges, &mut raw)?;
+    let mut slots = vec![0u8; jobs.len() * tb];
+    slots
+        .par_chunks_mut(tb.max(1))
+        .zip(jobs.par_iter().zip(ranges.par_iter()))
+        .try_for_each(|(slot, (j, r))| decode_tile(fh, page, j.tile, &raw[r.dst_offset..r.dst_offset + r.len], slot))?;
+    Ok(slots)
+}
+
+/// Copies each job's rectangle from the tile-major `slots` into `out` (a `w`-pixel-wide
+/// row-major window), in parallel over output rows.
+pub(crate) fn place(page: &Page, jobs: &[Job], slots: &[u8], out: &mut [u8], out_w: u64) {
+    let px = page.pixel_bytes();
+    let tile_row = page.tile_w as usize * px;
+    let tb = page.tile_bytes();
+    let out_row = out_w as usize * px;
+    if out_row == 0 {
+        return;
+    }
+    out.par_chunks_mut(out_row).enumerate().for_each(|(oy, row)| {
+        let oy = oy as u64;
+        for j in jobs.iter().filter(|j| oy >= j.dst_y && oy < j.dst_y + j.h) {
+            let sy = (j.src_y + oy - j.dst_y) as usize;
+            let s = j.slot * tb + sy * tile_row + j.src_x as usize * px;
+            let d = j.dst_x as usize * px;
+            let n = j.w as usize * px;
+            row[d..d + n].copy_from_slice(&slots[s..s + n]);
+        }
+    });
+}
+
+/// Reads a window of a page into a host buffer (row-major, `w × h × spp` samples).
+pub(crate) fn read_window(fh: &FileHandle, page: &Page, x: i64, y: i64, w: u64, h: u64, background: u8) -> Result<Vec<u8>> {
+    let px = page.pixel_bytes() as u64;
+    let len = w
+        .checked_mul(h)
+        .and_then(|v| v.checked_mul(px))
+        .filter(|&v| v <= isize::MAX as u64 / 2)
+        .ok_or_else(|| TiffError::InvalidArgument(format!("region of {w}x{h} pixels is too large")))?;
+    let jobs = plan(page, x, y, w, h);
+    check_tiles(fh, page, &jobs)?;
+    let slots = read_decode(fh, page, &jobs)?;
+    let mut out = vec![background; len as usize];
+    // jobs are in tile-row order: restrict each output row's scan to its tile row
+    place(page, &jobs, &slots, &mut out, w);
+    if page.compression == Compression::None && page.big_endian && page.dtype.size() > 1 {
+        swap_bytes(&mut out, page.dtype.size());
+    }
+    Ok(out)
+}
