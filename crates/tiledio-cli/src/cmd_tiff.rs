@@ -1,0 +1,127 @@
+//! `tiledio info`, `tiledio read` and `tiledio convert` for whole-slide TIFF files.
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+use tiledio::tiff::{BigTiff, Compression, Slide, WriteOptions, write_pyramid_with_progress};
+
+/// `tiledio info FILE`: levels, tile sizes, compression, properties, associated images.
+///
+/// # Errors
+/// The file cannot be opened or parsed.
+pub fn info(path: &Path) -> anyhow::Result<()> {
+    let s = Slide::open(path).with_context(|| format!("opening {}", path.display()))?;
+    println!("{}: {} x {}, {} level(s)", path.display(), s.channels(), s.sample_type().name(), s.level_count());
+    println!("{:>5} {:>10} {:>10} {:>10} {:>11} {:>9} {:>5}", "level", "width", "height", "downsample", "tile", "compress", "page");
+    for (i, l) in s.levels().iter().enumerate() {
+        let tile = if l.tiled { format!("{}x{}", l.tile_width, l.tile_height) } else { format!("strip {}", l.tile_height) };
+        println!(
+            "{i:>5} {:>10} {:>10} {:>10.3} {tile:>11} {:>9} {:>5}",
+            l.width,
+            l.height,
+            l.downsample,
+            l.compression.name(),
+            l.page
+        );
+    }
+    let assoc = s.associated_images();
+    println!("associated images: {}", if assoc.is_empty() { "none".to_string() } else { assoc.join(", ") });
+    println!("properties:");
+    for (k, v) in s.properties() {
+        let v = v.replace(['\r', '\n'], " ");
+        let v = if v.chars().count() > 100 { format!("{}...", v.chars().take(100).collect::<String>()) } else { v };
+        println!("  {k} = {v}");
+    }
+    Ok(())
+}
+
+/// `tiledio read FILE --level L --region X,Y,W,H --out region.npy --device gpu|cpu`: reads a
+/// region (X,Y at level 0, W,H at level L, OpenSlide style; the whole level without `region`)
+/// into GPU or host memory and saves it as a NumPy `.npy` file.
+///
+/// # Errors
+/// Unreadable file, a level that does not exist, no GPU with `gpu`, write failure.
+pub fn read(path: &Path, level: usize, region: Option<(i64, i64, u64, u64)>, out: &Path, gpu: bool) -> anyhow::Result<()> {
+    let s = Slide::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let t = Instant::now();
+    let img = match (region, gpu) {
+        (Some((x, y, w, h)), false) => s.read_region((x, y), level, (w, h))?,
+        (None, false) => s.read_level(level)?,
+        (Some((x, y, w, h)), true) => s.read_region_device((x, y), level, (w, h))?.to_host()?,
+        (None, true) => s.read_level_device(level)?.to_host()?,
+    };
+    let secs = t.elapsed().as_secs_f64();
+    let (h, w, c) = img.shape();
+    let bytes = img.bytes().len() as f64;
+    println!(
+        "read {h}x{w}x{c} {} into {} memory in {:.3} s ({:.2} GB/s of pixels)",
+        img.dtype().name(),
+        if gpu { "GPU" } else { "host" },
+        secs,
+        bytes / secs.max(1e-9) / 1e9
+    );
+    if gpu && let Ok(r) = s.file().backend_report() {
+        println!("backend: {r}");
+    }
+    img.write_npy(out).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// `tiledio convert IN.tif OUT.tif [--tile 512] [--compression none|deflate|zstd|lzw|jpeg]
+/// [--levels N]`: rewrites a slide's level 0 as a tiled pyramid (4 KiB-aligned tiles when
+/// uncompressed), with a progress bar on a terminal.
+///
+/// # Errors
+/// Unreadable input, unknown compression, a compression that cannot hold the pixels, write failure.
+pub fn convert(input: &Path, output: &Path, tile: u32, compression: &str, levels: Option<usize>) -> anyhow::Result<()> {
+    let c = match compression.to_ascii_lowercase().as_str() {
+        "none" | "raw" => Compression::None,
+        "deflate" | "zlib" => Compression::Deflate,
+        "zstd" => Compression::Zstd,
+        "lzw" => Compression::Lzw,
+        "jpeg" | "jpg" => Compression::Jpeg,
+        other => bail!("unknown compression {other:?} (none, deflate, zstd, lzw, jpeg)"),
+    };
+    let s = Slide::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let t = Instant::now();
+    let img = s.read_level(0).with_context(|| format!("reading level 0 of {}", input.display()))?;
+    let read_s = t.elapsed().as_secs_f64();
+    let mut opts = WriteOptions::default().tile(tile).compression(c).bigtiff(BigTiff::Auto);
+    if let Some(n) = levels {
+        opts = opts.levels(n);
+    }
+    if let Some(mpp) = s.properties().get("openslide.mpp-x").and_then(|v| v.parse::<f64>().ok()) {
+        opts = opts.mpp(mpp);
+    }
+    let pb = ProgressBar::new(0);
+    if !std::io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let t = Instant::now();
+    let report = write_pyramid_with_progress(output, &img, &opts, &|done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
+    })
+    .with_context(|| format!("writing {}", output.display()))?;
+    pb.finish_and_clear();
+    println!(
+        "{} -> {}: {} level(s) {:?}, {} tiles of {tile}, {}{} bytes; read {:.2} s, wrote {:.2} s",
+        input.display(),
+        output.display(),
+        report.levels.len(),
+        report.levels,
+        c.name(),
+        if report.bigtiff { "BigTIFF, " } else { "" },
+        report.bytes,
+        read_s,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
