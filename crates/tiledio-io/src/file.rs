@@ -755,6 +755,27 @@ pub struct FileWrite {
     pub len: usize,
 }
 
+/// The order to write `files` in: round-robin over their directories. Creating and renaming a
+/// file takes its directory's lock, so workers that all write into one directory at a time
+/// (chunk keys in order: `c/0/0`, `c/0/1`, ...) queue on that lock; spread over directories
+/// they do not.
+fn interleave_by_directory(files: &[FileWrite]) -> Vec<usize> {
+    let mut groups: Vec<(&Path, Vec<usize>)> = Vec::new();
+    let mut index: std::collections::HashMap<&Path, usize> = std::collections::HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        let dir = f.path.parent().unwrap_or(Path::new(""));
+        let g = *index.entry(dir).or_insert_with(|| {
+            groups.push((dir, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    let longest = groups.iter().map(|g| g.1.len()).max().unwrap_or(0);
+    (0..longest)
+        .flat_map(|k| groups.iter().filter_map(move |g| g.1.get(k).copied()))
+        .collect()
+}
+
 /// Writes many whole files (e.g. chunk files) from one source, `settings.threads` at a time.
 /// Each file is written under a temporary name and renamed when complete, so after an error
 /// every file is either complete or absent. With `sync`, each file and its directory are flushed
@@ -795,9 +816,10 @@ pub fn write_files<'a>(
         .collect();
     plan::check_buffer(&items, src.len())?;
     let s = settings;
+    let order = interleave_by_directory(files);
     // One job per file: a worker creates it, writes it in task-sized pieces, and renames it.
-    let write_one = |i: usize, put: &mut dyn FnMut(&File, &Path, &plan::Piece) -> Result<()>| -> Result<()> {
-        let fw = &files[i];
+    let write_one = |job: usize, put: &mut dyn FnMut(&File, &Path, &plan::Piece) -> Result<()>| -> Result<()> {
+        let fw = &files[order[job]];
         let (file, temp) = create_temp(&fw.path)?;
         let item = Item {
             file: 0,
@@ -850,4 +872,20 @@ pub fn write_files<'a>(
         bytes_written: files.iter().map(|f| f.len as u64).sum(),
         files: files.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaving_visits_every_file_once_alternating_directories() {
+        let f = |p: &str| FileWrite {
+            path: PathBuf::from(p),
+            src_offset: 0,
+            len: 0,
+        };
+        let files = [f("c/0/0"), f("c/0/1"), f("c/0/2"), f("c/1/0"), f("c/1/1"), f("x")];
+        assert_eq!(interleave_by_directory(&files), vec![0, 3, 5, 1, 4, 2]);
+    }
 }
