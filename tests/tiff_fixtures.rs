@@ -68,7 +68,9 @@ fn expected() -> Vec<Expect> {
 
 fn lossy() -> Vec<String> {
     let text = std::fs::read_to_string(dir().join("expected.txt")).unwrap();
-    text.lines().filter_map(|l| l.strip_prefix("lossy ").map(str::to_string)).collect()
+    text.lines()
+        .filter_map(|l| l.strip_prefix("lossy ").map(str::to_string))
+        .collect()
 }
 
 #[test]
@@ -79,18 +81,41 @@ fn tiff_fixtures_lossless_levels_match_tifffile() {
         let slide = Slide::open(dir().join(&e.file)).unwrap_or_else(|err| panic!("{}: {err}", e.file));
         let img = if e.kind == "level" {
             let level: usize = e.key.parse().unwrap();
-            assert!(level < slide.level_count(), "{}: level {level} of {}", e.file, slide.level_count());
+            assert!(
+                level < slide.level_count(),
+                "{}: level {level} of {}",
+                e.file,
+                slide.level_count()
+            );
             let (w, h) = slide.level_dimensions()[level];
-            assert_eq!((h as usize, w as usize), (e.shape.0, e.shape.1), "{} level {level}", e.file);
-            slide.read_level(level).unwrap_or_else(|err| panic!("{} level {level}: {err}", e.file))
+            assert_eq!(
+                (h as usize, w as usize),
+                (e.shape.0, e.shape.1),
+                "{} level {level}",
+                e.file
+            );
+            slide
+                .read_level(level)
+                .unwrap_or_else(|err| panic!("{} level {level}: {err}", e.file))
         } else {
-            assert!(slide.associated_images().contains(&e.key.as_str()), "{}: {:?}", e.file, slide.associated_images());
+            assert!(
+                slide.associated_images().contains(&e.key.as_str()),
+                "{}: {:?}",
+                e.file,
+                slide.associated_images()
+            );
             slide.read_associated_image(&e.key).unwrap()
         };
         assert_eq!(img.shape(), e.shape, "{} {}", e.file, e.key);
         assert_eq!(img.dtype().name(), e.dtype, "{} {}", e.file, e.key);
         if !lossy.contains(&e.file) || (e.kind == "assoc" && e.key == "label") {
-            assert_eq!(crc32(&le_bytes(&img)), e.crc, "{} {} pixels differ from tifffile's", e.file, e.key);
+            assert_eq!(
+                crc32(&le_bytes(&img)),
+                e.crc,
+                "{} {} pixels differ from tifffile's",
+                e.file,
+                e.key
+            );
             checked += 1;
         }
     }
@@ -113,7 +138,13 @@ fn tiff_fixtures_jpeg_within_tolerance_of_tifffile() {
         };
         let npy = tmp.path().join(format!("{}.{what}.npy", e.file));
         img.write_npy(&npy).unwrap();
-        args.push(format!("{}|{}|{}|{}", dir().join(&e.file).display(), e.kind, e.key, npy.display()));
+        args.push(format!(
+            "{}|{}|{}|{}",
+            dir().join(&e.file).display(),
+            e.kind,
+            e.key,
+            npy.display()
+        ));
     }
     assert!(args.len() >= 8, "{args:?}");
     let script = r#"
@@ -175,28 +206,43 @@ fn tiff_fixture_regions_crop_and_fill_background() {
         for x in 0..100usize {
             for k in 0..c {
                 let got = r.bytes()[(y * 100 + x) * c + k];
-                let want = if y < 10 || x < 10 { 0 } else { full.bytes()[((y - 10) * w + (x - 10)) * c + k] };
+                let want = if y < 10 || x < 10 {
+                    0
+                } else {
+                    full.bytes()[((y - 10) * w + (x - 10)) * c + k]
+                };
                 assert_eq!(got, want, "({x},{y},{k})");
             }
         }
     }
     // level 1 region with the location given at level 0
     let l1 = slide.read_level(1).unwrap();
-    let r = slide.read_region_with((40, 20), 1, (30, 30), &tiledio::tiff::ReadOptions::with_background(255)).unwrap();
+    let r = slide
+        .read_region_with((40, 20), 1, (30, 30), &tiledio::tiff::ReadOptions::with_background(255))
+        .unwrap();
     let l1w = l1.shape().1;
-    assert_eq!(&r.bytes()[..3], &l1.bytes()[(10 * l1w + 20) * 3..(10 * l1w + 20) * 3 + 3]);
+    assert_eq!(
+        &r.bytes()[..3],
+        &l1.bytes()[(10 * l1w + 20) * 3..(10 * l1w + 20) * 3 + 3]
+    );
     // entirely outside
     let r = slide.read_region((10_000, 10_000), 0, (8, 8)).unwrap();
     assert!(r.bytes().iter().all(|&b| b == 0));
     // a level that does not exist
-    assert!(matches!(slide.read_region((0, 0), 9, (8, 8)), Err(TiffError::InvalidArgument(_))));
+    assert!(matches!(
+        slide.read_region((0, 0), 9, (8, 8)),
+        Err(TiffError::InvalidArgument(_))
+    ));
 }
 
 #[test]
 fn tiff_fixture_unsupported_features_name_themselves() {
     let e = Slide::open(dir().join("unsupported_jp2k_33003.tif")).unwrap_err();
     assert!(matches!(e, TiffError::Unsupported { .. }), "{e}");
-    assert!(e.to_string().contains("33003") && e.to_string().contains("JPEG 2000"), "{e}");
+    assert!(
+        e.to_string().contains("33003") && e.to_string().contains("JPEG 2000"),
+        "{e}"
+    );
     let e = Slide::open(dir().join("unsupported_planar_separate.tif")).unwrap_err();
     assert!(e.to_string().contains("planar-separate"), "{e}");
 }

@@ -82,9 +82,9 @@ fn check(img: &HostImage, opts: &WriteOptions, mode: &str, openslide: bool) -> s
 
 /// Tiny helpers over the JSON line the script prints (no JSON dependency in this package).
 mod serde_like {
-    pub struct Info(pub String);
+    pub(crate) struct Info(pub(crate) String);
     impl Info {
-        pub fn has(&self, s: &str) -> bool {
+        pub(crate) fn has(&self, s: &str) -> bool {
             self.0.contains(s)
         }
     }
@@ -94,33 +94,73 @@ mod serde_like {
 fn tiff_interop_uncompressed_rgb_pyramid_tifffile_and_openslide() {
     let img = HostImage::from_u8(300, 260, 3, noise(300, 260, 3, 1)).unwrap();
     let info = check(&img, &WriteOptions::default().tile(64), "exact", true);
-    assert!(info.has(r#""levels": [[300, 260], [150, 130], [75, 65], [38, 33]]"#), "{}", info.0);
+    assert!(
+        info.has(r#""levels": [[300, 260], [150, 130], [75, 65], [38, 33]]"#),
+        "{}",
+        info.0
+    );
     assert!(info.has(r#""aligned": true"#), "{}", info.0);
-    assert!(info.has(r#""os_levels": [[260, 300], [130, 150], [65, 75], [33, 38]]"#), "{}", info.0);
+    assert!(
+        info.has(r#""os_levels": [[260, 300], [130, 150], [65, 75], [33, 38]]"#),
+        "{}",
+        info.0
+    );
 }
 
 #[test]
 fn tiff_interop_deflate_zstd_lzw_lossless() {
     let img = HostImage::from_u8(130, 200, 3, noise(130, 200, 3, 2)).unwrap();
     for c in [Compression::Deflate, Compression::Zstd, Compression::Lzw] {
-        let info = check(&img, &WriteOptions::default().tile(32).compression(c), "exact", c != Compression::Zstd);
+        let info = check(
+            &img,
+            &WriteOptions::default().tile(32).compression(c),
+            "exact",
+            c != Compression::Zstd,
+        );
         assert!(info.has(&format!(r#""compression": {}"#, c.code())), "{}", info.0);
     }
-    let u16s: Vec<u16> = noise(90, 70, 2, 3).chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let u16s: Vec<u16> = noise(90, 70, 2, 3)
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     let img = HostImage::from_u16(90, 70, 1, u16s).unwrap();
-    check(&img, &WriteOptions::default().tile(16).compression(Compression::Zstd), "exact", false);
+    check(
+        &img,
+        &WriteOptions::default().tile(16).compression(Compression::Zstd),
+        "exact",
+        false,
+    );
     let f: Vec<f32> = (0..50 * 40 * 2).map(|i| (i as f32 * 0.37).sin() * 1e3).collect();
     let img = HostImage::from_f32(50, 40, 2, f).unwrap();
-    check(&img, &WriteOptions::default().tile(16).compression(Compression::Deflate), "exact", false);
+    check(
+        &img,
+        &WriteOptions::default().tile(16).compression(Compression::Deflate),
+        "exact",
+        false,
+    );
 }
 
 #[test]
 fn tiff_interop_bigtiff_and_ome_subifds() {
     let img = HostImage::from_u8(200, 150, 3, noise(200, 150, 3, 4)).unwrap();
-    let info = check(&img, &WriteOptions::default().tile(64).bigtiff(BigTiff::Always), "exact", true);
+    let info = check(
+        &img,
+        &WriteOptions::default().tile(64).bigtiff(BigTiff::Always),
+        "exact",
+        true,
+    );
     assert!(info.has(r#""bigtiff": true"#), "{}", info.0);
-    let info = check(&img, &WriteOptions::default().tile(64).subifds(true).mpp(0.5), "exact", false);
-    assert!(info.has(r#""ome": true"#) && info.has(r#""levels": [[200, 150], [100, 75], [50, 38]]"#), "{}", info.0);
+    let info = check(
+        &img,
+        &WriteOptions::default().tile(64).subifds(true).mpp(0.5),
+        "exact",
+        false,
+    );
+    assert!(
+        info.has(r#""ome": true"#) && info.has(r#""levels": [[200, 150], [100, 75], [50, 38]]"#),
+        "{}",
+        info.0
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("o.tif");
     write_pyramid(&p, &img, &WriteOptions::default().tile(64).subifds(true).mpp(0.5)).unwrap();
@@ -132,12 +172,34 @@ fn tiff_interop_bigtiff_and_ome_subifds() {
 #[test]
 fn tiff_interop_jpeg_written_reads_in_tifffile_openslide_and_ours() {
     let img = HostImage::from_u8(200, 240, 3, smooth(200, 240)).unwrap();
-    let info = check(&img, &WriteOptions::default().tile(64).compression(Compression::Jpeg).quality(95), "close", true);
+    let info = check(
+        &img,
+        &WriteOptions::default()
+            .tile(64)
+            .compression(Compression::Jpeg)
+            .quality(95),
+        "close",
+        true,
+    );
     assert!(info.has(r#""compression": 7"#), "{}", info.0);
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("j.tif");
-    write_pyramid(&p, &img, &WriteOptions::default().tile(64).compression(Compression::Jpeg).quality(95)).unwrap();
+    write_pyramid(
+        &p,
+        &img,
+        &WriteOptions::default()
+            .tile(64)
+            .compression(Compression::Jpeg)
+            .quality(95),
+    )
+    .unwrap();
     let back = Slide::open(&p).unwrap().read_level(0).unwrap();
-    let mean: f64 = back.bytes().iter().zip(img.bytes()).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / img.bytes().len() as f64;
+    let mean: f64 = back
+        .bytes()
+        .iter()
+        .zip(img.bytes())
+        .map(|(a, b)| (*a as f64 - *b as f64).abs())
+        .sum::<f64>()
+        / img.bytes().len() as f64;
     assert!(mean < 3.0, "mean abs error {mean}");
 }

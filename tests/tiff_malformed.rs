@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use tiledio::tiff::{Slide, TiffError};
 
 fn mal(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tiff/malformed").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/tiff/malformed")
+        .join(name)
 }
 
 /// Opens and reads every level and associated image; the first error.
@@ -26,7 +28,10 @@ fn open_and_read(path: &Path) -> Result<(), TiffError> {
 #[test]
 fn tiff_malformed_truncated() {
     let e = open_and_read(&mal("truncated.tif")).unwrap_err();
-    assert!(matches!(e, TiffError::TileOutOfFile { .. } | TiffError::Malformed { .. }), "{e}");
+    assert!(
+        matches!(e, TiffError::TileOutOfFile { .. } | TiffError::Malformed { .. }),
+        "{e}"
+    );
 }
 
 #[test]
@@ -38,25 +43,37 @@ fn tiff_malformed_offset_past_eof() {
 #[test]
 fn tiff_malformed_zero_bytecount() {
     let e = open_and_read(&mal("zero_bytecount.tif")).unwrap_err();
-    assert!(matches!(&e, TiffError::BadTile { reason, .. } if reason.contains("zero")), "{e}");
+    assert!(
+        matches!(&e, TiffError::BadTile { reason, .. } if reason.contains("zero")),
+        "{e}"
+    );
 }
 
 #[test]
 fn tiff_malformed_tile_count_mismatch() {
     let e = open_and_read(&mal("tile_count_mismatch.tif")).unwrap_err();
-    assert!(matches!(&e, TiffError::Malformed { reason, .. } if reason.contains("offsets")), "{e}");
+    assert!(
+        matches!(&e, TiffError::Malformed { reason, .. } if reason.contains("offsets")),
+        "{e}"
+    );
 }
 
 #[test]
 fn tiff_malformed_absurd_dimensions() {
     let e = open_and_read(&mal("absurd_dimensions.tif")).unwrap_err();
-    assert!(matches!(&e, TiffError::Malformed { reason, .. } if reason.contains("4294967295")), "{e}");
+    assert!(
+        matches!(&e, TiffError::Malformed { reason, .. } if reason.contains("4294967295")),
+        "{e}"
+    );
 }
 
 #[test]
 fn tiff_malformed_ifd_loop() {
     let e = open_and_read(&mal("ifd_loop.tif")).unwrap_err();
-    assert!(matches!(&e, TiffError::Malformed { reason, .. } if reason.contains("loop")), "{e}");
+    assert!(
+        matches!(&e, TiffError::Malformed { reason, .. } if reason.contains("loop")),
+        "{e}"
+    );
 }
 
 #[test]

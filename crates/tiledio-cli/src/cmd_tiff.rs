@@ -13,10 +13,23 @@ use tiledio::tiff::{BigTiff, Compression, Slide, WriteOptions, write_pyramid_wit
 /// The file cannot be opened or parsed.
 pub fn info(path: &Path) -> anyhow::Result<()> {
     let s = Slide::open(path).with_context(|| format!("opening {}", path.display()))?;
-    println!("{}: {} x {}, {} level(s)", path.display(), s.channels(), s.sample_type().name(), s.level_count());
-    println!("{:>5} {:>10} {:>10} {:>10} {:>11} {:>9} {:>5}", "level", "width", "height", "downsample", "tile", "compress", "page");
+    println!(
+        "{}: {} x {}, {} level(s)",
+        path.display(),
+        s.channels(),
+        s.sample_type().name(),
+        s.level_count()
+    );
+    println!(
+        "{:>5} {:>10} {:>10} {:>10} {:>11} {:>9} {:>5}",
+        "level", "width", "height", "downsample", "tile", "compress", "page"
+    );
     for (i, l) in s.levels().iter().enumerate() {
-        let tile = if l.tiled { format!("{}x{}", l.tile_width, l.tile_height) } else { format!("strip {}", l.tile_height) };
+        let tile = if l.tiled {
+            format!("{}x{}", l.tile_width, l.tile_height)
+        } else {
+            format!("strip {}", l.tile_height)
+        };
         println!(
             "{i:>5} {:>10} {:>10} {:>10.3} {tile:>11} {:>9} {:>5}",
             l.width,
@@ -27,11 +40,22 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
         );
     }
     let assoc = s.associated_images();
-    println!("associated images: {}", if assoc.is_empty() { "none".to_string() } else { assoc.join(", ") });
+    println!(
+        "associated images: {}",
+        if assoc.is_empty() {
+            "none".to_string()
+        } else {
+            assoc.join(", ")
+        }
+    );
     println!("properties:");
     for (k, v) in s.properties() {
         let v = v.replace(['\r', '\n'], " ");
-        let v = if v.chars().count() > 100 { format!("{}...", v.chars().take(100).collect::<String>()) } else { v };
+        let v = if v.chars().count() > 100 {
+            format!("{}...", v.chars().take(100).collect::<String>())
+        } else {
+            v
+        };
         println!("  {k} = {v}");
     }
     Ok(())
@@ -43,7 +67,13 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// Unreadable file, a level that does not exist, no GPU with `gpu`, write failure.
-pub fn read(path: &Path, level: usize, region: Option<(i64, i64, u64, u64)>, out: &Path, gpu: bool) -> anyhow::Result<()> {
+pub fn read(
+    path: &Path,
+    level: usize,
+    region: Option<(i64, i64, u64, u64)>,
+    out: &Path,
+    gpu: bool,
+) -> anyhow::Result<()> {
     let s = Slide::open(path).with_context(|| format!("opening {}", path.display()))?;
     let t = Instant::now();
     let img = match (region, gpu) {
@@ -65,7 +95,8 @@ pub fn read(path: &Path, level: usize, region: Option<(i64, i64, u64, u64)>, out
     if gpu && let Ok(r) = s.file().backend_report() {
         println!("backend: {r}");
     }
-    img.write_npy(out).with_context(|| format!("writing {}", out.display()))?;
+    img.write_npy(out)
+        .with_context(|| format!("writing {}", out.display()))?;
     println!("wrote {}", out.display());
     Ok(())
 }
@@ -87,13 +118,19 @@ pub fn convert(input: &Path, output: &Path, tile: u32, compression: &str, levels
     };
     let s = Slide::open(input).with_context(|| format!("opening {}", input.display()))?;
     let t = Instant::now();
-    let img = s.read_level(0).with_context(|| format!("reading level 0 of {}", input.display()))?;
+    let img = s
+        .read_level(0)
+        .with_context(|| format!("reading level 0 of {}", input.display()))?;
     let read_s = t.elapsed().as_secs_f64();
     let mut opts = WriteOptions::default().tile(tile).compression(c).bigtiff(BigTiff::Auto);
     if let Some(n) = levels {
         opts = opts.levels(n);
     }
-    if let Some(mpp) = s.properties().get("openslide.mpp-x").and_then(|v| v.parse::<f64>().ok()) {
+    if let Some(mpp) = s
+        .properties()
+        .get("openslide.mpp-x")
+        .and_then(|v| v.parse::<f64>().ok())
+    {
         opts = opts.mpp(mpp);
     }
     let pb = ProgressBar::new(0);

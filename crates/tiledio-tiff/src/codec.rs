@@ -66,7 +66,8 @@ pub(crate) fn decode_tile(fh: &FileHandle, page: &Page, i: usize, raw: &[u8], ou
     }
     match page.predictor {
         2 => undo_horizontal(dst, row_bytes, page.spp, page.dtype),
-        3 => undo_float(dst, row_bytes, page.spp, size, page.tile_w as usize).map_err(|e| fail("floating-point predictor", e))?,
+        3 => undo_float(dst, row_bytes, page.spp, size, page.tile_w as usize)
+            .map_err(|e| fail("floating-point predictor", e))?,
         _ => {}
     }
     Ok(())
@@ -98,7 +99,9 @@ fn read_full(mut r: impl Read, dst: &mut [u8]) -> Result<(), String> {
 fn packbits(mut src: &[u8], dst: &mut [u8]) -> Result<(), String> {
     let mut o = 0;
     while o < dst.len() {
-        let (&n, rest) = src.split_first().ok_or_else(|| format!("{o} of {} bytes decoded", dst.len()))?;
+        let (&n, rest) = src
+            .split_first()
+            .ok_or_else(|| format!("{o} of {} bytes decoded", dst.len()))?;
         src = rest;
         let n = n as i8;
         if n >= 0 {
@@ -140,7 +143,11 @@ fn jpeg(page: &Page, raw: &[u8], dst: &mut [u8], rows: usize) -> Result<(), Stri
         }
         _ => raw,
     };
-    let cs = if page.spp == 1 { ColorSpace::Luma } else { ColorSpace::RGB };
+    let cs = if page.spp == 1 {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    };
     let opts = DecoderOptions::new_fast()
         .jpeg_set_out_colorspace(cs)
         .set_max_width(65536)
@@ -207,7 +214,11 @@ fn undo_float(buf: &mut [u8], row_bytes: usize, spp: usize, size: usize, width: 
             for b in 0..size {
                 // plane b holds byte b counting from the most significant one
                 let v = row[b * n + k];
-                let idx = if cfg!(target_endian = "little") { size - 1 - b } else { b };
+                let idx = if cfg!(target_endian = "little") {
+                    size - 1 - b
+                } else {
+                    b
+                };
                 tmp[k * size + idx] = v;
             }
         }

@@ -108,7 +108,14 @@ extern "C" __global__ void tiff_place(const unsigned char* tiles, unsigned char*
 "#;
 
 /// Places the jobs' rectangles from a device tile-major buffer into `out`.
-fn place_device(page: &Page, jobs: &[Job], slots: &DeviceBuffer, out: &mut DeviceBuffer, out_w: u64, swap: bool) -> Result<()> {
+fn place_device(
+    page: &Page,
+    jobs: &[Job],
+    slots: &DeviceBuffer,
+    out: &mut DeviceBuffer,
+    out_w: u64,
+    swap: bool,
+) -> Result<()> {
     if jobs.is_empty() {
         return Ok(());
     }
@@ -153,7 +160,15 @@ fn place_device(page: &Page, jobs: &[Job], slots: &DeviceBuffer, out: &mut Devic
 }
 
 /// Reads a window of a page into a new device buffer.
-fn read_window_device(fh: &FileHandle, page: &Page, x: i64, y: i64, w: u64, h: u64, background: u8) -> Result<DeviceBuffer> {
+fn read_window_device(
+    fh: &FileHandle,
+    page: &Page,
+    x: i64,
+    y: i64,
+    w: u64,
+    h: u64,
+    background: u8,
+) -> Result<DeviceBuffer> {
     let px = page.pixel_bytes() as u64;
     let len = w
         .checked_mul(h)
@@ -202,7 +217,9 @@ fn read_window_device(fh: &FileHandle, page: &Page, x: i64, y: i64, w: u64, h: u
             }
         }
         drop(tx);
-        let up = uploader.join().unwrap_or_else(|_| Err(TiffError::InvalidArgument("upload thread panicked".into())));
+        let up = uploader
+            .join()
+            .unwrap_or_else(|_| Err(TiffError::InvalidArgument("upload thread panicked".into())));
         result.and(up)
     })?;
     place_device(page, &jobs, &slots, &mut out, w, false)?;
@@ -236,7 +253,13 @@ impl Slide {
     ///
     /// # Errors
     /// As [`Slide::read_region_device`].
-    pub fn read_region_device_with(&self, location: (i64, i64), level: usize, size: (u64, u64), opts: &ReadOptions) -> Result<DeviceImage> {
+    pub fn read_region_device_with(
+        &self,
+        location: (i64, i64),
+        level: usize,
+        size: (u64, u64),
+        opts: &ReadOptions,
+    ) -> Result<DeviceImage> {
         let (page, x, y) = self.window(location, level, size)?;
         let buffer = read_window_device(self.file(), page, x, y, size.0, size.1, opts.background)?;
         Ok(DeviceImage {

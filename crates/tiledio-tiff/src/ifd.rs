@@ -61,7 +61,10 @@ pub(crate) fn read_bytes(fh: &FileHandle, page: usize, offset: u64, len: u64, wh
         return Err(malformed(
             fh,
             page,
-            format!("{what}: {len} bytes at offset {offset} end past the end of the file ({} bytes)", fh.len()),
+            format!(
+                "{what}: {len} bytes at offset {offset} end past the end of the file ({} bytes)",
+                fh.len()
+            ),
         ));
     }
     let mut buf = vec![0u8; len as usize];
@@ -119,15 +122,27 @@ pub(crate) struct Endian(pub(crate) bool);
 impl Endian {
     pub(crate) fn u16(self, b: &[u8]) -> u16 {
         let a = [b[0], b[1]];
-        if self.0 { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }
+        if self.0 {
+            u16::from_be_bytes(a)
+        } else {
+            u16::from_le_bytes(a)
+        }
     }
     pub(crate) fn u32(self, b: &[u8]) -> u32 {
         let a = [b[0], b[1], b[2], b[3]];
-        if self.0 { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
+        if self.0 {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        }
     }
     pub(crate) fn u64(self, b: &[u8]) -> u64 {
         let a: [u8; 8] = b[..8].try_into().unwrap_or([0; 8]);
-        if self.0 { u64::from_be_bytes(a) } else { u64::from_le_bytes(a) }
+        if self.0 {
+            u64::from_be_bytes(a)
+        } else {
+            u64::from_le_bytes(a)
+        }
     }
 }
 
@@ -153,7 +168,11 @@ fn decode_value(e: Endian, t: u16, count: usize, b: &[u8]) -> Option<Value> {
         8 => Value::Int(chunks(2).map(|c| e.u16(c) as i16 as i64).collect()),
         9 => Value::Int(chunks(4).map(|c| e.u32(c) as i32 as i64).collect()),
         17 => Value::Int(chunks(8).map(|c| e.u64(c) as i64).collect()),
-        5 => Value::Real(chunks(8).map(|c| ratio(e.u32(c) as f64, e.u32(&c[4..]) as f64)).collect()),
+        5 => Value::Real(
+            chunks(8)
+                .map(|c| ratio(e.u32(c) as f64, e.u32(&c[4..]) as f64))
+                .collect(),
+        ),
         10 => Value::Real(
             chunks(8)
                 .map(|c| ratio(e.u32(c) as i32 as f64, e.u32(&c[4..]) as i32 as f64))
@@ -177,12 +196,20 @@ impl Reader<'_> {
         let big = self.header.bigtiff;
         let (count_size, entry_size, ptr_size) = if big { (8u64, 20u64, 8u64) } else { (2, 12, 4) };
         if offset < 8 || offset >= fh.len() {
-            return Err(malformed(fh, page, format!("IFD offset {offset} is not inside the file")));
+            return Err(malformed(
+                fh,
+                page,
+                format!("IFD offset {offset} is not inside the file"),
+            ));
         }
         let cb = read_bytes(fh, page, offset, count_size, "IFD entry count")?;
         let n = if big { e.u64(&cb) } else { e.u16(&cb) as u64 };
         if n == 0 || n > MAX_ENTRIES {
-            return Err(malformed(fh, page, format!("IFD at {offset} has {n} entries (allowed 1..={MAX_ENTRIES})")));
+            return Err(malformed(
+                fh,
+                page,
+                format!("IFD at {offset} has {n} entries (allowed 1..={MAX_ENTRIES})"),
+            ));
         }
         let body = read_bytes(fh, page, offset + count_size, n * entry_size + ptr_size, "IFD entries")?;
         let mut tags = BTreeMap::new();
@@ -190,7 +217,11 @@ impl Reader<'_> {
             let ent = &body[i * entry_size as usize..(i + 1) * entry_size as usize];
             let tag = e.u16(&ent[0..2]);
             let typ = e.u16(&ent[2..4]);
-            let count = if big { e.u64(&ent[4..12]) } else { e.u32(&ent[4..8]) as u64 };
+            let count = if big {
+                e.u64(&ent[4..12])
+            } else {
+                e.u32(&ent[4..8]) as u64
+            };
             let field = if big { &ent[12..20] } else { &ent[8..12] };
             let Some(tsize) = type_size(typ) else { continue };
             let Some(nbytes) = count.checked_mul(tsize) else {
@@ -203,7 +234,11 @@ impl Reader<'_> {
                     continue;
                 }
                 if nbytes > MAX_VALUE_BYTES {
-                    return Err(malformed(fh, page, format!("tag {tag}: value of {nbytes} bytes is too large")));
+                    return Err(malformed(
+                        fh,
+                        page,
+                        format!("tag {tag}: value of {nbytes} bytes is too large"),
+                    ));
                 }
                 let at = if big { e.u64(field) } else { e.u32(field) as u64 };
                 read_bytes(fh, page, at, nbytes, &format!("tag {tag} value"))?
@@ -225,7 +260,11 @@ impl Reader<'_> {
         let mut off = self.header.first_ifd;
         while off != 0 {
             if !seen.insert(off) {
-                return Err(malformed(self.fh, out.len(), format!("IFD loop: offset {off} visited twice")));
+                return Err(malformed(
+                    self.fh,
+                    out.len(),
+                    format!("IFD loop: offset {off} visited twice"),
+                ));
             }
             if out.len() >= MAX_PAGES {
                 return Err(malformed(self.fh, out.len(), "too many IFDs"));
@@ -242,7 +281,11 @@ impl Reader<'_> {
             let subs = out[parent].0.uints(330).unwrap_or_default();
             for s in subs {
                 if !seen.insert(s) {
-                    return Err(malformed(self.fh, out.len(), format!("IFD loop: SubIFD offset {s} visited twice")));
+                    return Err(malformed(
+                        self.fh,
+                        out.len(),
+                        format!("IFD loop: SubIFD offset {s} visited twice"),
+                    ));
                 }
                 if out.len() >= MAX_PAGES {
                     return Err(malformed(self.fh, out.len(), "too many IFDs"));

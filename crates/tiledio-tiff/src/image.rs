@@ -75,7 +75,10 @@ pub struct HostImage {
 }
 
 fn check_len(h: usize, w: usize, c: usize, dtype: SampleType, len: usize) -> Result<()> {
-    let want = h.checked_mul(w).and_then(|x| x.checked_mul(c)).and_then(|x| x.checked_mul(dtype.size()));
+    let want = h
+        .checked_mul(w)
+        .and_then(|x| x.checked_mul(c))
+        .and_then(|x| x.checked_mul(dtype.size()));
     if want != Some(len) || c == 0 {
         return Err(TiffError::InvalidArgument(format!(
             "{len} bytes do not make a {h}x{w}x{c} image of {}",
@@ -96,9 +99,21 @@ impl HostImage {
     ///
     /// # Errors
     /// [`TiffError::InvalidArgument`] if the length does not match the shape.
-    pub fn from_bytes(height: usize, width: usize, channels: usize, dtype: SampleType, data: Vec<u8>) -> Result<HostImage> {
+    pub fn from_bytes(
+        height: usize,
+        width: usize,
+        channels: usize,
+        dtype: SampleType,
+        data: Vec<u8>,
+    ) -> Result<HostImage> {
         check_len(height, width, channels, dtype, data.len())?;
-        Ok(HostImage { height, width, channels, dtype, data })
+        Ok(HostImage {
+            height,
+            width,
+            channels,
+            dtype,
+            data,
+        })
     }
 
     /// An image of `u8` samples.
@@ -216,7 +231,11 @@ impl HostImage {
     /// [`TiffError::InvalidArgument`] for another sample type.
     pub fn to_u16(&self) -> Result<Vec<u16>> {
         self.want(SampleType::U16)?;
-        Ok(self.data.chunks_exact(2).map(|c| u16::from_ne_bytes([c[0], c[1]])).collect())
+        Ok(self
+            .data
+            .chunks_exact(2)
+            .map(|c| u16::from_ne_bytes([c[0], c[1]]))
+            .collect())
     }
 
     /// The samples as `f32` (only for [`SampleType::F32`]).
@@ -231,12 +250,20 @@ impl HostImage {
     /// [`TiffError::InvalidArgument`] for another sample type.
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         self.want(SampleType::F32)?;
-        Ok(self.data.chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(self
+            .data
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     fn want(&self, t: SampleType) -> Result<()> {
         if self.dtype != t {
-            return Err(TiffError::InvalidArgument(format!("image holds {}, not {}", self.dtype.name(), t.name())));
+            return Err(TiffError::InvalidArgument(format!(
+                "image holds {}, not {}",
+                self.dtype.name(),
+                t.name()
+            )));
         }
         Ok(())
     }

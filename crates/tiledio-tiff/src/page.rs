@@ -131,7 +131,9 @@ impl Page {
         let width = ifd.uint(256).ok_or_else(|| bad("no ImageWidth".into()))?;
         let height = ifd.uint(257).ok_or_else(|| bad("no ImageLength".into()))?;
         if width == 0 || height == 0 || width > MAX_DIM || height > MAX_DIM {
-            return Err(bad(format!("image of {width}x{height} pixels (allowed 1..={MAX_DIM} each way)")));
+            return Err(bad(format!(
+                "image of {width}x{height} pixels (allowed 1..={MAX_DIM} each way)"
+            )));
         }
         if ifd.uint(32997).unwrap_or(1) > 1 {
             return Err(unsupported("volumetric (ImageDepth > 1) images".into()));
@@ -150,7 +152,11 @@ impl Page {
             (1, 8) => SampleType::U8,
             (1, 16) => SampleType::U16,
             (3, 32) => SampleType::F32,
-            _ => return Err(unsupported(format!("{bits}-bit samples of SampleFormat {fmt} (supported: u8, u16, f32)"))),
+            _ => {
+                return Err(unsupported(format!(
+                    "{bits}-bit samples of SampleFormat {fmt} (supported: u8, u16, f32)"
+                )));
+            }
         };
         let planar = ifd.uint(284).unwrap_or(1);
         if planar == 2 && spp > 1 {
@@ -188,13 +194,17 @@ impl Page {
             (true, tw, th, o, c)
         } else {
             let rps = ifd.uint(278).unwrap_or(height).clamp(1, height);
-            let o = ifd.uints(273).ok_or_else(|| bad("neither TileOffsets nor StripOffsets".into()))?;
+            let o = ifd
+                .uints(273)
+                .ok_or_else(|| bad("neither TileOffsets nor StripOffsets".into()))?;
             let c = ifd.uints(279).ok_or_else(|| bad("no StripByteCounts".into()))?;
             (false, width, rps, o, c)
         };
         let tile_bytes = tile_w * tile_h * spp * dtype.size() as u64;
         if tile_bytes > MAX_TILE_BYTES {
-            return Err(unsupported(format!("tiles or strips of {tile_bytes} bytes (at most {MAX_TILE_BYTES})")));
+            return Err(unsupported(format!(
+                "tiles or strips of {tile_bytes} bytes (at most {MAX_TILE_BYTES})"
+            )));
         }
         let across = width.div_ceil(tile_w);
         let expected = across * height.div_ceil(tile_h);

@@ -83,7 +83,10 @@ pub(crate) fn aperio_props(desc: &str, p: &mut BTreeMap<String, String>) {
 /// Physical pixel size from OME-XML (`PhysicalSizeX="0.25"`; micrometres unless another unit
 /// is given) into `openslide.mpp-x/y`.
 pub(crate) fn ome_props(desc: &str, p: &mut BTreeMap<String, String>) {
-    for (attr, key) in [("PhysicalSizeX", "openslide.mpp-x"), ("PhysicalSizeY", "openslide.mpp-y")] {
+    for (attr, key) in [
+        ("PhysicalSizeX", "openslide.mpp-x"),
+        ("PhysicalSizeY", "openslide.mpp-y"),
+    ] {
         let unit_attr = format!("{attr}Unit=\"");
         let unit_ok = match desc.find(&unit_attr) {
             Some(i) => desc[i + unit_attr.len()..].starts_with("µm") || desc[i + unit_attr.len()..].starts_with("um"),

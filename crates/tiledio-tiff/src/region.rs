@@ -146,7 +146,15 @@ pub(crate) fn place(page: &Page, jobs: &[Job], slots: &[u8], out: &mut [u8], out
 }
 
 /// Reads a window of a page into a host buffer (row-major, `w × h × spp` samples).
-pub(crate) fn read_window(fh: &FileHandle, page: &Page, x: i64, y: i64, w: u64, h: u64, background: u8) -> Result<Vec<u8>> {
+pub(crate) fn read_window(
+    fh: &FileHandle,
+    page: &Page,
+    x: i64,
+    y: i64,
+    w: u64,
+    h: u64,
+    background: u8,
+) -> Result<Vec<u8>> {
     let px = page.pixel_bytes() as u64;
     let len = w
         .checked_mul(h)

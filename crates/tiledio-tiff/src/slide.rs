@@ -96,7 +96,9 @@ fn dims(ifd: &Ifd) -> (u64, u64) {
 /// The associated-image name a description gives, as OpenSlide's SVS driver reads it.
 fn assoc_name(desc: &str) -> Option<&'static str> {
     let second = desc.lines().nth(1).unwrap_or(desc).trim_start();
-    ["label", "macro", "thumbnail"].into_iter().find(|n| second.starts_with(n))
+    ["label", "macro", "thumbnail"]
+        .into_iter()
+        .find(|n| second.starts_with(n))
 }
 
 impl Slide {
@@ -143,7 +145,7 @@ impl Slide {
                 .iter()
                 .copied()
                 .filter(|&i| is_tiled(&ifds[i].0))
-                .filter(|&i| !ifds[i].0.ascii(270).as_deref().and_then(assoc_name).is_some_and(|_| i > 0))
+                .filter(|&i| i == 0 || ifds[i].0.ascii(270).as_deref().and_then(assoc_name).is_none())
                 .collect();
             if tiled.is_empty() { vec![0] } else { tiled }
         };
@@ -391,7 +393,10 @@ impl Slide {
 
     pub(crate) fn page(&self, level: usize) -> Result<&Page> {
         self.levels.get(level).ok_or_else(|| {
-            TiffError::InvalidArgument(format!("level {level} does not exist (the slide has {})", self.levels.len()))
+            TiffError::InvalidArgument(format!(
+                "level {level} does not exist (the slide has {})",
+                self.levels.len()
+            ))
         })
     }
 
@@ -400,7 +405,10 @@ impl Slide {
         let page = self.page(level)?;
         let ds = self.info[level].downsample;
         if size.0 > crate::page::MAX_DIM * 4 || size.1 > crate::page::MAX_DIM * 4 {
-            return Err(TiffError::InvalidArgument(format!("region of {}x{} pixels is too large", size.0, size.1)));
+            return Err(TiffError::InvalidArgument(format!(
+                "region of {}x{} pixels is too large",
+                size.0, size.1
+            )));
         }
         // OpenSlide: truncating division of the level-0 location by the downsample
         Ok((page, (location.0 as f64 / ds) as i64, (location.1 as f64 / ds) as i64))
@@ -435,7 +443,13 @@ impl Slide {
     ///
     /// # Errors
     /// As [`Slide::read_region`].
-    pub fn read_region_with(&self, location: (i64, i64), level: usize, size: (u64, u64), opts: &ReadOptions) -> Result<HostImage> {
+    pub fn read_region_with(
+        &self,
+        location: (i64, i64),
+        level: usize,
+        size: (u64, u64),
+        opts: &ReadOptions,
+    ) -> Result<HostImage> {
         let (page, x, y) = self.window(location, level, size)?;
         let data = read_window(&self.fh, page, x, y, size.0, size.1, opts.background)?;
         HostImage::from_bytes(size.1 as usize, size.0 as usize, page.spp, page.dtype, data)

@@ -11,29 +11,59 @@ pub(crate) struct Entry {
 
 impl Entry {
     pub(crate) fn shorts(tag: u16, v: &[u16]) -> Entry {
-        Entry { tag, typ: 3, count: v.len() as u64, data: v.iter().flat_map(|x| x.to_le_bytes()).collect() }
+        Entry {
+            tag,
+            typ: 3,
+            count: v.len() as u64,
+            data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
     }
     pub(crate) fn long(tag: u16, v: u32) -> Entry {
-        Entry { tag, typ: 4, count: 1, data: v.to_le_bytes().to_vec() }
+        Entry {
+            tag,
+            typ: 4,
+            count: 1,
+            data: v.to_le_bytes().to_vec(),
+        }
     }
     pub(crate) fn ascii(tag: u16, s: &str) -> Entry {
         let mut data = s.as_bytes().to_vec();
         data.push(0);
-        Entry { tag, typ: 2, count: data.len() as u64, data }
+        Entry {
+            tag,
+            typ: 2,
+            count: data.len() as u64,
+            data,
+        }
     }
     pub(crate) fn rational(tag: u16, v: f64) -> Entry {
         let den = 10_000u32;
         let num = (v * den as f64).round().clamp(0.0, u32::MAX as f64) as u32;
         let mut data = num.to_le_bytes().to_vec();
         data.extend_from_slice(&den.to_le_bytes());
-        Entry { tag, typ: 5, count: 1, data }
+        Entry {
+            tag,
+            typ: 5,
+            count: 1,
+            data,
+        }
     }
     /// LONG (classic) or LONG8 (BigTIFF) offsets or byte counts.
     pub(crate) fn offsets(tag: u16, v: &[u64], big: bool) -> Entry {
         if big {
-            Entry { tag, typ: 16, count: v.len() as u64, data: v.iter().flat_map(|x| x.to_le_bytes()).collect() }
+            Entry {
+                tag,
+                typ: 16,
+                count: v.len() as u64,
+                data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            }
         } else {
-            Entry { tag, typ: 4, count: v.len() as u64, data: v.iter().flat_map(|&x| (x as u32).to_le_bytes()).collect() }
+            Entry {
+                tag,
+                typ: 4,
+                count: v.len() as u64,
+                data: v.iter().flat_map(|&x| (x as u32).to_le_bytes()).collect(),
+            }
         }
     }
     /// IFD (classic) or IFD8 (BigTIFF) pointers.
@@ -83,7 +113,11 @@ pub(crate) fn encode_ifd(entries: &[Entry], at: u64, big: bool, next: u64) -> Ve
         if e.data.len() <= fs {
             field[..e.data.len()].copy_from_slice(&e.data);
         } else {
-            let p = if big { extra_at.to_le_bytes().to_vec() } else { (extra_at as u32).to_le_bytes().to_vec() };
+            let p = if big {
+                extra_at.to_le_bytes().to_vec()
+            } else {
+                (extra_at as u32).to_le_bytes().to_vec()
+            };
             field.copy_from_slice(&p);
             extra.extend_from_slice(&e.data);
             if e.data.len() % 2 == 1 {

@@ -206,8 +206,11 @@ pub fn write_pyramid_with_progress(
 ) -> Result<WriteReport> {
     let (h, w, c) = image.shape();
     let t = image.dtype();
-    if opts.tile == 0 || opts.tile % 16 != 0 || opts.tile > 65536 {
-        return Err(TiffError::InvalidArgument(format!("tile size {} is not a multiple of 16 in 16..=65536", opts.tile)));
+    if opts.tile == 0 || !opts.tile.is_multiple_of(16) || opts.tile > 65536 {
+        return Err(TiffError::InvalidArgument(format!(
+            "tile size {} is not a multiple of 16 in 16..=65536",
+            opts.tile
+        )));
     }
     if h == 0 || w == 0 {
         return Err(TiffError::InvalidArgument("empty image".into()));
@@ -241,7 +244,10 @@ pub fn write_pyramid_with_progress(
         let (lw, lh) = *dims.last().unwrap_or(&(w, h));
         dims.push((lw.div_ceil(2), lh.div_ceil(2)));
     }
-    let total_tiles: u64 = dims.iter().map(|&(lw, lh)| (lw.div_ceil(tile) * lh.div_ceil(tile)) as u64).sum();
+    let total_tiles: u64 = dims
+        .iter()
+        .map(|&(lw, lh)| (lw.div_ceil(tile) * lh.div_ceil(tile)) as u64)
+        .sum();
     let writer = FileWriter::create(path)?;
     let align = opts.align.max(1);
     let mut pos = align.max(16);
@@ -262,7 +268,9 @@ pub fn write_pyramid_with_progress(
         let rows_per_band = (256 / across.max(1)).max(1);
         for band in (0..down).step_by(rows_per_band) {
             let band_end = (band + rows_per_band).min(down);
-            let idx: Vec<(usize, usize)> = (band..band_end).flat_map(|ty| (0..across).map(move |tx| (tx, ty))).collect();
+            let idx: Vec<(usize, usize)> = (band..band_end)
+                .flat_map(|ty| (0..across).map(move |tx| (tx, ty)))
+                .collect();
             let tiles: Vec<Vec<u8>> = idx
                 .par_iter()
                 .map(|&(tx, ty)| encode_tile(&extract(img, tx, ty, tile), tile, img.shape().2, t, opts))
@@ -288,12 +296,29 @@ pub fn write_pyramid_with_progress(
     }
     // IFDs after the data; the header last, once we know classic or BigTIFF
     let ifd_start = pos.next_multiple_of(8);
-    let desc = opts.description.clone().or_else(|| opts.subifds.then(|| ome_xml(w, h, c, t, opts.mpp)));
+    let desc = opts
+        .description
+        .clone()
+        .or_else(|| opts.subifds.then(|| ome_xml(w, h, c, t, opts.mpp)));
     let layout = |big: bool, offs: &[u64]| -> Vec<Vec<Entry>> {
         (0..n_levels)
             .map(|l| {
-                let subs: Vec<u64> = if opts.subifds && l == 0 { offs[1..].to_vec() } else { Vec::new() };
-                level_entries(l, dims[l], c, t, opts, &level_tiles[l], big, &subs, if l == 0 { desc.as_deref() } else { None })
+                let subs: Vec<u64> = if opts.subifds && l == 0 {
+                    offs[1..].to_vec()
+                } else {
+                    Vec::new()
+                };
+                level_entries(
+                    l,
+                    dims[l],
+                    c,
+                    t,
+                    opts,
+                    &level_tiles[l],
+                    big,
+                    &subs,
+                    if l == 0 { desc.as_deref() } else { None },
+                )
             })
             .collect()
     };
@@ -313,7 +338,9 @@ pub fn write_pyramid_with_progress(
         BigTiff::Always => true,
         BigTiff::Auto => end_c > u32::MAX as u64,
         BigTiff::Never if end_c > u32::MAX as u64 => {
-            return Err(TiffError::InvalidArgument(format!("{end_c} bytes do not fit classic TIFF (BigTiff::Never)")));
+            return Err(TiffError::InvalidArgument(format!(
+                "{end_c} bytes do not fit classic TIFF (BigTiff::Never)"
+            )));
         }
         BigTiff::Never => false,
     };
@@ -321,7 +348,11 @@ pub fn write_pyramid_with_progress(
     let entries = layout(big, &offs);
     let mut tail = Vec::with_capacity((end - ifd_start) as usize);
     for (l, e) in entries.iter().enumerate() {
-        let next = if !opts.subifds && l + 1 < n_levels { offs[l + 1] } else { 0 };
+        let next = if !opts.subifds && l + 1 < n_levels {
+            offs[l + 1]
+        } else {
+            0
+        };
         let bytes = encode_ifd(e, offs[l], big, next);
         tail.resize((offs[l] - ifd_start) as usize, 0);
         tail.extend_from_slice(&bytes);
@@ -379,8 +410,13 @@ fn encode_tile(raw: &[u8], tile: usize, c: usize, t: SampleType, opts: &WriteOpt
             let mut out = Vec::new();
             let mut e = jpeg_encoder::Encoder::new(&mut out, opts.quality.clamp(1, 100));
             e.set_sampling_factor(jpeg_encoder::SamplingFactor::F_1_1);
-            let ct = if c == 1 { jpeg_encoder::ColorType::Luma } else { jpeg_encoder::ColorType::Rgb };
-            e.encode(raw, tile as u16, tile as u16, ct).map_err(|e| enc("jpeg")(e.to_string()))?;
+            let ct = if c == 1 {
+                jpeg_encoder::ColorType::Luma
+            } else {
+                jpeg_encoder::ColorType::Rgb
+            };
+            e.encode(raw, tile as u16, tile as u16, ct)
+                .map_err(|e| enc("jpeg")(e.to_string()))?;
             let _ = t;
             Ok(out)
         }
@@ -445,7 +481,9 @@ fn level_entries(
 
 /// A minimal OME-XML description for one image of `w × h × c` samples.
 fn ome_xml(w: usize, h: usize, c: usize, t: SampleType, mpp: Option<f64>) -> String {
-    let phys = mpp.map(|m| format!(r#" PhysicalSizeX="{m}" PhysicalSizeY="{m}""#)).unwrap_or_default();
+    let phys = mpp
+        .map(|m| format!(r#" PhysicalSizeX="{m}" PhysicalSizeY="{m}""#))
+        .unwrap_or_default();
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image ID="Image:0" Name="tiledio"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="{}" SizeX="{w}" SizeY="{h}" SizeC="{c}" SizeZ="1" SizeT="1"{phys}><Channel ID="Channel:0:0" SamplesPerPixel="{c}"/><TiffData IFD="0" PlaneCount="1"/></Pixels></Image></OME>"#,
         t.name()
