@@ -23,7 +23,7 @@
 //! let img = HostImage::from_u8(256, 320, 3, (0..256 * 320 * 3).map(|i| (i % 251) as u8).collect())?;
 //! write_pyramid(&path, &img, &WriteOptions::default().tile(64).compression(Compression::Deflate))?;
 //! let slide = Slide::open(&path)?;
-//! assert_eq!(slide.level_dimensions(), vec![(320, 256), (160, 128), (80, 64)]);
+//! assert_eq!(slide.level_dimensions(), vec![(320, 256), (160, 128), (80, 64), (40, 32)]);
 //! assert_eq!(slide.read_level(0)?, img);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
