@@ -160,8 +160,12 @@ fn jpeg(page: &Page, raw: &[u8], dst: &mut [u8], rows: usize) -> Result<(), Stri
     if comps != page.spp {
         return Err(format!("{comps} components decoded, {} expected", page.spp));
     }
-    let pix = dec.decode().map_err(|e| format!("{e:?}"))?;
     let tw = page.tile_w as usize;
+    if w == tw && h == rows && dst.len() == w * h * page.spp {
+        // the common case: decode straight into the slot
+        return dec.decode_into(dst).map_err(|e| format!("{e:?}"));
+    }
+    let pix = dec.decode().map_err(|e| format!("{e:?}"))?;
     if w < tw.min(page.width as usize) || h < rows.min(page.height as usize).min(rows) {
         return Err(format!("JPEG of {w}x{h} for a {tw}x{rows} tile"));
     }

@@ -102,19 +102,7 @@ pub(crate) fn read_decode(fh: &FileHandle, page: &Page, jobs: &[Job]) -> Result<
         fh.read_ranges(&slot_ranges(page, jobs), &mut slots)?;
         return Ok(slots);
     }
-    let mut ranges = Vec::with_capacity(jobs.len());
-    let mut total = 0usize;
-    for j in jobs {
-        let len = page.counts[j.tile] as usize;
-        ranges.push(ReadRange {
-            file_offset: page.offsets[j.tile],
-            len,
-            dst_offset: total,
-        });
-        total += len;
-    }
-    let mut raw = vec![0u8; total];
-    fh.read_ranges(&ranges, &mut raw)?;
+    let (raw, ranges) = read_raw(fh, page, jobs)?;
     let mut slots = vec![0u8; jobs.len() * tb];
     slots
         .par_chunks_mut(tb.max(1))
@@ -163,12 +151,76 @@ pub(crate) fn read_window(
         .ok_or_else(|| TiffError::InvalidArgument(format!("region of {w}x{h} pixels is too large")))?;
     let jobs = plan(page, x, y, w, h);
     check_tiles(fh, page, &jobs)?;
-    let slots = read_decode(fh, page, &jobs)?;
     let mut out = vec![background; len as usize];
-    // jobs are in tile-row order: restrict each output row's scan to its tile row
-    place(page, &jobs, &slots, &mut out, w);
-    if page.compression == Compression::None && page.big_endian && page.dtype.size() > 1 {
-        swap_bytes(&mut out, page.dtype.size());
+    if page.compression == Compression::None {
+        let slots = read_decode(fh, page, &jobs)?;
+        place(page, &jobs, &slots, &mut out, w);
+        if page.big_endian && page.dtype.size() > 1 {
+            swap_bytes(&mut out, page.dtype.size());
+        }
+    } else {
+        decode_place(fh, page, &jobs, &mut out, w)?;
     }
     Ok(out)
+}
+
+/// A raw pointer shared by the decode threads, each writing its own tile's rectangle.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut u8);
+// SAFETY: threads write disjoint byte ranges (distinct tiles cover disjoint rectangles).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+/// Compressed tiles, host target: one batched read of the raw bytes, then each thread decodes
+/// a tile into its own scratch slot and copies the cropped rectangle straight into `out`
+/// (no tile-major buffer of the whole window).
+fn decode_place(fh: &FileHandle, page: &Page, jobs: &[Job], out: &mut [u8], out_w: u64) -> Result<()> {
+    let (raw, ranges) = read_raw(fh, page, jobs)?;
+    let px = page.pixel_bytes();
+    let tile_row = page.tile_w as usize * px;
+    let out_row = out_w as usize * px;
+    let tb = page.tile_bytes();
+    let ptr = OutPtr(out.as_mut_ptr());
+    let out_len = out.len();
+    jobs.par_iter().zip(ranges.par_iter()).try_for_each_init(
+        || vec![0u8; tb],
+        |slot, (j, r)| -> Result<()> {
+            decode_tile(fh, page, j.tile, &raw[r.dst_offset..r.dst_offset + r.len], slot)?;
+            let n = j.w as usize * px;
+            for row in 0..j.h as usize {
+                let s = (j.src_y as usize + row) * tile_row + j.src_x as usize * px;
+                let d = (j.dst_y as usize + row) * out_row + j.dst_x as usize * px;
+                if d + n > out_len || s + n > slot.len() {
+                    return Err(TiffError::InvalidArgument(format!(
+                        "internal: tile {} placement out of bounds",
+                        j.tile
+                    )));
+                }
+                let p = ptr;
+                // SAFETY: in bounds (checked above); plan() gives each job a rectangle of
+                // `out` no other job touches, so no two threads write the same bytes.
+                unsafe { std::ptr::copy_nonoverlapping(slot.as_ptr().add(s), p.0.add(d), n) };
+            }
+            Ok(())
+        },
+    )
+}
+
+/// One batched read of the stored bytes of every job's tile, packed; with the ranges used.
+fn read_raw(fh: &FileHandle, page: &Page, jobs: &[Job]) -> Result<(Vec<u8>, Vec<ReadRange>)> {
+    let mut ranges = Vec::with_capacity(jobs.len());
+    let mut total = 0usize;
+    for j in jobs {
+        let len = page.counts[j.tile] as usize;
+        ranges.push(ReadRange {
+            file_offset: page.offsets[j.tile],
+            len,
+            dst_offset: total,
+        });
+        total += len;
+    }
+    let mut raw = vec![0u8; total];
+    fh.read_ranges(&ranges, &mut raw)?;
+    Ok((raw, ranges))
 }
