@@ -64,7 +64,7 @@ fn tiff_gpu_reads_equal_host_reads_on_random_data() {
         assert_eq!(s.read_level_device(0).unwrap().to_host().unwrap(), img);
         compare(&s);
     }
-    let u16s: Vec<u16> = noise(700 * 500 * 2, 9)
+    let u16s: Vec<u16> = noise(700 * 500 * 2 * 2, 9)
         .chunks(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]))
         .collect();
