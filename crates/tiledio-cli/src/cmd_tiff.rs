@@ -75,14 +75,26 @@ pub fn read(
     gpu: bool,
 ) -> anyhow::Result<()> {
     let s = Slide::open(path).with_context(|| format!("opening {}", path.display()))?;
+    if gpu {
+        // start CUDA and compile the placement kernel before timing
+        tiledio::io::gpu::gpu()?;
+        s.read_region_device((0, 0), level, (1, 1))?;
+    }
     let t = Instant::now();
-    let img = match (region, gpu) {
-        (Some((x, y, w, h)), false) => s.read_region((x, y), level, (w, h))?,
-        (None, false) => s.read_level(level)?,
-        (Some((x, y, w, h)), true) => s.read_region_device((x, y), level, (w, h))?.to_host()?,
-        (None, true) => s.read_level_device(level)?.to_host()?,
+    let (img, secs) = match (region, gpu) {
+        (Some((x, y, w, h)), false) => (s.read_region((x, y), level, (w, h))?, t.elapsed().as_secs_f64()),
+        (None, false) => (s.read_level(level)?, t.elapsed().as_secs_f64()),
+        (Some((x, y, w, h)), true) => {
+            let d = s.read_region_device((x, y), level, (w, h))?;
+            let secs = t.elapsed().as_secs_f64();
+            (d.to_host()?, secs)
+        }
+        (None, true) => {
+            let d = s.read_level_device(level)?;
+            let secs = t.elapsed().as_secs_f64();
+            (d.to_host()?, secs)
+        }
     };
-    let secs = t.elapsed().as_secs_f64();
     let (h, w, c) = img.shape();
     let bytes = img.bytes().len() as f64;
     println!(
