@@ -7,6 +7,15 @@ use crate::page::{Compression, Page};
 use rayon::prelude::*;
 use tiledio_io::{FileHandle, ReadRange};
 
+/// A buffer of `len` bytes set to `value`, or an error (not an abort) if memory runs out.
+pub(crate) fn alloc(len: usize, value: u8) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| TiffError::InvalidArgument(format!("cannot allocate {len} bytes for the pixels")))?;
+    v.resize(len, value);
+    Ok(v)
+}
+
 /// One tile's part of the output: where its slot is and which rectangle it fills.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Job {
@@ -98,12 +107,12 @@ pub(crate) fn slot_ranges(page: &Page, jobs: &[Job]) -> Vec<ReadRange> {
 pub(crate) fn read_decode(fh: &FileHandle, page: &Page, jobs: &[Job]) -> Result<Vec<u8>> {
     let tb = page.tile_bytes();
     if page.compression == Compression::None {
-        let mut slots = vec![0u8; jobs.len() * tb];
+        let mut slots = alloc(jobs.len() * tb, 0)?;
         fh.read_ranges(&slot_ranges(page, jobs), &mut slots)?;
         return Ok(slots);
     }
     let (raw, ranges) = read_raw(fh, page, jobs)?;
-    let mut slots = vec![0u8; jobs.len() * tb];
+    let mut slots = alloc(jobs.len() * tb, 0)?;
     slots
         .par_chunks_mut(tb.max(1))
         .zip(jobs.par_iter().zip(ranges.par_iter()))
@@ -151,7 +160,7 @@ pub(crate) fn read_window(
         .ok_or_else(|| TiffError::InvalidArgument(format!("region of {w}x{h} pixels is too large")))?;
     let jobs = plan(page, x, y, w, h);
     check_tiles(fh, page, &jobs)?;
-    let mut out = vec![background; len as usize];
+    let mut out = alloc(len as usize, background)?;
     if page.compression == Compression::None {
         let slots = read_decode(fh, page, &jobs)?;
         place(page, &jobs, &slots, &mut out, w);
@@ -220,7 +229,7 @@ fn read_raw(fh: &FileHandle, page: &Page, jobs: &[Job]) -> Result<(Vec<u8>, Vec<
         });
         total += len;
     }
-    let mut raw = vec![0u8; total];
+    let mut raw = alloc(total, 0)?;
     fh.read_ranges(&ranges, &mut raw)?;
     Ok((raw, ranges))
 }
