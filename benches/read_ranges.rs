@@ -26,15 +26,28 @@ fn bench(c: &mut Criterion) {
     let ranges: Vec<ReadRange> = order
         .iter()
         .enumerate()
-        .map(|(k, &i)| ReadRange { file_offset: (i * tile) as u64, len: tile, dst_offset: k * tile })
+        .map(|(k, &i)| ReadRange {
+            file_offset: (i * tile) as u64,
+            len: tile,
+            dst_offset: k * tile,
+        })
         .collect();
     let mut out = vec![0u8; n * tile];
     let mut g = c.benchmark_group("read_ranges_host");
     g.throughput(Throughput::Bytes((n * tile) as u64));
     g.sample_size(20);
     for threads in [1, 4, 16] {
-        let fh = FileHandle::open_with(&path, &Settings { threads, ..Settings::default() }).unwrap();
-        g.bench_function(format!("tiledio_{threads}_threads"), |b| b.iter(|| fh.read_ranges(&ranges, &mut out).unwrap()));
+        let fh = FileHandle::open_with(
+            &path,
+            &Settings {
+                threads,
+                ..Settings::default()
+            },
+        )
+        .unwrap();
+        g.bench_function(format!("tiledio_{threads}_threads"), |b| {
+            b.iter(|| fh.read_ranges(&ranges, &mut out).unwrap())
+        });
     }
     g.bench_function("std_per_tile_seek_read", |b| {
         let mut f = std::fs::File::open(&path).unwrap();

@@ -236,7 +236,7 @@ fn bad_requests_are_typed_errors() {
         &ArraySpec::new(&[10, 10], &[4, 4], DataType::U8),
     )
     .unwrap();
-    let buf = vec![0u8; 100];
+    let buf = [0u8; 100];
     assert!(matches!(
         a.write_region(&[1, 0], &[4, 4], &buf[..16], &opts()),
         Err(ZarrError::Usage { .. })

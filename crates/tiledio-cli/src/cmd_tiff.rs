@@ -11,7 +11,7 @@ use tiledio::tiff::{BigTiff, Compression, Slide, WriteOptions, write_pyramid_wit
 ///
 /// # Errors
 /// The file cannot be opened or parsed.
-pub fn info(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn info(path: &Path) -> anyhow::Result<()> {
     let s = Slide::open(path).with_context(|| format!("opening {}", path.display()))?;
     println!(
         "{}: {} x {}, {} level(s)",
@@ -67,7 +67,7 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// Unreadable file, a level that does not exist, no GPU with `gpu`, write failure.
-pub fn read(
+pub(crate) fn read(
     path: &Path,
     level: usize,
     region: Option<(i64, i64, u64, u64)>,
@@ -119,7 +119,13 @@ pub fn read(
 ///
 /// # Errors
 /// Unreadable input, unknown compression, a compression that cannot hold the pixels, write failure.
-pub fn convert(input: &Path, output: &Path, tile: u32, compression: &str, levels: Option<usize>) -> anyhow::Result<()> {
+pub(crate) fn convert(
+    input: &Path,
+    output: &Path,
+    tile: u32,
+    compression: &str,
+    levels: Option<usize>,
+) -> anyhow::Result<()> {
     let c = match compression.to_ascii_lowercase().as_str() {
         "none" | "raw" => Compression::None,
         "deflate" | "zlib" => Compression::Deflate,

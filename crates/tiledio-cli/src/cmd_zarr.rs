@@ -22,7 +22,7 @@ impl PyramidSource for SlideSource {
     }
     fn level_dimensions(&self, level: usize) -> (u64, u64) {
         let (w, h) = self.0.level_dimensions()[level];
-        (w as u64, h as u64)
+        (w, h)
     }
     fn channels(&self) -> u64 {
         self.0.channels() as u64
@@ -33,7 +33,7 @@ impl PyramidSource for SlideSource {
         // read_region takes the location in level-0 coordinates and the size at `level`.
         let img = self
             .0
-            .read_region(((0.0) as i64, (y0 as f64 * ds) as i64), level, (w as usize, rows as usize))
+            .read_region((0, (y0 as f64 * ds) as i64), level, (w, rows))
             .map_err(|e| e.to_string())?;
         Ok(img.into_bytes())
     }
@@ -44,7 +44,10 @@ fn progress_bar(total: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
-    pb.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    pb.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     pb
 }
 
@@ -54,28 +57,48 @@ fn progress_bar(total: u64) -> ProgressBar {
 ///
 /// # Errors
 /// Unreadable input, unknown codec, write failures.
-pub fn convert(input: &Path, output: &Path, chunk: u64, shard: Option<u64>, codec: &str) -> anyhow::Result<()> {
-    let is_zarr = |p: &Path| p.extension().is_some_and(|e| e == "zarr") || p.join("zarr.json").is_file() || p.join(".zarray").is_file() || p.join(".zgroup").is_file();
+pub(crate) fn convert(input: &Path, output: &Path, chunk: u64, shard: Option<u64>, codec: &str) -> anyhow::Result<()> {
+    let is_zarr = |p: &Path| {
+        p.extension().is_some_and(|e| e == "zarr")
+            || p.join("zarr.json").is_file()
+            || p.join(".zarray").is_file()
+            || p.join(".zgroup").is_file()
+    };
     if is_zarr(input) {
-        let levels = tiledio::zarr::ome::read_levels_hwc(input).with_context(|| format!("reading {}", input.display()))?;
+        let levels =
+            tiledio::zarr::ome::read_levels_hwc(input).with_context(|| format!("reading {}", input.display()))?;
         let (w, h, c, bytes) = levels.into_iter().next().context("no levels")?;
         let img = tiledio::tiff::HostImage::from_u8(h as usize, w as usize, c as usize, bytes)?;
-        tiledio::tiff::write_pyramid(output, &img, &Default::default()).with_context(|| format!("writing {}", output.display()))?;
+        tiledio::tiff::write_pyramid(output, &img, &Default::default())
+            .with_context(|| format!("writing {}", output.display()))?;
         return Ok(());
     }
     if chunk == 0 || shard.is_some_and(|s| s % chunk != 0) {
         bail!("--shard must be a multiple of --chunk, and --chunk positive");
     }
     let slide = Slide::open(input).with_context(|| format!("opening {}", input.display()))?;
-    let mpp = slide.properties().get("openslide.mpp-x").and_then(|v| v.parse::<f64>().ok());
+    let mpp = slide
+        .properties()
+        .get("openslide.mpp-x")
+        .and_then(|v| v.parse::<f64>().ok());
     let src = SlideSource(slide);
-    let total: u64 = (0..src.level_count()).map(|l| {
-        let (w, h) = src.level_dimensions(l);
-        w * h * src.channels()
-    }).sum();
+    let total: u64 = (0..src.level_count())
+        .map(|l| {
+            let (w, h) = src.level_dimensions(l);
+            w * h * src.channels()
+        })
+        .sum();
     let pb = progress_bar(total);
-    let opts = PyramidOptions { chunk, shard, compression: Compression::parse(codec)?, version: OmeVersion::V05, mpp, write: WriteOptions::default() };
-    write_pyramid(&src, output, &opts, &mut |done, _| pb.set_position(done)).with_context(|| format!("writing {}", output.display()))?;
+    let opts = PyramidOptions {
+        chunk,
+        shard,
+        compression: Compression::parse(codec)?,
+        version: OmeVersion::V05,
+        mpp,
+        write: WriteOptions::default(),
+    };
+    write_pyramid(&src, output, &opts, &mut |done, _| pb.set_position(done))
+        .with_context(|| format!("writing {}", output.display()))?;
     pb.finish_and_clear();
     Ok(())
 }
