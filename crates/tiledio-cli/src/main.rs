@@ -57,8 +57,8 @@ enum Command {
         /// The output `.npy` file (H×W×C).
         #[arg(long)]
         out: PathBuf,
-        /// Where to read into: gpu (then copied out) or cpu.
-        #[arg(long, default_value = "gpu", value_parser = ["gpu", "cpu"])]
+        /// Where to read into: gpu (then copied out), cpu, or auto (the GPU if there is one).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
         device: String,
     },
     /// Convert between tiled TIFF pyramids and (OME-)Zarr: IN.tif OUT.tif, IN.tif OUT.zarr, IN.zarr OUT.tif.
