@@ -122,7 +122,19 @@ fn main() -> anyhow::Result<()> {
             region,
             out,
             device,
-        } => cmd_tiff::read(&file, level, region, &out, device == "gpu"),
+        } => {
+            let gpu = match device.as_str() {
+                "auto" => match tiledio::io::gpu::gpu() {
+                    Ok(_) => true,
+                    Err(e) => {
+                        eprintln!("reading into host memory: {e}");
+                        false
+                    }
+                },
+                d => d == "gpu",
+            };
+            cmd_tiff::read(&file, level, region, &out, gpu)
+        }
         Command::Convert {
             input,
             output,
