@@ -32,10 +32,43 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         direct: bool,
     },
+    /// Read a whole slide level into one GPU array (or host array) with `Slide::read_level_device`
+    /// (`read_level`): tile reads, decode if compressed, placement. Prints the median.
+    Slide {
+        /// A tiled TIFF.
+        file: PathBuf,
+        /// The level.
+        #[arg(long, default_value_t = 0)]
+        level: usize,
+        /// gpu, cpu, or both.
+        #[arg(long, default_value = "both", value_parser = ["gpu", "cpu", "both"])]
+        device: String,
+        /// Thread counts to try.
+        #[arg(long, value_delimiter = ',', default_value = "16")]
+        threads: Vec<usize>,
+        /// Timed repeats per row (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Also measure with a cold page cache (needs root).
+        #[arg(long)]
+        cold: bool,
+        /// Use O_DIRECT (for the cold rows).
+        #[arg(long)]
+        direct: bool,
+    },
 }
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Slide {
+            file,
+            level,
+            device,
+            threads,
+            repeats,
+            cold,
+            direct,
+        } => slide(&file, level, &device, &threads, repeats, cold, direct),
         BenchCommand::Read {
             file,
             backends,
@@ -196,6 +229,99 @@ fn read(
                         used.split(';').next().unwrap_or("")
                     );
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn slide(
+    path: &Path,
+    level: usize,
+    device: &str,
+    threads: &[usize],
+    repeats: usize,
+    cold: bool,
+    direct: bool,
+) -> anyhow::Result<()> {
+    use tiledio::tiff::Slide;
+    let probe = Slide::open(path)?;
+    let (w, h) = probe.level_dimensions()[level];
+    let file_len = std::fs::metadata(path)?.len();
+    println!(
+        "{}: level {level} is {w}x{h}, file {:.2} GB",
+        path.display(),
+        file_len as f64 / 1e9
+    );
+    let reference = probe.read_level(level)?;
+    let pixels = reference.bytes().len();
+    let gpu = tiledio::io::gpu::gpu();
+    match &gpu {
+        Ok(g) => println!("GPU: {}", g.name()),
+        Err(e) => println!("GPU: none ({e})"),
+    }
+    let targets: &[&str] = match device {
+        "both" => &["gpu", "cpu"],
+        "gpu" => &["gpu"],
+        _ => &["cpu"],
+    };
+    let states: &[bool] = if cold { &[false, true] } else { &[false] };
+    println!(
+        "\n{:<6} {:>7} {:>6} {:>7} {:>10} {:>9} {:>9}",
+        "target", "threads", "cache", "direct", "MPix/s", "GB/s", "ms"
+    );
+    for &t in targets {
+        if t == "gpu" && gpu.is_err() {
+            continue;
+        }
+        for &th in threads {
+            for &is_cold in states {
+                let s = Settings {
+                    threads: th,
+                    direct_io: direct && is_cold,
+                    ..Settings::default()
+                };
+                if t == "gpu" {
+                    tiledio::io::prewarm(&s)?;
+                }
+                let slide = Slide::open_with(path, &s)?;
+                let mut times = Vec::new();
+                for rep in 0..=repeats {
+                    if is_cold {
+                        drop_caches()?;
+                    }
+                    let start = Instant::now();
+                    let ok = if t == "gpu" {
+                        let img = slide.read_level_device(level)?;
+                        let dt = start.elapsed().as_secs_f64();
+                        if rep == 0 {
+                            anyhow::ensure!(
+                                img.to_host()?.bytes() == reference.bytes(),
+                                "GPU read differs from host read"
+                            );
+                        }
+                        times.push(dt);
+                        true
+                    } else {
+                        let img = slide.read_level(level)?;
+                        times.push(start.elapsed().as_secs_f64());
+                        img.bytes().len() == pixels
+                    };
+                    anyhow::ensure!(ok, "read returned the wrong size");
+                }
+                times.remove(0); // the first read checks the bytes and warms up
+                let m = median(times);
+                println!(
+                    "{:<6} {:>7} {:>6} {:>7} {:>10.0} {:>9.2} {:>9.1}",
+                    t,
+                    th,
+                    if is_cold { "cold" } else { "warm" },
+                    direct && is_cold,
+                    (w * h) as f64 / m / 1e6,
+                    pixels as f64 / m / 1e9,
+                    m * 1e3
+                );
             }
         }
     }

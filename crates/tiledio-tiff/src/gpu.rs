@@ -159,6 +159,49 @@ fn place_device(
     Ok(())
 }
 
+/// The tile-major scratch buffer of a GPU read, kept between calls: allocating and freeing a
+/// buffer the size of a whole level costs milliseconds each time, a noticeable part of a read
+/// that takes tens. One buffer is kept (the largest used so far); concurrent reads allocate
+/// their own.
+struct Scratch(Option<DeviceBuffer>);
+
+static SCRATCH: std::sync::Mutex<Option<DeviceBuffer>> = std::sync::Mutex::new(None);
+
+impl Scratch {
+    fn take(len: usize) -> Result<Scratch> {
+        let cached = SCRATCH.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match cached {
+            Some(b) if b.len() >= len => Ok(Scratch(Some(b))),
+            other => {
+                drop(other);
+                Ok(Scratch(Some(DeviceBuffer::new(len)?)))
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = DeviceBuffer;
+    fn deref(&self) -> &DeviceBuffer {
+        self.0.as_ref().expect("present until drop")
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut DeviceBuffer {
+        self.0.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let mut cache = SCRATCH.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.as_ref().is_none_or(|c| c.len() < self.len()) {
+            *cache = self.0.take();
+        }
+    }
+}
+
 /// Reads a window of a page into a new device buffer.
 fn read_window_device(
     fh: &FileHandle,
@@ -177,14 +220,19 @@ fn read_window_device(
     let jobs = plan(page, x, y, w, h);
     check_tiles(fh, page, &jobs)?;
     let mut out = DeviceBuffer::new(len as usize)?;
-    out.fill(background)?;
+    // Tiles cover every pixel of a window inside the image: only a window reaching past the
+    // image needs the background first.
+    let inside = x >= 0 && y >= 0 && x as u64 + w <= page.width && y as u64 + h <= page.height;
+    if !inside || jobs.is_empty() {
+        out.fill(background)?;
+    }
     if jobs.is_empty() {
         return Ok(out);
     }
     let tb = page.tile_bytes();
-    let mut slots = DeviceBuffer::new(jobs.len() * tb)?;
+    let mut slots = Scratch::take(jobs.len() * tb)?;
     if page.compression == Compression::None {
-        fh.read_ranges(&slot_ranges(page, &jobs), &mut slots)?;
+        fh.read_ranges(&slot_ranges(page, &jobs), &mut *slots)?;
         let swap = page.big_endian && page.dtype.size() > 1;
         place_device(page, &jobs, &slots, &mut out, w, swap)?;
         return Ok(out);
