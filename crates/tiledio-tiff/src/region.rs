@@ -9,10 +9,25 @@ use tiledio_io::{FileHandle, ReadRange};
 
 /// A buffer of `len` bytes set to `value`, or an error (not an abort) if memory runs out.
 pub(crate) fn alloc(len: usize, value: u8) -> Result<Vec<u8>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| TiffError::InvalidArgument(format!("cannot allocate {len} bytes for the pixels")))?;
-    v.resize(len, value);
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let too_big = || TiffError::InvalidArgument(format!("cannot allocate {len} bytes for the pixels"));
+    let layout = std::alloc::Layout::array::<u8>(len).map_err(|_| too_big())?;
+    // A zeroed allocation: large ones come from fresh zero pages, which fault in lazily on
+    // the decode threads instead of being written once, serially, here (a memset of a whole
+    // level took as long as decoding it on 16 cores).
+    // SAFETY: the layout has non-zero size.
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    if ptr.is_null() {
+        return Err(too_big());
+    }
+    // SAFETY: allocated by the global allocator with the layout of a Vec<u8> of `len`
+    // elements, all initialised (to zero).
+    let mut v = unsafe { Vec::from_raw_parts(ptr, len, len) };
+    if value != 0 {
+        v.par_chunks_mut(1 << 20).for_each(|c| c.fill(value));
+    }
     Ok(v)
 }
 
@@ -160,7 +175,9 @@ pub(crate) fn read_window(
         .ok_or_else(|| TiffError::InvalidArgument(format!("region of {w}x{h} pixels is too large")))?;
     let jobs = plan(page, x, y, w, h);
     check_tiles(fh, page, &jobs)?;
-    let mut out = alloc(len as usize, background)?;
+    // Tiles cover a window inside the image: only one reaching past it needs the background.
+    let inside = x >= 0 && y >= 0 && x as u64 + w <= page.width && y as u64 + h <= page.height;
+    let mut out = alloc(len as usize, if inside { 0 } else { background })?;
     if page.compression == Compression::None {
         let slots = read_decode(fh, page, &jobs)?;
         place(page, &jobs, &slots, &mut out, w);
