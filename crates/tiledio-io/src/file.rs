@@ -248,37 +248,22 @@ impl FileHandle {
                 });
             }
         }
-        plan::check_buffer(&items, dst.len())?;
-        plan::check_disjoint(
-            items
-                .iter()
-                .filter(|i| i.len > 0)
-                .map(|i| (0, i.buf_offset as u64, (i.buf_offset + i.len) as u64))
-                .collect(),
-        )?;
-        let pieces = plan::plan(&items, self.settings.coalesce_gap, self.settings.task_size, true);
-        let bytes_read = pieces.iter().map(|p| p.len as u64).sum();
         let files = [FileRef {
             path: &self.path,
             file: Some(&self.file),
             direct: self.direct.as_ref(),
         }];
-        let backend = match &mut dst {
-            Target::Host(buf) => {
-                read_host(&files, &pieces, buf, &self.settings)?;
-                Backend::Host
-            }
-            Target::Device(d) => {
+        run_read(
+            &files,
+            &items,
+            self.settings.coalesce_gap,
+            &mut dst,
+            &self.settings,
+            || {
                 let (io, report) = self.device_io()?;
-                read_device(&files, &pieces, d, io, &self.settings)?;
-                report.backend
-            }
-        };
-        Ok(ReadStats {
-            backend,
-            bytes_read,
-            pieces: pieces.len(),
-        })
+                Ok((io, report.backend))
+            },
+        )
     }
 
     /// Reads `dst.len()` bytes starting at `offset`.
@@ -297,6 +282,44 @@ impl FileHandle {
             dst,
         )
     }
+}
+
+/// Checks a read's destinations, plans it and runs it; `device` names the backend for GPU
+/// targets (asked only when the target is GPU memory).
+fn run_read<'f>(
+    files: &[FileRef<'_>],
+    items: &[Item],
+    gap: u64,
+    dst: &mut Target<'_>,
+    settings: &Settings,
+    device: impl FnOnce() -> Result<(&'f DeviceIo, Backend)>,
+) -> Result<ReadStats> {
+    plan::check_buffer(items, dst.len())?;
+    plan::check_disjoint(
+        items
+            .iter()
+            .filter(|i| i.len > 0)
+            .map(|i| (0, i.buf_offset as u64, (i.buf_offset + i.len) as u64))
+            .collect(),
+    )?;
+    let pieces = plan::plan(items, gap, settings.task_size, true);
+    let bytes_read = pieces.iter().map(|p| p.len as u64).sum();
+    let backend = match dst {
+        Target::Host(buf) => {
+            read_host(files, &pieces, buf, settings)?;
+            Backend::Host
+        }
+        Target::Device(d) => {
+            let (io, backend) = device()?;
+            read_device(files, &pieces, d, io, settings)?;
+            backend
+        }
+    };
+    Ok(ReadStats {
+        backend,
+        bytes_read,
+        pieces: pieces.len(),
+    })
 }
 
 fn read_host(files: &[FileRef<'_>], pieces: &[plan::Piece], buf: &mut [u8], s: &Settings) -> Result<()> {
@@ -442,14 +465,6 @@ pub fn read_files<'a>(reads: &[FileRead], dst: impl Into<Target<'a>>, settings: 
             buf_offset: r.dst_offset,
         })
         .collect();
-    plan::check_buffer(&items, dst.len())?;
-    plan::check_disjoint(
-        items
-            .iter()
-            .filter(|i| i.len > 0)
-            .map(|i| (0, i.buf_offset as u64, (i.buf_offset + i.len) as u64))
-            .collect(),
-    )?;
     let files: Vec<FileRef<'_>> = reads
         .iter()
         .map(|r| FileRef {
@@ -458,22 +473,9 @@ pub fn read_files<'a>(reads: &[FileRead], dst: impl Into<Target<'a>>, settings: 
             direct: None,
         })
         .collect();
-    let pieces = plan::plan(&items, 0, settings.task_size, false);
-    let bytes_read = pieces.iter().map(|p| p.len as u64).sum();
-    let backend = match &mut dst {
-        Target::Host(buf) => {
-            read_host(&files, &pieces, buf, settings)?;
-            Backend::Host
-        }
-        Target::Device(d) => {
-            read_device(&files, &pieces, d, &DeviceIo::Staged, settings)?;
-            Backend::Staged
-        }
-    };
-    Ok(ReadStats {
-        backend,
-        bytes_read,
-        pieces: pieces.len(),
+    // Each range is its own file, so there is nothing to coalesce.
+    run_read(&files, &items, 0, &mut dst, settings, || {
+        Ok((&DeviceIo::Staged, Backend::Staged))
     })
 }
 
