@@ -2,8 +2,6 @@
 //!
 //! The Zarr side lives in `tiledio_zarr::ome` (`write_pyramid`, `read_levels_hwc`, tested
 //! there); this file adapts `tiledio_tiff`'s slide reader and pyramid writer to it.
-//! Needs in the CLI's Cargo.toml: `indicatif.workspace = true` (and the facade's
-//! `tiledio::tiff` / `tiledio::zarr` re-exports).
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

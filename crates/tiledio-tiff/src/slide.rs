@@ -351,6 +351,18 @@ impl Slide {
         self.associated.keys().map(|s| s.as_str()).collect()
     }
 
+    /// `(width, height)` of an associated image, `None` for an unknown name (to check its size
+    /// before [`Slide::read_associated_image`] reads it whole).
+    ///
+    /// ```no_run
+    /// let s = tiledio_tiff::Slide::open("slide.svs")?;
+    /// if let Some((w, h)) = s.associated_image_dimensions("label") { println!("{w}x{h}"); }
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    pub fn associated_image_dimensions(&self, name: &str) -> Option<(u64, u64)> {
+        self.associated.get(name).map(|p| (p.width, p.height))
+    }
+
     /// Reads a whole associated image.
     ///
     /// ```no_run
