@@ -84,6 +84,29 @@ fn tiff_malformed_not_a_tiff_and_empty() {
     }
 }
 
+/// Thousands of SubIFDs, each loading the same ImageDescription of nearly the whole file out of
+/// line: once 4 GiB loaded from a 256 KiB file (an out-of-memory of the `slide_open` fuzz
+/// target), now bounded by the file's length plus a margin.
+#[test]
+fn tiff_malformed_fuzz_value_bomb() {
+    let e = open_and_read(&mal("fuzz-value-bomb.tif")).unwrap_err();
+    assert!(
+        matches!(&e, TiffError::Malformed { reason, .. } if reason.contains("add up to")),
+        "{e}"
+    );
+}
+
+/// JPEGTables with a frame header of 65471x1472 pixels for 64x64 tiles: every tile was decoded
+/// at that size (33 s under the `slide_open` fuzz target); now a decode error.
+#[test]
+fn tiff_malformed_fuzz_jpeg_huge_frame() {
+    let e = open_and_read(&mal("fuzz-jpeg-huge-frame.tif")).unwrap_err();
+    assert!(
+        matches!(&e, TiffError::Decode { codec: "jpeg", reason, .. } if reason.contains("65471x1472 for a 64x64 tile")),
+        "{e}"
+    );
+}
+
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tiff").join(name)).unwrap()
 }

@@ -156,11 +156,15 @@ fn jpeg(page: &Page, raw: &[u8], dst: &mut [u8], rows: usize) -> Result<(), Stri
     let mut dec = zune_jpeg::JpegDecoder::new_with_options(std::io::Cursor::new(stream), opts);
     dec.decode_headers().map_err(|e| format!("{e:?}"))?;
     let (w, h) = dec.dimensions().ok_or("no dimensions")?;
+    let tw = page.tile_w as usize;
+    // a stream larger than its tile (up to 65536x65536 from a few bytes) is not decoded
+    if w > tw || h > page.tile_h as usize {
+        return Err(format!("JPEG of {w}x{h} for a {tw}x{} tile", page.tile_h));
+    }
     let comps = dec.output_colorspace().map(|c| c.num_components()).unwrap_or(0);
     if comps != page.spp {
         return Err(format!("{comps} components decoded, {} expected", page.spp));
     }
-    let tw = page.tile_w as usize;
     if w == tw && h == rows && dst.len() == w * h * page.spp {
         // the common case: decode straight into the slot
         return dec.decode_into(dst).map_err(|e| format!("{e:?}"));

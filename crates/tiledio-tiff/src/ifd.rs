@@ -11,6 +11,11 @@ const MAX_ENTRIES: u64 = 4096;
 pub(crate) const MAX_PAGES: usize = 65_536;
 /// Largest out-of-line value of one tag we load (bytes).
 const MAX_VALUE_BYTES: u64 = 256 << 20;
+/// Out-of-line values all pages together may load past the file's length (bytes). The values
+/// of a sound file do not overlap, so they add up to less than its length; this margin covers
+/// values shared between pages. Without it, IFDs pointing at one large value would load it
+/// once each: thousands of times a small file's size.
+const MAX_SHARED_VALUE_BYTES: u64 = 64 << 20;
 
 /// Byte order and flavour of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,8 +194,9 @@ fn ratio(n: f64, d: f64) -> f64 {
 }
 
 impl Reader<'_> {
-    /// Reads the IFD at `offset` (page index `page` for messages).
-    pub(crate) fn read_ifd(&self, offset: u64, page: usize) -> Result<Ifd> {
+    /// Reads the IFD at `offset` (page index `page` for messages), loading at most `budget`
+    /// bytes of out-of-line values (taken off it).
+    pub(crate) fn read_ifd(&self, offset: u64, page: usize, budget: &mut u64) -> Result<Ifd> {
         let fh = self.fh;
         let e = Endian(self.header.big_endian);
         let big = self.header.bigtiff;
@@ -240,6 +246,17 @@ impl Reader<'_> {
                         format!("tag {tag}: value of {nbytes} bytes is too large"),
                     ));
                 }
+                if nbytes > *budget {
+                    return Err(malformed(
+                        fh,
+                        page,
+                        format!(
+                            "tag {tag}: out-of-line tag values add up to more than the file's length \
+                             plus {MAX_SHARED_VALUE_BYTES} bytes (values shared by many IFDs?)"
+                        ),
+                    ));
+                }
+                *budget -= nbytes;
                 let at = if big { e.u64(field) } else { e.u32(field) as u64 };
                 read_bytes(fh, page, at, nbytes, &format!("tag {tag} value"))?
             };
@@ -256,6 +273,7 @@ impl Reader<'_> {
     /// Returns `(ifd, parent)` pairs; `parent` is `None` for main-chain pages.
     pub(crate) fn read_all(&self) -> Result<Vec<(Ifd, Option<usize>)>> {
         let mut seen = HashSet::new();
+        let mut budget = self.fh.len().saturating_add(MAX_SHARED_VALUE_BYTES);
         let mut out: Vec<(Ifd, Option<usize>)> = Vec::new();
         let mut off = self.header.first_ifd;
         while off != 0 {
@@ -269,7 +287,7 @@ impl Reader<'_> {
             if out.len() >= MAX_PAGES {
                 return Err(malformed(self.fh, out.len(), "too many IFDs"));
             }
-            let ifd = self.read_ifd(off, out.len())?;
+            let ifd = self.read_ifd(off, out.len(), &mut budget)?;
             off = ifd.next;
             out.push((ifd, None));
         }
@@ -290,7 +308,7 @@ impl Reader<'_> {
                 if out.len() >= MAX_PAGES {
                     return Err(malformed(self.fh, out.len(), "too many IFDs"));
                 }
-                let ifd = self.read_ifd(s, out.len())?;
+                let ifd = self.read_ifd(s, out.len(), &mut budget)?;
                 out.push((ifd, Some(parent)));
             }
         }
