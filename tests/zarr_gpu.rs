@@ -7,17 +7,9 @@ use tiledio_zarr::{
     ArraySpec, BloscCompressor, Compression, DataType, Durability, WriteOptions, ZarrArray, ZarrVersion,
 };
 
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+#[path = "support/random.rs"]
+mod random;
+use random::random_bytes;
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
