@@ -6,7 +6,7 @@
 use crate::error::{Result, TiffError};
 use crate::image::{HostImage, SampleType};
 use crate::page::{Compression, Page};
-use crate::region::{Job, check_tiles, plan, read_decode, slot_ranges};
+use crate::region::{Job, check_tiles, plan, read_decode, slot_ranges, window_bytes, window_inside};
 use crate::slide::{ReadOptions, Slide};
 use crate::write::{WriteOptions, WriteReport, write_pyramid};
 use std::ffi::c_void;
@@ -212,18 +212,11 @@ fn read_window_device(
     h: u64,
     background: u8,
 ) -> Result<DeviceBuffer> {
-    let px = page.pixel_bytes() as u64;
-    let len = w
-        .checked_mul(h)
-        .and_then(|v| v.checked_mul(px))
-        .ok_or_else(|| TiffError::InvalidArgument(format!("region of {w}x{h} pixels is too large")))?;
+    let len = window_bytes(page, w, h)?;
     let jobs = plan(page, x, y, w, h);
     check_tiles(fh, page, &jobs)?;
-    let mut out = DeviceBuffer::new(len as usize)?;
-    // Tiles cover every pixel of a window inside the image: only a window reaching past the
-    // image needs the background first.
-    let inside = x >= 0 && y >= 0 && x as u64 + w <= page.width && y as u64 + h <= page.height;
-    if !inside || jobs.is_empty() {
+    let mut out = DeviceBuffer::new(len)?;
+    if !window_inside(page, x, y, w, h) || jobs.is_empty() {
         out.fill(background)?;
     }
     if jobs.is_empty() {

@@ -157,6 +157,24 @@ pub(crate) fn place(page: &Page, jobs: &[Job], slots: &[u8], out: &mut [u8], out
     });
 }
 
+/// Bytes of a `w × h` window of `page`; refused when it could not be allocated.
+pub(crate) fn window_bytes(page: &Page, w: u64, h: u64) -> Result<usize> {
+    w.checked_mul(h)
+        .and_then(|v| v.checked_mul(page.pixel_bytes() as u64))
+        .filter(|&v| v <= isize::MAX as u64 / 2)
+        .map(|v| v as usize)
+        .ok_or_else(|| TiffError::InvalidArgument(format!("region of {w}x{h} pixels is too large")))
+}
+
+/// Whether the window lies inside the image, so its tiles cover every pixel and only a window
+/// reaching past the image needs the background filled first.
+pub(crate) fn window_inside(page: &Page, x: i64, y: i64, w: u64, h: u64) -> bool {
+    x >= 0
+        && y >= 0
+        && (x as u64).checked_add(w).is_some_and(|e| e <= page.width)
+        && (y as u64).checked_add(h).is_some_and(|e| e <= page.height)
+}
+
 /// Reads a window of a page into a host buffer (row-major, `w × h × spp` samples).
 pub(crate) fn read_window(
     fh: &FileHandle,
@@ -167,17 +185,11 @@ pub(crate) fn read_window(
     h: u64,
     background: u8,
 ) -> Result<Vec<u8>> {
-    let px = page.pixel_bytes() as u64;
-    let len = w
-        .checked_mul(h)
-        .and_then(|v| v.checked_mul(px))
-        .filter(|&v| v <= isize::MAX as u64 / 2)
-        .ok_or_else(|| TiffError::InvalidArgument(format!("region of {w}x{h} pixels is too large")))?;
+    let len = window_bytes(page, w, h)?;
     let jobs = plan(page, x, y, w, h);
     check_tiles(fh, page, &jobs)?;
-    // Tiles cover a window inside the image: only one reaching past it needs the background.
-    let inside = x >= 0 && y >= 0 && x as u64 + w <= page.width && y as u64 + h <= page.height;
-    let mut out = alloc(len as usize, if inside { 0 } else { background })?;
+    let inside = window_inside(page, x, y, w, h);
+    let mut out = alloc(len, if inside { 0 } else { background })?;
     if page.compression == Compression::None {
         let slots = read_decode(fh, page, &jobs)?;
         place(page, &jobs, &slots, &mut out, w);
