@@ -1,7 +1,7 @@
 //! Which backend serves GPU transfers for a file, and why the others were not used.
 
 use crate::cufile::{self, CuFileHandle};
-use crate::error::{IoError, Result};
+use crate::error::Result;
 use crate::gpu::cuda_err;
 use crate::settings::{BackendChoice, Settings};
 use std::fs::File;
@@ -190,7 +190,7 @@ fn try_cufile(path: &Path) -> std::result::Result<CuFileHandle, String> {
     CuFileHandle::register(direct)
 }
 
-/// Opens for reading, mapping permission errors.
+/// Opens a regular file for reading, mapping permission errors.
 pub(crate) fn open_read(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| IoError::open(path, e))
+    crate::posix::open_regular(path)
 }

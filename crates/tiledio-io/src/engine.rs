@@ -128,7 +128,7 @@ impl<'a> FileRef<'a> {
         if let Some(f) = self.file {
             return Ok(Opened::Borrowed(f, self.direct));
         }
-        let f = File::open(self.path).map_err(|e| IoError::open(self.path, e))?;
+        let f = posix::open_regular(self.path)?;
         // O_DIRECT refused (tmpfs, some FUSE file systems): read through the page cache.
         let d = if direct_io {
             posix::open_direct(self.path).ok()

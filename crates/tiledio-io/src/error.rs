@@ -143,6 +143,34 @@ pub enum IoError {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// A buffer would exceed the memory budget (`TILEDIO_MAX_MEMORY`), or the system refused it.
+    #[error(
+        "{what}: {bytes} bytes exceed the memory budget of {budget} bytes (raise TILEDIO_MAX_MEMORY, or read a smaller region)"
+    )]
+    OutOfMemory {
+        /// What the buffer was for.
+        what: String,
+        /// Its size.
+        bytes: u64,
+        /// The budget in force.
+        budget: u64,
+    },
+    /// A path that must be a regular file is something else (a FIFO, a device, a directory).
+    #[error("{}: not a regular file ({kind}); only regular files are read or replaced", path.display())]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// An output path cannot be used (it is the input, an existing directory, ...).
+    #[error("{}: {reason}", path.display())]
+    BadOutput {
+        /// The output path.
+        path: PathBuf,
+        /// Why it cannot be written.
+        reason: String,
+    },
     /// A setting (or its `TILEDIO_*` environment variable) has a value that cannot be used.
     #[error("invalid setting {name}={value:?}: {reason}")]
     Setting {

@@ -4,6 +4,7 @@ use crate::backend::{self, Backend, BackendReport, DeviceIo};
 use crate::engine::{self, FileRef, HostScratch, RawBuf, StagingSet};
 use crate::error::{IoError, Result};
 use crate::gpu::DeviceBuffer;
+use crate::output;
 use crate::plan::{self, Item, ReadRange, WriteRange};
 use crate::posix;
 use crate::settings::{BackendChoice, Settings};
@@ -479,27 +480,22 @@ pub fn read_files<'a>(reads: &[FileRead], dst: impl Into<Target<'a>>, settings: 
     })
 }
 
-/// A unique temporary name beside `path`, hidden, so a crash leaves no file under the real name.
-fn temp_name(path: &Path) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(".{name}.tiledio-{}-{n}.tmp", std::process::id()))
-}
-
 fn create_temp(path: &Path) -> Result<(File, PathBuf)> {
-    let temp = temp_name(path);
+    let temp = output::temp_name(path);
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .open(&temp)
         .map_err(|e| IoError::open(&temp, e))?;
+    output::register(&temp);
     Ok((f, temp))
+}
+
+/// Removes an unfinished temporary file.
+fn discard_temp(temp: &Path) {
+    output::unregister(temp);
+    let _ = std::fs::remove_file(temp);
 }
 
 fn sync_dir(path: &Path) -> Result<()> {
@@ -516,6 +512,15 @@ fn sync_dir(path: &Path) -> Result<()> {
 }
 
 fn commit(file: &File, temp: &Path, path: &Path, sync: bool) -> Result<()> {
+    // a device, FIFO or symlink that appeared at the target meanwhile is never replaced
+    if let Ok(m) = std::fs::symlink_metadata(path)
+        && !m.is_file()
+    {
+        return Err(IoError::NotRegularFile {
+            path: path.into(),
+            kind: output::kind_name(m.file_type()),
+        });
+    }
     if sync {
         file.sync_all().map_err(|e| IoError::Write {
             path: path.into(),
@@ -528,7 +533,9 @@ fn commit(file: &File, temp: &Path, path: &Path, sync: bool) -> Result<()> {
         path: path.into(),
         temp: temp.into(),
         source: e,
-    })
+    })?;
+    output::unregister(temp);
+    Ok(())
 }
 
 /// A file being written: bytes go to a temporary file beside the target, which
@@ -571,13 +578,18 @@ impl FileWriter {
         Self::create_with(path, &Settings::from_env()?)
     }
 
-    /// Starts writing `path` with the given settings.
+    /// Starts writing `path` with the given settings. The target is checked first
+    /// ([`crate::check_output`]): a device, FIFO, symlink or directory there is refused, never
+    /// replaced; temporaries left beside it by killed processes are removed.
     ///
     /// # Errors
-    /// As [`FileWriter::create`].
+    /// As [`FileWriter::create`]; [`IoError::NotRegularFile`] / [`IoError::BadOutput`] for a
+    /// target that cannot be replaced.
     pub fn create_with(path: impl AsRef<Path>, settings: &Settings) -> Result<FileWriter> {
         settings.validate()?;
         let path = path.as_ref().to_path_buf();
+        output::check_output(&path, &[], output::OutputKind::File)?;
+        output::remove_stale_temporaries(&path);
         let (file, temp) = create_temp(&path)?;
         Ok(FileWriter {
             path,
@@ -732,7 +744,7 @@ impl FileWriter {
         let r = commit(&self.file, &self.temp, &self.path, sync)
             .and_then(|()| if sync { sync_dir(&self.path) } else { Ok(()) });
         if r.is_err() {
-            let _ = std::fs::remove_file(&self.temp);
+            discard_temp(&self.temp);
         }
         r
     }
@@ -741,7 +753,7 @@ impl FileWriter {
 impl Drop for FileWriter {
     fn drop(&mut self) {
         if !self.done {
-            let _ = std::fs::remove_file(&self.temp);
+            discard_temp(&self.temp);
         }
     }
 }
@@ -834,7 +846,7 @@ pub fn write_files<'a>(
             .try_for_each(|p| put(&file, &temp, p))
             .and_then(|()| commit(&file, &temp, &fw.path, sync));
         if r.is_err() {
-            let _ = std::fs::remove_file(&temp);
+            discard_temp(&temp);
         }
         r
     };

@@ -24,6 +24,8 @@ mod engine;
 mod error;
 mod file;
 pub mod gpu;
+mod memory;
+mod output;
 mod plan;
 mod posix;
 mod settings;
@@ -34,6 +36,8 @@ pub use error::{IoError, Result};
 pub use file::{
     FileHandle, FileRead, FileWrite, FileWriter, ReadStats, Source, Target, WriteStats, read_files, write_files,
 };
+pub use memory::{check_memory, memory_budget, try_alloc_zeroed};
+pub use output::{OutputDir, OutputKind, check_output, remove_stale_temporaries, remove_temporaries};
 pub use plan::{ReadRange, WriteRange};
 pub use settings::{BackendChoice, Settings};
 

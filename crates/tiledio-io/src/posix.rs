@@ -28,6 +28,25 @@ pub(crate) fn pwrite_all(file: &File, buf: &[u8], offset: u64) -> io::Result<()>
     file.write_all_at(buf, offset)
 }
 
+/// Opens `path` for reading as data: non-blocking, so a FIFO cannot hang the open, then
+/// refused unless it is a regular file (a FIFO, a device such as /dev/zero behind a symlink,
+/// a directory or a socket is never read as data).
+pub(crate) fn open_regular(path: &Path) -> crate::Result<File> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| crate::IoError::open(path, e))?;
+    let ft = f.metadata().map_err(|e| crate::IoError::open(path, e))?.file_type();
+    if !ft.is_file() {
+        return Err(crate::IoError::NotRegularFile {
+            path: path.to_path_buf(),
+            kind: crate::output::kind_name(ft),
+        });
+    }
+    Ok(f)
+}
+
 /// Opens `path` read-only with O_DIRECT (page cache bypassed).
 pub(crate) fn open_direct(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()

@@ -61,6 +61,10 @@ pub struct Settings {
     /// Ranges whose gap in the file is at most this many bytes are read as one
     /// (`TILEDIO_COALESCE_GAP`, default 64 KiB).
     pub coalesce_gap: u64,
+    /// Largest host buffer a single call may allocate for data whose size comes from a file
+    /// (`TILEDIO_MAX_MEMORY`, default half of physical memory): beyond it a read or convert
+    /// fails with a typed error instead of aborting the process.
+    pub max_memory: u64,
 }
 
 impl Default for Settings {
@@ -72,6 +76,7 @@ impl Default for Settings {
             direct_io: false,
             backend: BackendChoice::Auto,
             coalesce_gap: 64 << 10,
+            max_memory: crate::memory::default_budget(),
         }
     }
 }
@@ -153,6 +158,9 @@ impl Settings {
         if let Some(v) = get("TILEDIO_COALESCE_GAP") {
             self.coalesce_gap = parse_size("TILEDIO_COALESCE_GAP", &v)?;
         }
+        if let Some(v) = get("TILEDIO_MAX_MEMORY") {
+            self.max_memory = parse_size("TILEDIO_MAX_MEMORY", &v)?;
+        }
         self.validate()?;
         Ok(self)
     }
@@ -164,23 +172,30 @@ impl Settings {
     pub fn validate(&self) -> Result<()> {
         if !(1..=1024).contains(&self.threads) {
             return Err(IoError::Setting {
-                name: "threads",
+                name: "TILEDIO_THREADS",
                 value: self.threads.to_string(),
                 reason: "must be 1 to 1024",
             });
         }
         if self.task_size < 4096 || self.task_size > (1 << 30) || !self.task_size.is_multiple_of(4096) {
             return Err(IoError::Setting {
-                name: "task_size",
+                name: "TILEDIO_TASK_SIZE",
                 value: self.task_size.to_string(),
                 reason: "must be a multiple of 4096 between 4 KiB and 1 GiB",
             });
         }
         if !(1..=16).contains(&self.staging_slots) {
             return Err(IoError::Setting {
-                name: "staging_slots",
+                name: "TILEDIO_STAGING_SLOTS",
                 value: self.staging_slots.to_string(),
                 reason: "must be 1 to 16",
+            });
+        }
+        if self.max_memory < 1 << 20 {
+            return Err(IoError::Setting {
+                name: "TILEDIO_MAX_MEMORY",
+                value: self.max_memory.to_string(),
+                reason: "must be at least 1 MiB",
             });
         }
         Ok(())
@@ -222,9 +237,13 @@ mod tests {
             ("TILEDIO_BACKEND", "carrier-pigeon"),
             ("TILEDIO_DIRECT_IO", "maybe"),
             ("TILEDIO_THREADS", "0"),
+            ("TILEDIO_MAX_MEMORY", "lots"),
+            ("TILEDIO_MAX_MEMORY", "1k"),
         ] {
             let err = Settings::default().with_vars(vars(&[(k, v)])).unwrap_err();
             assert!(matches!(err, IoError::Setting { .. }), "{k}={v}: {err}");
+            // range and parse errors alike name the variable the user set
+            assert!(err.to_string().contains(k), "{k}={v}: {err}");
         }
     }
 }
