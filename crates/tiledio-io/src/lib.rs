@@ -20,6 +20,7 @@
 
 mod backend;
 mod cufile;
+mod element;
 mod engine;
 mod error;
 mod file;
@@ -31,6 +32,7 @@ mod posix;
 mod settings;
 
 pub use backend::{Backend, BackendReport};
+pub use element::ElementType;
 pub use engine::prewarm;
 pub use error::{IoError, Result};
 pub use file::{

@@ -2,58 +2,8 @@
 
 use crate::error::{Result, TiffError};
 
-/// The type of one sample.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SampleType {
-    /// Unsigned 8-bit.
-    U8,
-    /// Unsigned 16-bit.
-    U16,
-    /// 32-bit IEEE float.
-    F32,
-}
-
-impl SampleType {
-    /// Bytes per sample.
-    ///
-    /// ```
-    /// assert_eq!(tiledio_tiff::SampleType::U16.size(), 2);
-    /// ```
-    pub fn size(self) -> usize {
-        match self {
-            SampleType::U8 => 1,
-            SampleType::U16 => 2,
-            SampleType::F32 => 4,
-        }
-    }
-
-    /// The NumPy name ("uint8", "uint16", "float32").
-    ///
-    /// ```
-    /// assert_eq!(tiledio_tiff::SampleType::F32.name(), "float32");
-    /// ```
-    pub fn name(self) -> &'static str {
-        match self {
-            SampleType::U8 => "uint8",
-            SampleType::U16 => "uint16",
-            SampleType::F32 => "float32",
-        }
-    }
-
-    /// The NumPy `.npy` descriptor, little-endian ("|u1", "<u2", "<f4").
-    ///
-    /// ```
-    /// assert_eq!(tiledio_tiff::SampleType::U8.npy_descr(), "|u1");
-    /// ```
-    pub fn npy_descr(self) -> &'static str {
-        match self {
-            SampleType::U8 => "|u1",
-            SampleType::U16 => "<u2",
-            SampleType::F32 => "<f4",
-        }
-    }
-}
+/// The type of one sample: the element type shared by every tiledio crate.
+pub use tiledio_io::ElementType as SampleType;
 
 /// A host image: `height × width × channels` samples, row-major, native byte order.
 ///

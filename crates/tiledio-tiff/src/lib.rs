@@ -45,5 +45,8 @@ pub use error::{Result, TiffError};
 pub use gpu::{DeviceImage, write_pyramid_device};
 pub use image::{HostImage, SampleType};
 pub use page::Compression;
-pub use slide::{LevelInfo, ReadOptions, Slide};
-pub use write::{BigTiff, WriteOptions, WriteReport, write_pyramid, write_pyramid_with_progress};
+pub use slide::{LevelInfo, LevelRows, ReadOptions, Slide};
+pub use write::{
+    BigTiff, RowSource, WriteOptions, WriteReport, check_writable, write_pyramid, write_pyramid_from,
+    write_pyramid_with_progress,
+};

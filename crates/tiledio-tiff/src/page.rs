@@ -9,6 +9,8 @@ use tiledio_io::FileHandle;
 pub(crate) const MAX_DIM: u64 = 1 << 24;
 /// Largest decoded tile or strip we accept (bytes).
 pub(crate) const MAX_TILE_BYTES: u64 = 1 << 30;
+/// Most samples per pixel we read (and so write).
+pub(crate) const MAX_SAMPLES: usize = 64;
 
 /// How tile bytes are compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +141,7 @@ impl Page {
             return Err(unsupported("volumetric (ImageDepth > 1) images".into()));
         }
         let spp = ifd.uint(277).unwrap_or(1);
-        if spp == 0 || spp > 64 {
+        if spp == 0 || spp > MAX_SAMPLES as u64 {
             return Err(bad(format!("SamplesPerPixel {spp}")));
         }
         let bps = ifd.uints(258).unwrap_or_else(|| vec![1]);
@@ -151,10 +153,17 @@ impl Page {
         let dtype = match (fmt, bits) {
             (1, 8) => SampleType::U8,
             (1, 16) => SampleType::U16,
+            (1, 32) => SampleType::U32,
+            (1, 64) => SampleType::U64,
+            (2, 8) => SampleType::I8,
+            (2, 16) => SampleType::I16,
+            (2, 32) => SampleType::I32,
+            (2, 64) => SampleType::I64,
             (3, 32) => SampleType::F32,
+            (3, 64) => SampleType::F64,
             _ => {
                 return Err(unsupported(format!(
-                    "{bits}-bit samples of SampleFormat {fmt} (supported: u8, u16, f32)"
+                    "{bits}-bit samples of SampleFormat {fmt} (supported: 8 to 64-bit integers, 32 and 64-bit floats)"
                 )));
             }
         };

@@ -467,6 +467,43 @@ impl Slide {
         HostImage::from_bytes(size.1 as usize, size.0 as usize, page.spp, page.dtype, data)
     }
 
+    /// Reads a region of a level by that level's own pixel coordinates: `(x, y)` is the
+    /// top-left corner and `(w, h)` the size, both in pixels of `level` (no round trip through
+    /// level-0 coordinates, so levels that are not exact halves read exactly). Parts outside
+    /// the level are filled with 0.
+    ///
+    /// ```no_run
+    /// let s = tiledio_tiff::Slide::open("slide.tif")?;
+    /// let band = s.read_level_region(2, (0, 256), (s.level_dimensions()[2].0, 256))?;
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Slide::read_region`].
+    pub fn read_level_region(&self, level: usize, location: (i64, i64), size: (u64, u64)) -> Result<HostImage> {
+        let page = self.page(level)?;
+        self.window((0, 0), level, size)?;
+        let data = read_window(&self.fh, page, location.0, location.1, size.0, size.1, 0)?;
+        HostImage::from_bytes(size.1 as usize, size.0 as usize, page.spp, page.dtype, data)
+    }
+
+    /// Level `level` as a [`RowSource`](crate::RowSource), read a band of rows at a time: the
+    /// input of the streaming pyramid writer ([`write_pyramid_from`](crate::write_pyramid_from)).
+    ///
+    /// ```no_run
+    /// use tiledio_tiff::{Slide, WriteOptions, write_pyramid_from};
+    /// let s = Slide::open("slide.svs")?;
+    /// write_pyramid_from("copy.tif".as_ref(), &s.level_rows(0)?, &WriteOptions::default(), &|_, _| {})?;
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TiffError::InvalidArgument`] for a level that does not exist.
+    pub fn level_rows(&self, level: usize) -> Result<LevelRows<'_>> {
+        self.page(level)?;
+        Ok(LevelRows { slide: self, level })
+    }
+
     /// Reads a whole level into host memory.
     ///
     /// ```no_run
@@ -481,5 +518,29 @@ impl Slide {
         let page = self.page(level)?;
         let data = read_window(&self.fh, page, 0, 0, page.width, page.height, 0)?;
         HostImage::from_bytes(page.height as usize, page.width as usize, page.spp, page.dtype, data)
+    }
+}
+
+/// One level of a slide read as bands of rows ([`Slide::level_rows`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LevelRows<'a> {
+    slide: &'a Slide,
+    level: usize,
+}
+
+impl crate::RowSource for LevelRows<'_> {
+    fn dimensions(&self) -> (u64, u64) {
+        self.slide.level_dimensions()[self.level]
+    }
+    fn channels(&self) -> usize {
+        self.slide.channels()
+    }
+    fn sample_type(&self) -> SampleType {
+        self.slide.sample_type()
+    }
+    fn read_rows(&self, y0: u64, rows: u64) -> Result<HostImage> {
+        let (w, _) = self.dimensions();
+        let y0 = i64::try_from(y0).map_err(|_| TiffError::InvalidArgument(format!("row {y0}")))?;
+        self.slide.read_level_region(self.level, (0, y0), (w, rows))
     }
 }

@@ -2,13 +2,12 @@
 //! parallel, classic TIFF or BigTIFF (automatic past 4 GiB), reduced levels as chained pages
 //! (NewSubfileType=1) or as SubIFDs (OME-TIFF), written to a temporary name and renamed.
 
-use crate::downsample::half;
+use crate::downsample::half_row;
 use crate::error::{Result, TiffError};
 use crate::image::{HostImage, SampleType};
 use crate::page::Compression;
 use crate::tags::{Entry, encode_ifd, ifd_size};
 use rayon::prelude::*;
-use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 use tiledio_io::FileWriter;
@@ -55,6 +54,9 @@ pub struct WriteOptions {
     pub mpp: Option<f64>,
     /// Alignment of uncompressed tiles and of each level's data, in bytes (default 4096).
     pub align: u64,
+    /// Level-0 bytes read from the source per band by the streaming writer (default 64 MiB,
+    /// at least one row of tiles): the memory a write holds is a few bands.
+    pub band_bytes: usize,
 }
 
 impl Default for WriteOptions {
@@ -69,6 +71,7 @@ impl Default for WriteOptions {
             description: None,
             mpp: None,
             align: 4096,
+            band_bytes: 64 << 20,
         }
     }
 }
@@ -163,6 +166,48 @@ pub struct WriteReport {
     pub bigtiff: bool,
 }
 
+/// Rows of the image to write as level 0 of a pyramid, read a band at a time: what the
+/// streaming writer ([`write_pyramid_from`]) converts in bounded memory. Implemented by
+/// [`HostImage`] (an image in memory) and by a slide level ([`Slide::level_rows`](crate::Slide::level_rows)).
+pub trait RowSource: Sync {
+    /// `(width, height)` in pixels.
+    fn dimensions(&self) -> (u64, u64);
+    /// Samples per pixel.
+    fn channels(&self) -> usize;
+    /// The sample type.
+    fn sample_type(&self) -> SampleType;
+    /// Rows `y0..y0 + rows`, full width, as a `rows × width × channels` image.
+    ///
+    /// # Errors
+    /// Whatever reading the source fails with.
+    fn read_rows(&self, y0: u64, rows: u64) -> Result<HostImage>;
+}
+
+impl RowSource for HostImage {
+    fn dimensions(&self) -> (u64, u64) {
+        let (h, w, _) = self.shape();
+        (w as u64, h as u64)
+    }
+    fn channels(&self) -> usize {
+        self.shape().2
+    }
+    fn sample_type(&self) -> SampleType {
+        self.dtype()
+    }
+    fn read_rows(&self, y0: u64, rows: u64) -> Result<HostImage> {
+        let (h, w, c) = self.shape();
+        let row = w * c * self.dtype().size();
+        let (y0, rows) = (y0 as usize, rows as usize);
+        if y0.checked_add(rows).is_none_or(|e| e > h) {
+            return Err(TiffError::InvalidArgument(format!(
+                "rows {y0}+{rows} of an image of {h}"
+            )));
+        }
+        let data = self.bytes()[y0 * row..(y0 + rows) * row].to_vec();
+        HostImage::from_bytes(rows, w, c, self.dtype(), data)
+    }
+}
+
 /// Writes `image` as a tiled pyramidal TIFF.
 ///
 /// ```
@@ -179,7 +224,7 @@ pub struct WriteReport {
 /// [`TiffError::InvalidArgument`] for a bad tile size or a compression that cannot hold the
 /// image (JPEG of u16, ...); [`TiffError::Encode`]; [`TiffError::Io`].
 pub fn write_pyramid(path: &Path, image: &HostImage, opts: &WriteOptions) -> Result<WriteReport> {
-    write_pyramid_with_progress(path, image, opts, &|_, _| {})
+    write_pyramid_from(path, image, opts, &|_, _| {})
 }
 
 /// [`write_pyramid`] calling `progress(tiles_done, tiles_total)` as tiles are written.
@@ -204,8 +249,15 @@ pub fn write_pyramid_with_progress(
     opts: &WriteOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<WriteReport> {
-    let (h, w, c) = image.shape();
-    let t = image.dtype();
+    write_pyramid_from(path, image, opts, progress)
+}
+
+/// Checks that an image of `w × h × c` samples of `t` can be written with `opts` and read back
+/// (by us, tifffile, libtiff and OpenSlide), before any work is done.
+///
+/// # Errors
+/// [`TiffError::InvalidArgument`] saying what cannot be written.
+pub fn check_writable(w: u64, h: u64, c: usize, t: SampleType, opts: &WriteOptions) -> Result<()> {
     if opts.tile == 0 || !opts.tile.is_multiple_of(16) || opts.tile > 65536 {
         return Err(TiffError::InvalidArgument(format!(
             "tile size {} is not a multiple of 16 in 16..=65536",
@@ -215,17 +267,197 @@ pub fn write_pyramid_with_progress(
     if h == 0 || w == 0 {
         return Err(TiffError::InvalidArgument("empty image".into()));
     }
-    match opts.compression {
-        Compression::None | Compression::Deflate | Compression::Zstd | Compression::Lzw => {}
-        Compression::Jpeg if t == SampleType::U8 && (c == 1 || c == 3) => {}
-        other => {
-            return Err(TiffError::InvalidArgument(format!(
-                "cannot write {} tiles of {c} x {}",
-                other.name(),
-                t.name()
-            )));
-        }
+    if w > crate::page::MAX_DIM || h > crate::page::MAX_DIM {
+        return Err(TiffError::InvalidArgument(format!(
+            "an image of {w}x{h} pixels (at most {} each way)",
+            crate::page::MAX_DIM
+        )));
     }
+    if c == 0 || c > crate::page::MAX_SAMPLES {
+        return Err(TiffError::InvalidArgument(format!(
+            "{c} samples per pixel (a readable TIFF has 1 to {})",
+            crate::page::MAX_SAMPLES
+        )));
+    }
+    let tile_bytes = (opts.tile as u64).pow(2) * (c * t.size()) as u64;
+    if tile_bytes > crate::page::MAX_TILE_BYTES {
+        return Err(TiffError::InvalidArgument(format!(
+            "tiles of {tile_bytes} bytes (at most {}): use a smaller tile",
+            crate::page::MAX_TILE_BYTES
+        )));
+    }
+    match opts.compression {
+        Compression::None | Compression::Deflate | Compression::Zstd | Compression::Lzw => Ok(()),
+        Compression::Jpeg if t == SampleType::U8 && (c == 1 || c == 3) => Ok(()),
+        other => Err(TiffError::InvalidArgument(format!(
+            "cannot write {} tiles of {c} x {} (JPEG holds 1 or 3 samples of uint8)",
+            other.name(),
+            t.name()
+        ))),
+    }
+}
+
+/// One level of the pyramid being written: rows arrive from the source (level 0) or from
+/// halving the level above, and leave as tile rows once complete.
+struct LevelState {
+    w: usize,
+    h: usize,
+    /// Rows received and not yet written as tiles (fewer than a band's worth).
+    pending: Vec<u8>,
+    pending_rows: usize,
+    /// Rows received so far.
+    received: usize,
+    /// A row waiting for its pair before the next level's row can be made.
+    carry: Option<Vec<u8>>,
+    offsets: Vec<u64>,
+    counts: Vec<u64>,
+}
+
+struct Pyramid<'a> {
+    writer: FileWriter,
+    opts: &'a WriteOptions,
+    c: usize,
+    t: SampleType,
+    levels: Vec<LevelState>,
+    /// Tile rows written at once (encoded in parallel).
+    band_tile_rows: usize,
+    pos: u64,
+    done: u64,
+    total: u64,
+    progress: &'a (dyn Fn(u64, u64) + Sync),
+}
+
+impl Pyramid<'_> {
+    fn row_bytes(&self, l: usize) -> usize {
+        self.levels[l].w * self.c * self.t.size()
+    }
+
+    /// Takes `rows` full rows of level `l`: queues them for tiles, writes complete tile rows,
+    /// and passes halved rows on to level `l + 1`.
+    fn feed(&mut self, l: usize, data: &[u8], rows: usize) -> Result<()> {
+        let rb = self.row_bytes(l);
+        let tile = self.opts.tile as usize;
+        {
+            let st = &mut self.levels[l];
+            st.pending.extend_from_slice(&data[..rows * rb]);
+            st.pending_rows += rows;
+            st.received += rows;
+        }
+        let complete = self.levels[l].received == self.levels[l].h;
+        let ready = if complete {
+            self.levels[l].pending_rows
+        } else {
+            self.levels[l].pending_rows / tile * tile
+        };
+        if ready >= self.band_tile_rows * tile || (complete && ready > 0) {
+            self.write_rows(l, ready)?;
+        }
+        if l + 1 < self.levels.len() {
+            let next = self.halve(l, data, rows, complete);
+            let n = next.len() / self.row_bytes(l + 1).max(1);
+            if n > 0 {
+                self.feed(l + 1, &next, n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Level `l + 1` rows from these rows of level `l` and the carried one.
+    fn halve(&mut self, l: usize, data: &[u8], rows: usize, complete: bool) -> Vec<u8> {
+        let rb = self.row_bytes(l);
+        let (w, c, t) = (self.levels[l].w, self.c, self.t);
+        let mut src: Vec<&[u8]> = Vec::with_capacity(rows + 1);
+        let carry = self.levels[l].carry.take();
+        if let Some(cr) = carry.as_deref() {
+            src.push(cr);
+        }
+        src.extend((0..rows).map(|r| &data[r * rb..(r + 1) * rb]));
+        let pairs = src.len() / 2;
+        let last_alone = src.len() % 2 == 1;
+        let ob = self.row_bytes(l + 1);
+        let n_out = pairs + usize::from(last_alone && complete);
+        let mut out = vec![0u8; n_out * ob];
+        out.par_chunks_mut(ob.max(1)).enumerate().for_each(|(i, o)| {
+            let (a, b) = if i < pairs {
+                (src[2 * i], src[2 * i + 1])
+            } else {
+                (src[2 * i], src[2 * i]) // the last row of an odd height pairs with itself
+            };
+            half_row(a, b, w, c, t, o);
+        });
+        if last_alone && !complete {
+            self.levels[l].carry = src.last().map(|r| r.to_vec());
+        }
+        out
+    }
+
+    /// Encodes and writes the first `rows` pending rows of level `l` (whole tile rows, or
+    /// the rest of the level) as tiles.
+    fn write_rows(&mut self, l: usize, rows: usize) -> Result<()> {
+        let tile = self.opts.tile as usize;
+        let rb = self.row_bytes(l);
+        let (w, c, t) = (self.levels[l].w, self.c, self.t);
+        let align = self.opts.align.max(1);
+        let band = &self.levels[l].pending[..rows * rb];
+        let (across, down) = (w.div_ceil(tile), rows.div_ceil(tile));
+        let idx: Vec<(usize, usize)> = (0..down).flat_map(|ty| (0..across).map(move |tx| (tx, ty))).collect();
+        let opts = self.opts;
+        let tiles: Vec<Vec<u8>> = idx
+            .par_iter()
+            .map(|&(tx, ty)| encode_tile(&extract(band, rows, w, c, t, tx, ty, tile), tile, c, t, opts))
+            .collect::<Result<_>>()?;
+        let mut buf = Vec::new();
+        let start = self.pos;
+        let st = &mut self.levels[l];
+        for tb in &tiles {
+            if opts.compression == Compression::None {
+                let p = self.pos.next_multiple_of(align);
+                buf.resize(buf.len() + (p - self.pos) as usize, 0);
+                self.pos = p;
+            }
+            st.offsets.push(self.pos);
+            st.counts.push(tb.len() as u64);
+            buf.extend_from_slice(tb);
+            self.pos += tb.len() as u64;
+        }
+        self.writer.write_at(start, &buf)?;
+        st.pending.drain(..rows * rb);
+        st.pending_rows -= rows;
+        self.done += tiles.len() as u64;
+        (self.progress)(self.done, self.total);
+        Ok(())
+    }
+}
+
+/// Writes the rows of `src` as a tiled pyramidal TIFF in bounded memory: level 0 is read a
+/// band of tile rows at a time, each reduced level is made by 2× area averaging of the level
+/// above as its rows arrive (the same pixels as halving whole levels), and only about two
+/// bands per level are held at once. Tiles are compressed in parallel; the IFDs and header
+/// are written last and the file renamed into place when complete.
+///
+/// ```
+/// use tiledio_tiff::{HostImage, Slide, WriteOptions, write_pyramid_from};
+/// let dir = tempfile::tempdir()?;
+/// let img = HostImage::from_u8(70, 50, 3, (0..70 * 50 * 3).map(|i| (i % 251) as u8).collect())?;
+/// let r = write_pyramid_from(&dir.path().join("a.tif"), &img, &WriteOptions::default().tile(16), &|_, _| {})?;
+/// assert_eq!(r.levels, vec![(50, 70), (25, 35), (13, 18), (7, 9)]);
+/// assert_eq!(Slide::open(dir.path().join("a.tif"))?.read_level(0)?, img);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// As [`write_pyramid`], and whatever `src` fails with.
+pub fn write_pyramid_from(
+    path: &Path,
+    src: &dyn RowSource,
+    opts: &WriteOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<WriteReport> {
+    let (w64, h64) = src.dimensions();
+    let c = src.channels();
+    let t = src.sample_type();
+    check_writable(w64, h64, c, t, opts)?;
+    let (w, h) = (w64 as usize, h64 as usize);
     let tile = opts.tile as usize;
     let n_levels = opts.levels.unwrap_or_else(|| {
         let (mut lw, mut lh, mut n) = (w, h, 1);
@@ -237,63 +469,69 @@ pub fn write_pyramid_with_progress(
         n
     });
     if n_levels == 0 || n_levels > 40 {
-        return Err(TiffError::InvalidArgument(format!("{n_levels} levels")));
+        return Err(TiffError::InvalidArgument(format!("{n_levels} levels (1 to 40)")));
     }
     let mut dims = vec![(w, h)];
     for _ in 1..n_levels {
         let (lw, lh) = *dims.last().unwrap_or(&(w, h));
         dims.push((lw.div_ceil(2), lh.div_ceil(2)));
     }
-    let total_tiles: u64 = dims
+    let total: u64 = dims
         .iter()
         .map(|&(lw, lh)| (lw.div_ceil(tile) * lh.div_ceil(tile)) as u64)
         .sum();
-    let writer = FileWriter::create(path)?;
-    let align = opts.align.max(1);
-    let mut pos = align.max(16);
-    let mut done = 0u64;
-    let mut level_tiles: Vec<(Vec<u64>, Vec<u64>)> = Vec::new();
-    let mut current: Cow<'_, HostImage> = Cow::Borrowed(image);
-    for l in 0..n_levels {
-        if l > 0 {
-            current = Cow::Owned(half(&current));
+    // about 64 MiB of level-0 rows per band (at least one tile row): enough tiles to keep
+    // every core encoding, little enough to stream slides of any size
+    let row0 = w * c * t.size();
+    let band_tile_rows = (opts.band_bytes / (row0 * tile).max(1)).clamp(1, 64);
+    tiledio_io::check_memory(
+        (4 * band_tile_rows * tile * row0) as u64,
+        "the bands of the pyramid being written",
+    )?;
+    let mut p = Pyramid {
+        writer: FileWriter::create(path)?,
+        opts,
+        c,
+        t,
+        levels: dims
+            .iter()
+            .map(|&(lw, lh)| LevelState {
+                w: lw,
+                h: lh,
+                pending: Vec::new(),
+                pending_rows: 0,
+                received: 0,
+                carry: None,
+                offsets: Vec::new(),
+                counts: Vec::new(),
+            })
+            .collect(),
+        band_tile_rows,
+        pos: opts.align.max(16),
+        done: 0,
+        total,
+        progress,
+    };
+    let band = band_tile_rows * tile;
+    let mut y = 0;
+    while y < h {
+        let rows = band.min(h - y);
+        let img = src.read_rows(y as u64, rows as u64)?;
+        if img.shape() != (rows, w, c) || img.dtype() != t {
+            return Err(TiffError::InvalidArgument(format!(
+                "the source gave {:?} of {} for rows {y}+{rows}, expected ({rows}, {w}, {c}) of {}",
+                img.shape(),
+                img.dtype().name(),
+                t.name()
+            )));
         }
-        let img: &HostImage = &current;
-        let (lh, lw, _) = img.shape();
-        let (across, down) = (lw.div_ceil(tile), lh.div_ceil(tile));
-        let mut offsets = Vec::with_capacity(across * down);
-        let mut counts = Vec::with_capacity(across * down);
-        pos = pos.next_multiple_of(align);
-        // a band of tile rows at a time: compress in parallel, write as one piece
-        let rows_per_band = (256 / across.max(1)).max(1);
-        for band in (0..down).step_by(rows_per_band) {
-            let band_end = (band + rows_per_band).min(down);
-            let idx: Vec<(usize, usize)> = (band..band_end)
-                .flat_map(|ty| (0..across).map(move |tx| (tx, ty)))
-                .collect();
-            let tiles: Vec<Vec<u8>> = idx
-                .par_iter()
-                .map(|&(tx, ty)| encode_tile(&extract(img, tx, ty, tile), tile, img.shape().2, t, opts))
-                .collect::<Result<_>>()?;
-            let mut buf = Vec::new();
-            let start = pos;
-            for tb in &tiles {
-                if opts.compression == Compression::None {
-                    let p = pos.next_multiple_of(align);
-                    buf.resize(buf.len() + (p - pos) as usize, 0);
-                    pos = p;
-                }
-                offsets.push(pos);
-                counts.push(tb.len() as u64);
-                buf.extend_from_slice(tb);
-                pos += tb.len() as u64;
-            }
-            writer.write_at(start, &buf)?;
-            done += tiles.len() as u64;
-            progress(done, total_tiles);
-        }
-        level_tiles.push((offsets, counts));
+        p.feed(0, img.bytes(), rows)?;
+        y += rows;
     }
+    let Pyramid {
+        writer, levels, pos, ..
+    } = p;
+    let level_tiles: Vec<(Vec<u64>, Vec<u64>)> = levels.into_iter().map(|l| (l.offsets, l.counts)).collect();
     // IFDs after the data; the header last, once we know classic or BigTIFF
     let ifd_start = pos.next_multiple_of(8);
     let desc = opts
@@ -376,20 +614,20 @@ pub fn write_pyramid_with_progress(
     })
 }
 
-/// One full tile (zero-padded at the edges), little-endian samples.
-fn extract(img: &HostImage, tx: usize, ty: usize, tile: usize) -> Vec<u8> {
-    let (h, w, c) = img.shape();
-    let px = c * img.dtype().size();
+/// One full tile (zero-padded at the edges), little-endian samples, from a band of `rows`
+/// rows of `w × c` samples of `t` (`ty` counts tile rows within the band).
+#[allow(clippy::too_many_arguments)]
+fn extract(band: &[u8], rows: usize, w: usize, c: usize, t: SampleType, tx: usize, ty: usize, tile: usize) -> Vec<u8> {
+    let px = c * t.size();
     let mut out = vec![0u8; tile * tile * px];
     let (x0, y0) = (tx * tile, ty * tile);
     let cw = tile.min(w - x0) * px;
-    let src = img.bytes();
-    for r in 0..tile.min(h - y0) {
+    for r in 0..tile.min(rows - y0) {
         let s = ((y0 + r) * w + x0) * px;
-        out[r * tile * px..r * tile * px + cw].copy_from_slice(&src[s..s + cw]);
+        out[r * tile * px..r * tile * px + cw].copy_from_slice(&band[s..s + cw]);
     }
-    if cfg!(target_endian = "big") && img.dtype().size() > 1 {
-        crate::codec::swap_bytes(&mut out, img.dtype().size());
+    if cfg!(target_endian = "big") && t.size() > 1 {
+        crate::codec::swap_bytes(&mut out, t.size());
     }
     out
 }
@@ -437,7 +675,13 @@ fn level_entries(
     desc: Option<&str>,
 ) -> Vec<Entry> {
     let bits = (t.size() * 8) as u16;
-    let fmt = if t == SampleType::F32 { 3 } else { 1 };
+    let fmt = if t.is_float() {
+        3
+    } else if t.is_signed_int() {
+        2
+    } else {
+        1
+    };
     let photometric = if c >= 3 && t == SampleType::U8 { 2 } else { 1 };
     let mut e = vec![
         Entry::long(254, if level > 0 { 1 } else { 0 }),

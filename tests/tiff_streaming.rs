@@ -1,0 +1,241 @@
+//! The streaming pyramid writer: reduced levels equal whole-level 2× halving for every
+//! element type, band size and odd shape; every element type round-trips and is read equal by
+//! tifffile; levels that are not exact halves read by their own coordinates.
+
+#[path = "support/python.rs"]
+mod python;
+#[path = "support/random.rs"]
+mod random;
+
+use tiledio::tiff::{Compression, HostImage, SampleType, Slide, WriteOptions, write_pyramid, write_pyramid_from};
+
+/// Whole-level halving, the reference: mean of the up-to-2×2 block, edges repeated; integers
+/// `(sum + 2)` floor-divided by 4, floats `((a + b) + c + d) / 4`.
+fn half_ref(img: &HostImage) -> HostImage {
+    let (h, w, c) = img.shape();
+    let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
+    let t = img.dtype();
+    let es = t.size();
+    let b = img.bytes();
+    let get = |y: usize, x: usize, k: usize| -> [u8; 8] {
+        let i = ((y * w + x) * c + k) * es;
+        let mut v = [0u8; 8];
+        v[..es].copy_from_slice(&b[i..i + es]);
+        v
+    };
+    let mut out = Vec::with_capacity(oh * ow * c * es);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for k in 0..c {
+                let (y0, x0) = (2 * oy, 2 * ox);
+                let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+                let q = [get(y0, x0, k), get(y0, x1, k), get(y1, x0, k), get(y1, x1, k)];
+                let bytes: Vec<u8> = match t {
+                    SampleType::U8 => vec![((q.iter().map(|v| v[0] as i128).sum::<i128>() + 2).div_euclid(4)) as u8],
+                    SampleType::I8 => {
+                        vec![((q.iter().map(|v| v[0] as i8 as i128).sum::<i128>() + 2).div_euclid(4)) as i8 as u8]
+                    }
+                    SampleType::U16 => (((q.iter().map(|v| u16::from_ne_bytes([v[0], v[1]]) as i128).sum::<i128>() + 2)
+                        .div_euclid(4)) as u16)
+                        .to_ne_bytes()
+                        .to_vec(),
+                    SampleType::I32 => (((q
+                        .iter()
+                        .map(|v| i32::from_ne_bytes([v[0], v[1], v[2], v[3]]) as i128)
+                        .sum::<i128>()
+                        + 2)
+                    .div_euclid(4)) as i32)
+                        .to_ne_bytes()
+                        .to_vec(),
+                    SampleType::U64 => (((q.iter().map(|v| u64::from_ne_bytes(*v) as i128).sum::<i128>() + 2)
+                        .div_euclid(4)) as u64)
+                        .to_ne_bytes()
+                        .to_vec(),
+                    SampleType::I64 => (((q.iter().map(|v| i64::from_ne_bytes(*v) as i128).sum::<i128>() + 2)
+                        .div_euclid(4)) as i64)
+                        .to_ne_bytes()
+                        .to_vec(),
+                    SampleType::F32 => {
+                        let f = |v: &[u8; 8]| f32::from_ne_bytes([v[0], v[1], v[2], v[3]]);
+                        ((f(&q[0]) + f(&q[1]) + f(&q[2]) + f(&q[3])) / 4.0)
+                            .to_ne_bytes()
+                            .to_vec()
+                    }
+                    SampleType::F64 => {
+                        let f = |v: &[u8; 8]| f64::from_ne_bytes(*v);
+                        ((f(&q[0]) + f(&q[1]) + f(&q[2]) + f(&q[3])) / 4.0)
+                            .to_ne_bytes()
+                            .to_vec()
+                    }
+                    other => panic!("no reference for {other:?}"),
+                };
+                out.extend_from_slice(&bytes);
+            }
+        }
+    }
+    HostImage::from_bytes(oh, ow, c, t, out).unwrap()
+}
+
+/// Random samples; floats kept finite (random bits could be NaN, which never compare equal).
+fn random_image(h: usize, w: usize, c: usize, t: SampleType, seed: u64) -> HostImage {
+    let mut b = random::random_bytes(h * w * c * t.size(), seed);
+    match t {
+        SampleType::F32 => {
+            for (i, ch) in b.chunks_exact_mut(4).enumerate() {
+                ch.copy_from_slice(&((i % 977) as f32 * 0.37 - 100.0).to_ne_bytes());
+            }
+        }
+        SampleType::F64 => {
+            for (i, ch) in b.chunks_exact_mut(8).enumerate() {
+                ch.copy_from_slice(&((i % 1009) as f64 * -1.3e-3 + 7.0).to_ne_bytes());
+            }
+        }
+        _ => {}
+    }
+    HostImage::from_bytes(h, w, c, t, b).unwrap()
+}
+
+#[test]
+fn streamed_levels_equal_whole_level_halving() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (53, 37, 1, SampleType::U8),
+        (70, 101, 3, SampleType::U16),
+        (33, 17, 2, SampleType::I8),
+        (47, 45, 1, SampleType::F32),
+        (19, 66, 1, SampleType::I32),
+        (40, 23, 1, SampleType::F64),
+        (25, 31, 1, SampleType::U64),
+        (29, 30, 1, SampleType::I64),
+    ];
+    for (i, &(h, w, c, t)) in cases.iter().enumerate() {
+        let img = random_image(h, w, c, t, i as u64);
+        // one tile row per band (rows carried across bands), and everything in one band
+        for band_bytes in [1, 64 << 20] {
+            let path = dir.path().join(format!("s{i}-{band_bytes}.tif"));
+            let mut opts = WriteOptions::default()
+                .tile(16)
+                .compression(Compression::Zstd)
+                .levels(4);
+            opts.band_bytes = band_bytes;
+            let r = write_pyramid_from(&path, &img, &opts, &|_, _| {}).unwrap();
+            assert_eq!(r.levels.len(), 4);
+            let s = Slide::open(&path).unwrap();
+            let mut want = img.clone();
+            for l in 0..4 {
+                assert_eq!(
+                    s.read_level(l).unwrap(),
+                    want,
+                    "case {i} ({t:?}) level {l} band {band_bytes}"
+                );
+                want = half_ref(&want);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_element_type_round_trips_and_tifffile_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = Vec::new();
+    for (i, t) in SampleType::ALL.into_iter().enumerate() {
+        let img = random_image(40, 30, 2, t, 100 + i as u64);
+        let path = dir.path().join(format!("{}.tif", t.name()));
+        write_pyramid(
+            &path,
+            &img,
+            &WriteOptions::default().tile(16).compression(Compression::Deflate),
+        )
+        .unwrap();
+        assert_eq!(Slide::open(&path).unwrap().read_level(0).unwrap(), img, "{t:?}");
+        let npy = dir.path().join(format!("{}.npy", t.name()));
+        img.write_npy(&npy).unwrap();
+        args.push(path.display().to_string());
+        args.push(npy.display().to_string());
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = python::run_python(
+        r#"
+import sys, numpy as np, tifffile
+a = sys.argv[1:]
+for tif, npy in zip(a[0::2], a[1::2]):
+    ref = np.load(npy)
+    got = tifffile.imread(tif)
+    assert got.dtype == ref.dtype, (tif, got.dtype, ref.dtype)
+    assert np.array_equal(got.reshape(ref.shape), ref), tif
+print("ok", len(a) // 2)
+"#,
+        &argv,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 10");
+}
+
+#[test]
+fn unreadable_shapes_are_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.tif");
+    let img = HostImage::from_bytes(2, 2, 1000, SampleType::U8, vec![0; 4000]).unwrap();
+    let e = write_pyramid(&path, &img, &WriteOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("1000 samples per pixel"), "{e}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+    let e = write_pyramid(
+        &path,
+        &random_image(4, 4, 1, SampleType::U8, 1),
+        &WriteOptions::default().tile(100),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("multiple of 16"), "{e}");
+}
+
+/// A 9001×7003 pyramid with levels by `//2` (not exact halves): reading a level by its own
+/// coordinates gives exactly that level's rows (a level-0 round trip truncated twice and
+/// shifted rows by one from the first band boundary).
+#[test]
+fn uneven_levels_read_by_level_coordinates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uneven.tif");
+    let (w, h) = (901usize, 703usize);
+    let mut levels = Vec::new();
+    let (mut lw, mut lh) = (w, h);
+    for l in 0..3 {
+        let data: Vec<u8> = (0..lh * lw).map(|i| ((i / lw) % 251) as u8 ^ l as u8).collect();
+        levels.push(HostImage::from_u8(lh, lw, 1, data).unwrap());
+        lw /= 2;
+        lh /= 2;
+    }
+    let npys: Vec<String> = levels
+        .iter()
+        .enumerate()
+        .map(|(l, img)| {
+            let p = dir.path().join(format!("l{l}.npy"));
+            img.write_npy(&p).unwrap();
+            p.display().to_string()
+        })
+        .collect();
+    let p = path.display().to_string();
+    python::run_python(
+        r#"
+import sys, numpy as np, tifffile
+out, l0, l1, l2 = sys.argv[1:]
+with tifffile.TiffWriter(out) as t:
+    for i, f in enumerate((l0, l1, l2)):
+        t.write(np.load(f)[..., 0], tile=(64, 64), subfiletype=1 if i else 0)
+"#,
+        &[&p, &npys[0], &npys[1], &npys[2]],
+    );
+    let s = Slide::open(&path).unwrap();
+    assert_eq!(s.level_dimensions(), vec![(901, 703), (450, 351), (225, 175)]);
+    for (l, want) in levels.iter().enumerate() {
+        let (lw, lh) = s.level_dimensions()[l];
+        for y0 in [0u64, 63, 64, 128, lh - 7] {
+            let rows = 7.min(lh - y0);
+            let got = s.read_level_region(l, (0, y0 as i64), (lw, rows)).unwrap();
+            let row = lw as usize;
+            assert_eq!(
+                got.bytes(),
+                &want.bytes()[y0 as usize * row..(y0 + rows) as usize * row],
+                "level {l} rows {y0}+{rows}"
+            );
+        }
+    }
+}
