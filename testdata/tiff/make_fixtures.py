@@ -2,19 +2,21 @@
 """Writes the TIFF fixtures of tiledio-tiff and `expected.txt`, the pixels each file holds as
 decoded by tifffile (crc32 of the C-order little-endian array).
 
-Run from anywhere: python3 testdata/tiff/make_fixtures.py
+Run from anywhere: python3 testdata/tiff/make_fixtures.py  (`... make_fixtures.py codecs`: only the
+codec files of `codec_fixtures`)
 Needs tifffile, imagecodecs, numpy, and the `vips` and `tiffcp` command-line tools
 (apt: libvips-tools, libtiff-tools). Every file is small (the folder stays well under a few MB).
 
 expected.txt lines:
   level FILE LEVEL HEIGHT WIDTH CHANNELS DTYPE CRC32
   assoc FILE NAME HEIGHT WIDTH CHANNELS DTYPE CRC32
-  lossy FILE           (JPEG: compare against tifffile's decode within a tolerance)
+  lossy FILE           (JPEG: also compared live against tifffile's decode; bit-exact)
 """
 import functools
 import os
 import struct
 import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -56,6 +58,60 @@ def pyramid(path, data, levels, **kw):
             tw.write(a, subfiletype=0 if i == 0 else 1, **kw)
             a = half(a)
 
+
+def codec_fixtures():
+    """Small tiled files, one per codec, for the mutation oracle of tests/tiff_codecs.rs
+    (testdata/tiff/codecs/), and the strict-codec regression files in malformed/: tiles whose
+    streams decode to more than the tile, or are damaged after filling it."""
+    import imagecodecs
+
+    crng = np.random.default_rng(99)
+    cdir = os.path.join(HERE, "codecs")
+    os.makedirs(cdir, exist_ok=True)
+    y, x = np.mgrid[0:40, 0:56]
+    base = np.stack([(120 + 90 * np.sin(x / 9.0 + k) * np.cos(y / 7.0)) for k in range(3)], -1)
+    rgb8 = np.clip(base + crng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
+    runs = (rgb8[..., 0] // 32 * 32).astype(np.uint8)  # long runs, and some literals below
+    runs[::5] = rgb8[::5, :, 1]
+    u16 = (rgb8[..., 1].astype(np.uint16) * 97 + crng.integers(0, 50, (40, 56))).astype(np.uint16)
+    c = lambda n: os.path.join(cdir, n)
+    tifffile.imwrite(c("deflate_rgb8.tif"), rgb8, tile=(16, 16), photometric="rgb", compression="zlib")
+    tifffile.imwrite(c("zstd_u16.tif"), u16, tile=(16, 32), compression="zstd", predictor=True)
+    tifffile.imwrite(c("lzw_rgb8.tif"), rgb8, tile=(16, 16), photometric="rgb", compression="lzw", predictor=True)
+    tifffile.imwrite(c("packbits_gray8.tif"), runs, tile=(16, 16), compression="packbits")
+    tifffile.imwrite(c("packbits_strips_gray8.tif"), runs, rowsperstrip=16, compression="packbits")
+    tifffile.imwrite(c("jpeg_rgb8.tif"), rgb8, tile=(16, 16), photometric="rgb", compression="jpeg")
+
+    # one 16x16 RGB tile, its stream given: each must be refused (tifffile refuses all but
+    # the LZW one, which it silently truncates)
+    tile = rgb8[:16, :16].tobytes()
+    z = zlib.compress(tile)
+    zs = imagecodecs.zstd_encode(tile)
+    bad = {
+        "deflate-more-than-tile.tif": (zlib.compress(tile + b"extra bytes"), "zlib"),
+        "deflate-bad-adler32.tif": (z[:-1] + bytes([z[-1] ^ 0x55]), "zlib"),
+        "deflate-truncated.tif": (z[:-6], "zlib"),
+        "zstd-more-than-tile.tif": (imagecodecs.zstd_encode(tile + b"extra bytes"), "zstd"),
+        "zstd-trailing-data.tif": (zs + b"\x01\x02\x03\x04", "zstd"),
+        "packbits-more-than-tile.tif": (imagecodecs.packbits_encode(tile + b"extra bytes"), "packbits"),
+        "lzw-more-than-tile.tif": (imagecodecs.lzw_encode(tile + b"extra bytes"), "lzw"),
+    }
+    for name, (blob, comp) in bad.items():
+        tifffile.imwrite(os.path.join(MAL, name), iter([blob]), shape=(16, 16, 3), dtype="uint8",
+                         tile=(16, 16), photometric="rgb", compression=comp)
+    # a JPEG tile cut short: libjpeg only warns ("premature end") and fills the rest with grey
+    with tifffile.TiffFile(c("jpeg_rgb8.tif")) as t:
+        pg = t.pages[0]
+        tables = pg.jpegtables
+        t.filehandle.seek(pg.dataoffsets[0])
+        j = t.filehandle.read(pg.databytecounts[0])
+    tifffile.imwrite(os.path.join(MAL, "jpeg-truncated.tif"), iter([j[: len(j) - 6]]), shape=(16, 16, 3),
+                     dtype="uint8", tile=(16, 16), photometric="rgb", compression="jpeg", jpegtables=tables)
+
+
+if sys.argv[1:] == ["codecs"]:
+    codec_fixtures()
+    sys.exit(0)
 
 rgb = smooth_rgb(250, 333)
 gray16 = (rng.integers(0, 4000, (190, 210)) + np.arange(210) * 100).astype(np.uint16)

@@ -64,7 +64,7 @@ pub enum TiffError {
         reason: String,
     },
     /// A tile's compressed bytes could not be decoded.
-    #[error("{}: page {page}, tile {tile}: {codec} decode failed: {reason}", path.display())]
+    #[error("{}: page {page}, tile {tile} (at byte offset {offset}): {codec} decode failed: {reason}", path.display())]
     Decode {
         /// The file.
         path: PathBuf,
@@ -72,6 +72,8 @@ pub enum TiffError {
         page: usize,
         /// The tile (or strip) index.
         tile: usize,
+        /// Where the tile's stored bytes start in the file.
+        offset: u64,
         /// The codec.
         codec: &'static str,
         /// What the decoder said.

@@ -126,8 +126,21 @@ pub(crate) fn read_decode(fh: &FileHandle, page: &Page, jobs: &[Job]) -> Result<
         fh.read_ranges(&slot_ranges(page, jobs), &mut slots)?;
         return Ok(slots);
     }
+    // the caller bands the jobs (gpu.rs: ~64 MiB); here every slot is decode scratch in flight
+    let budget = scratch_budget();
+    if let Some(j) = jobs.first() {
+        check_tile_fits(fh, page, j.tile, budget)?;
+    }
+    let total = jobs.len().saturating_mul(tb);
+    if total as u64 > budget {
+        return Err(too_much(
+            format!("decoding {} tiles of page {}", jobs.len(), page.index),
+            total as u64,
+            budget,
+        ));
+    }
     let (raw, ranges) = read_raw(fh, page, jobs)?;
-    let mut slots = alloc(jobs.len() * tb, 0)?;
+    let mut slots = tiledio_io::try_alloc_zeroed(total, "decoded tiles")?;
     slots
         .par_chunks_mut(tb.max(1))
         .zip(jobs.par_iter().zip(ranges.par_iter()))
@@ -210,39 +223,96 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
-/// Compressed tiles, host target: one batched read of the raw bytes, then each thread decodes
-/// a tile into its own scratch slot and copies the cropped rectangle straight into `out`
-/// (no tile-major buffer of the whole window).
+/// The decode scratch allowed in flight at once: a quarter of the memory budget
+/// (`TILEDIO_MAX_MEMORY`, default half of physical memory), at least 1 MiB.
+pub(crate) fn scratch_budget() -> u64 {
+    (tiledio_io::memory_budget() / 4).max(1 << 20)
+}
+
+fn too_much(what: String, bytes: u64, budget: u64) -> TiffError {
+    TiffError::Io(tiledio_io::IoError::OutOfMemory { what, bytes, budget })
+}
+
+/// A tile whose decoded size alone exceeds the scratch budget (a hostile file can declare
+/// 65536x65536 tiles of a few stored bytes) is refused before anything is allocated.
+fn check_tile_fits(fh: &FileHandle, page: &Page, tile: usize, budget: u64) -> Result<()> {
+    let tb = page.tile_bytes() as u64;
+    if tb > budget {
+        return Err(too_much(
+            format!(
+                "{}: page {}, tile {}: decoding a {}x{} tile",
+                fh.path().display(),
+                page.index,
+                tile,
+                page.tile_w,
+                page.tile_h
+            ),
+            tb,
+            budget,
+        ));
+    }
+    Ok(())
+}
+
+/// Compressed tiles, host target: one batched read of the raw bytes, then decoding workers,
+/// each with its own scratch slot of one decoded tile, take tiles in turn and copy the
+/// cropped rectangle straight into `out` (no tile-major buffer of the whole window). The
+/// workers are as many as the threads, or fewer, so that their slots fit `scratch_budget`.
 fn decode_place(fh: &FileHandle, page: &Page, jobs: &[Job], out: &mut [u8], out_w: u64) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    let Some(first) = jobs.first() else {
+        return Ok(());
+    };
+    let tb = page.tile_bytes();
+    let budget = scratch_budget();
+    check_tile_fits(fh, page, first.tile, budget)?;
+    let workers = rayon::current_num_threads()
+        .min((budget / tb.max(1) as u64).max(1) as usize)
+        .min(jobs.len())
+        .max(1);
     let (raw, ranges) = read_raw(fh, page, jobs)?;
     let px = page.pixel_bytes();
     let tile_row = page.tile_w as usize * px;
     let out_row = out_w as usize * px;
-    let tb = page.tile_bytes();
     let ptr = OutPtr(out.as_mut_ptr());
     let out_len = out.len();
-    jobs.par_iter().zip(ranges.par_iter()).try_for_each_init(
-        || vec![0u8; tb],
-        |slot, (j, r)| -> Result<()> {
-            decode_tile(fh, page, j.tile, &raw[r.dst_offset..r.dst_offset + r.len], slot)?;
-            let n = j.w as usize * px;
-            for row in 0..j.h as usize {
-                let s = (j.src_y as usize + row) * tile_row + j.src_x as usize * px;
-                let d = (j.dst_y as usize + row) * out_row + j.dst_x as usize * px;
-                if d + n > out_len || s + n > slot.len() {
-                    return Err(TiffError::InvalidArgument(format!(
-                        "internal: tile {} placement out of bounds",
-                        j.tile
-                    )));
-                }
-                let p = ptr;
-                // SAFETY: in bounds (checked above); plan() gives each job a rectangle of
-                // `out` no other job touches, so no two threads write the same bytes.
-                unsafe { std::ptr::copy_nonoverlapping(slot.as_ptr().add(s), p.0.add(d), n) };
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    (0..workers).into_par_iter().try_for_each(|_| -> Result<()> {
+        let mut slot = tiledio_io::try_alloc_zeroed(tb, "a decoded tile")?;
+        loop {
+            let n = next.fetch_add(1, Relaxed);
+            let (Some(j), Some(r)) = (jobs.get(n), ranges.get(n)) else {
+                return Ok(());
+            };
+            if failed.load(Relaxed) {
+                return Ok(());
             }
-            Ok(())
-        },
-    )
+            let placed = (|| -> Result<()> {
+                decode_tile(fh, page, j.tile, &raw[r.dst_offset..r.dst_offset + r.len], &mut slot)?;
+                let n = j.w as usize * px;
+                for row in 0..j.h as usize {
+                    let s = (j.src_y as usize + row) * tile_row + j.src_x as usize * px;
+                    let d = (j.dst_y as usize + row) * out_row + j.dst_x as usize * px;
+                    if d + n > out_len || s + n > slot.len() {
+                        return Err(TiffError::InvalidArgument(format!(
+                            "internal: tile {} placement out of bounds",
+                            j.tile
+                        )));
+                    }
+                    let p = ptr;
+                    // SAFETY: in bounds (checked above); plan() gives each job a rectangle of
+                    // `out` no other job touches, so no two threads write the same bytes.
+                    unsafe { std::ptr::copy_nonoverlapping(slot.as_ptr().add(s), p.0.add(d), n) };
+                }
+                Ok(())
+            })();
+            if placed.is_err() {
+                failed.store(true, Relaxed);
+                return placed;
+            }
+        }
+    })
 }
 
 /// One batched read of the stored bytes of every job's tile, packed; with the ranges used.
