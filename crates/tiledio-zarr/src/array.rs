@@ -96,6 +96,11 @@ pub struct ZarrArray {
     fill: Vec<u8>,
     /// Chunks are raw little-endian bytes (and shards have the standard index at the end).
     raw: bool,
+    /// The shard index format, when sharded.
+    shard_index: Option<ShardIndex>,
+    /// For a new array: the temporary folder it is written in, renamed into place by
+    /// [`ZarrArray::finish`].
+    output: Option<tiledio_io::OutputDir>,
 }
 
 impl std::fmt::Debug for ZarrArray {
@@ -122,15 +127,90 @@ pub(crate) fn write_small(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     Ok(())
 }
 
+/// Most bytes of one metadata document (`zarr.json`, `.zarray`, `.zattrs`, `.zgroup`).
+pub(crate) const MAX_METADATA_BYTES: u64 = 64 << 20;
+
 pub(crate) fn read_json(path: &Path) -> Result<Option<Value>> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| ZarrError::Metadata {
-            path: path.into(),
-            message: e.to_string(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(fs_err(path, "read")(e)),
+    let Some(b) = read_regular(path, MAX_METADATA_BYTES, |n| ZarrError::Metadata {
+        path: path.into(),
+        message: format!("{n} bytes of metadata (at most {MAX_METADATA_BYTES})"),
+    })?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&b).map(Some).map_err(|e| ZarrError::Metadata {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+/// What a file that is not regular is, for messages.
+fn kind_name(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
     }
+}
+
+/// Opens a file that must be a regular file (symlinks to one are fine): never blocks (a FIFO
+/// is opened with `O_NONBLOCK` and refused), and returns its length from `fstat`. `None` when
+/// it does not exist.
+pub(crate) fn open_regular(path: &Path) -> Result<Option<(std::fs::File, u64)>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = |t| {
+        ZarrError::Io(tiledio_io::IoError::NotRegularFile {
+            path: path.into(),
+            kind: kind_name(t),
+        })
+    };
+    // stat first: devices are refused without being opened
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(not_regular(m.file_type())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fs_err(path, "stat")(e)),
+    }
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fs_err(path, "open")(e)),
+    };
+    // fstat: what was opened, whatever the path names now
+    let m = f.metadata().map_err(fs_err(path, "stat"))?;
+    if !m.is_file() {
+        return Err(not_regular(m.file_type()));
+    }
+    Ok(Some((f, m.len())))
+}
+
+/// Reads a whole regular file of at most `max` bytes ([`open_regular`]); a longer one gives
+/// `too_large(length)`. The buffer is allocated against the memory budget. `None` when absent.
+pub(crate) fn read_regular(path: &Path, max: u64, too_large: impl FnOnce(u64) -> ZarrError) -> Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::FileExt;
+    let Some((f, len)) = open_regular(path)? else {
+        return Ok(None);
+    };
+    if len > max {
+        return Err(too_large(len));
+    }
+    let n = usize::try_from(len).map_err(|_| too_large(len))?;
+    let mut buf = tiledio_io::try_alloc_zeroed(n, &format!("{}", path.display()))?;
+    f.read_exact_at(&mut buf, 0).map_err(fs_err(path, "read"))?;
+    Ok(Some(buf))
 }
 
 /// Flushes the whole file system holding `dir` (one `syncfs`).
@@ -167,15 +247,295 @@ fn raw_bytes_codecs(codecs: &Value, esize: usize) -> bool {
     endian == "little" || (esize == 1 && (endian.is_null() || endian == "big"))
 }
 
+/// How a shard's index is stored (the `index_codecs` and `index_location` of the sharding
+/// codec): `bytes` (either endianness), optionally followed by `crc32c`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ShardIndex {
+    /// At the end of the shard (else at the start).
+    at_end: bool,
+    /// Followed by a crc32c of the entries.
+    crc: bool,
+    /// Offsets and lengths are big-endian.
+    big_endian: bool,
+    /// Entries (inner chunks per shard).
+    entries: usize,
+    /// Bytes of the index, checksum included.
+    bytes: usize,
+}
+
+impl ShardIndex {
+    /// Checks a whole shard's index (checksum; every entry empty or inside the shard's chunk
+    /// data) before any codec sees it; the `(offset, length)` entries, `None` for empty ones.
+    fn check(&self, shard: &[u8], corrupt: impl Fn(String) -> ZarrError) -> Result<Vec<Option<(u64, u64)>>> {
+        let len = shard.len();
+        if len < self.bytes {
+            return Err(corrupt(format!(
+                "shard of {len} bytes is shorter than its index ({} bytes)",
+                self.bytes
+            )));
+        }
+        let (idx, body) = if self.at_end {
+            (&shard[len - self.bytes..], 0..(len - self.bytes) as u64)
+        } else {
+            (&shard[..self.bytes], self.bytes as u64..len as u64)
+        };
+        self.entries(idx, body, corrupt)
+    }
+
+    /// Checks an index read on its own (`idx`: exactly `self.bytes`); `body` is the range of
+    /// the shard file that holds chunk data.
+    fn entries(
+        &self,
+        idx: &[u8],
+        body: std::ops::Range<u64>,
+        corrupt: impl Fn(String) -> ZarrError,
+    ) -> Result<Vec<Option<(u64, u64)>>> {
+        let n = self.entries * 16;
+        if idx.len() != self.bytes || n > idx.len() {
+            return Err(corrupt(format!(
+                "shard index of {} bytes, expected {}",
+                idx.len(),
+                self.bytes
+            )));
+        }
+        let (entries, crc) = idx.split_at(n);
+        if self.crc && crc32c::crc32c(entries).to_le_bytes()[..] != crc[..4.min(crc.len())] {
+            return Err(corrupt("shard index checksum mismatch".into()));
+        }
+        let word = |b: &[u8]| {
+            let a: [u8; 8] = b.try_into().unwrap_or_default();
+            if self.big_endian {
+                u64::from_be_bytes(a)
+            } else {
+                u64::from_le_bytes(a)
+            }
+        };
+        entries
+            .chunks_exact(16)
+            .enumerate()
+            .map(|(i, e)| {
+                let (off, n) = (word(&e[..8]), word(&e[8..]));
+                if off == u64::MAX && n == u64::MAX {
+                    return Ok(None);
+                }
+                if off < body.start || off.checked_add(n).is_none_or(|end| end > body.end) {
+                    return Err(corrupt(format!(
+                        "inner chunk {i}: {n} bytes at offset {off} lie outside the shard's chunk data (bytes {}..{})",
+                        body.start, body.end
+                    )));
+                }
+                Ok(Some((off, n)))
+            })
+            .collect()
+    }
+}
+
+/// The storage geometry of an array, checked: every size the reader computes from it (unit
+/// and chunk bytes, the unit grid, the shard index) fits without overflow.
+struct Geometry {
+    unit: Vec<u64>,
+    inner: Option<Vec<u64>>,
+    index: Option<ShardIndex>,
+}
+
+/// The largest extent of an array or its chunk grid (NumPy's and zarr-python's limit).
+const MAX_EXTENT: u64 = i64::MAX as u64;
+
+/// Bytes per element from the metadata's data type name (1 when it is not one of ours:
+/// zarrs decides, and `from_parts` checks again with its size).
+fn meta_element_size(meta: &Value, version: ZarrVersion) -> usize {
+    let name = match version {
+        ZarrVersion::V3 => meta["data_type"].as_str(),
+        ZarrVersion::V2 => meta["dtype"].as_str(),
+    };
+    name.and_then(DataType::from_name).map_or(1, DataType::size)
+}
+
+/// Runs a call into zarrs, turning a panic inside it into an error (a last line of defence:
+/// the metadata and shard indexes are checked before zarrs sees them).
+fn no_panic<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(ZarrError::Zarrs {
+            path: path.into(),
+            message: format!("zarrs failed {what}: {}", msg.replace('\n', " ")),
+        })
+    })
+}
+
+impl Geometry {
+    fn of(path: &Path, version: ZarrVersion, meta: &Value, shape: &[u64], esize: usize) -> Result<Geometry> {
+        let file = path.join(if version == ZarrVersion::V3 {
+            "zarr.json"
+        } else {
+            ".zarray"
+        });
+        let bad = |message: String| ZarrError::Metadata {
+            path: file.clone(),
+            message,
+        };
+        let unsupported = |what: String| ZarrError::Unsupported {
+            what: format!("{}: {what}", file.display()),
+        };
+        let r = shape.len();
+        if r == 0 {
+            return Err(unsupported("0-dimensional arrays".into()));
+        }
+        if let Some(d) = shape.iter().position(|&s| s > MAX_EXTENT) {
+            return Err(bad(format!("shape {shape:?}: dimension {d} is larger than 2^63 - 1")));
+        }
+        let (unit_json, sharding) = match version {
+            ZarrVersion::V3 => {
+                if meta["chunk_grid"]["name"] != "regular" {
+                    return Err(unsupported(format!(
+                        "chunk grid {} (only regular grids)",
+                        meta["chunk_grid"]["name"]
+                    )));
+                }
+                let codecs = meta["codecs"].as_array().map(Vec::as_slice).unwrap_or_default();
+                let shard_at = codecs.iter().position(|c| c["name"] == "sharding_indexed");
+                match shard_at {
+                    Some(0) if codecs.len() == 1 => (
+                        &meta["chunk_grid"]["configuration"]["chunk_shape"],
+                        Some(&codecs[0]["configuration"]),
+                    ),
+                    Some(_) => return Err(unsupported("sharding_indexed with other codecs around it".into())),
+                    None => (&meta["chunk_grid"]["configuration"]["chunk_shape"], None),
+                }
+            }
+            ZarrVersion::V2 => (&meta["chunks"], None),
+        };
+        let unit: Vec<u64> = serde_json::from_value(unit_json.clone()).map_err(|e| bad(format!("chunk shape: {e}")))?;
+        if unit.len() != r || unit.contains(&0) {
+            return Err(bad(format!("chunk shape {unit:?} does not fit shape {shape:?}")));
+        }
+        // the unit grid, and the extent it covers, stay within 2^63 - 1 per dimension
+        let mut units = 1u64;
+        for d in 0..r {
+            let g = shape[d].div_ceil(unit[d]);
+            if g.checked_mul(unit[d]).is_none_or(|e| e > MAX_EXTENT) {
+                return Err(bad(format!(
+                    "chunk shape {unit:?} overflows: its grid over shape {shape:?} reaches past 2^63 - 1 in dimension {d}"
+                )));
+            }
+            units = units.checked_mul(g.max(1)).ok_or_else(|| {
+                bad(format!(
+                    "chunk shape {unit:?} overflows: more than 2^64 chunks in shape {shape:?}"
+                ))
+            })?;
+        }
+        let elements_bytes = |s: &[u64], what: &str| {
+            s.iter()
+                .try_fold(esize as u64, |a, &x| a.checked_mul(x))
+                .filter(|&b| b <= isize::MAX as u64)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{what} shape {s:?} overflows: one {what} of {esize}-byte elements would exceed 2^63 bytes"
+                    ))
+                })
+        };
+        elements_bytes(&unit, if sharding.is_some() { "shard" } else { "chunk" })?;
+        let Some(cfg) = sharding else {
+            return Ok(Geometry {
+                unit,
+                inner: None,
+                index: None,
+            });
+        };
+        let inner: Vec<u64> = serde_json::from_value(cfg["chunk_shape"].clone())
+            .map_err(|e| bad(format!("sharding chunk_shape: {e}")))?;
+        if inner.len() != r || inner.contains(&0) {
+            return Err(bad(format!("inner chunk shape {inner:?} does not fit shape {shape:?}")));
+        }
+        if unit.iter().zip(&inner).any(|(u, c)| u % c != 0) {
+            return Err(bad(format!(
+                "shard shape {unit:?} is not a multiple of chunk shape {inner:?}"
+            )));
+        }
+        elements_bytes(&inner, "chunk")?;
+        if cfg["codecs"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|c| c["name"] == "sharding_indexed"))
+        {
+            return Err(unsupported("nested sharding".into()));
+        }
+        let idx = cfg["index_codecs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let endian = &idx
+            .first()
+            .map(|c| &c["configuration"]["endian"])
+            .unwrap_or(&Value::Null);
+        let known = idx.first().is_some_and(|c| c["name"] == "bytes")
+            && (*endian == "little" || *endian == "big")
+            && (idx.len() == 1 || (idx.len() == 2 && idx[1]["name"] == "crc32c"));
+        if !known {
+            return Err(unsupported(format!(
+                "shard index codecs {} (bytes, optionally then crc32c, are supported)",
+                cfg["index_codecs"]
+            )));
+        }
+        let loc = &cfg["index_location"];
+        if !(loc.is_null() || loc == "end" || loc == "start") {
+            return Err(bad(format!("index_location {loc}")));
+        }
+        let entries = unit
+            .iter()
+            .zip(&inner)
+            .try_fold(1u64, |a, (u, c)| a.checked_mul(u / c))
+            .and_then(|n| n.checked_mul(16))
+            .and_then(|b| b.checked_add(4))
+            .filter(|&b| b <= isize::MAX as u64)
+            .ok_or_else(|| {
+                bad(format!(
+                    "shard shape {unit:?} overflows: too many inner chunks of {inner:?}"
+                ))
+            })?;
+        let n = ((entries - 4) / 16) as usize;
+        let crc = idx.len() == 2;
+        Ok(Geometry {
+            unit,
+            inner: Some(inner),
+            index: Some(ShardIndex {
+                at_end: !(loc == "start"),
+                crc,
+                big_endian: *endian == "big",
+                entries: n,
+                bytes: n * 16 + if crc { 4 } else { 0 },
+            }),
+        })
+    }
+}
+
 impl ZarrArray {
-    /// Prepares a new array at `path` (a folder, created; it must not exist or be empty).
-    /// Nothing but the folder is written until chunks are; the metadata is written by
-    /// [`ZarrArray::finish`].
+    /// Prepares a new array at `path` (which must not exist, or be an empty folder). The array
+    /// is written in a hidden temporary folder beside `path` and renamed into place by
+    /// [`ZarrArray::finish`], metadata last: an interrupted write leaves nothing at `path`
+    /// (the temporary is removed on drop, on SIGINT/SIGTERM through
+    /// [`tiledio_io::remove_temporaries`], or by the next write after a kill), and of two
+    /// concurrent writers to one path one wins, the other gets an error; never a mix.
     ///
     /// # Errors
     /// [`ZarrError::Usage`] for an invalid spec, [`ZarrError::AlreadyExists`],
-    /// [`ZarrError::Fs`] if the folder cannot be created.
+    /// [`ZarrError::Io`] for a path that cannot be an output, [`ZarrError::Fs`] if the folder
+    /// cannot be created.
     pub fn create(path: impl AsRef<Path>, spec: &ArraySpec) -> Result<ZarrArray> {
+        let path = path.as_ref();
+        spec.metadata()?;
+        if path.is_dir() && std::fs::read_dir(path).map_err(fs_err(path, "list"))?.next().is_some() {
+            return Err(ZarrError::AlreadyExists { path: path.into() });
+        }
+        let out = tiledio_io::OutputDir::create(path)?;
+        let mut a = Self::create_in_place(out.path(), spec)?;
+        a.output = Some(out);
+        Ok(a)
+    }
+
+    /// [`ZarrArray::create`] writing straight into `path` (a level inside a group that is
+    /// itself being written in a temporary folder).
+    pub(crate) fn create_in_place(path: impl AsRef<Path>, spec: &ArraySpec) -> Result<ZarrArray> {
         let path = path.as_ref().to_path_buf();
         let meta = spec.metadata()?;
         if path.exists() {
@@ -226,36 +586,69 @@ impl ZarrArray {
     /// data types.
     pub fn open(path: impl AsRef<Path>) -> Result<ZarrArray> {
         let path = path.as_ref().to_path_buf();
-        let version = if path.join("zarr.json").is_file() {
-            ZarrVersion::V3
-        } else if path.join(".zarray").is_file() {
-            ZarrVersion::V2
+        // The metadata is read here (regular files, bounded), checked, and only then given to
+        // zarrs, which never reads it from the store itself.
+        let (version, meta, zmeta) = if let Some(m) = read_json(&path.join("zarr.json"))? {
+            let file = path.join("zarr.json");
+            if m["node_type"] != "array" {
+                return Err(ZarrError::Metadata {
+                    path: file,
+                    message: format!(
+                        "node_type is {}: a Zarr group or other node, not an array",
+                        m["node_type"]
+                    ),
+                });
+            }
+            let z: zarrs::array::ArrayMetadataV3 =
+                serde_json::from_value(m.clone()).map_err(|e| ZarrError::Metadata {
+                    path: file.clone(),
+                    message: e.to_string(),
+                })?;
+            if let Some((name, _)) = z.additional_fields.iter().find(|(_, f)| f.must_understand()) {
+                return Err(ZarrError::Unsupported {
+                    what: format!("{}: field {name:?} (must_understand)", file.display()),
+                });
+            }
+            (ZarrVersion::V3, m, ArrayMetadata::V3(z))
+        } else if let Some(m) = read_json(&path.join(".zarray"))? {
+            let file = path.join(".zarray");
+            let mut z: zarrs::array::ArrayMetadataV2 =
+                serde_json::from_value(m.clone()).map_err(|e| ZarrError::Metadata {
+                    path: file.clone(),
+                    message: e.to_string(),
+                })?;
+            let attrs_file = path.join(".zattrs");
+            match read_json(&attrs_file)? {
+                None => {}
+                Some(Value::Object(a)) => z.attributes = a,
+                Some(_) => {
+                    return Err(ZarrError::Metadata {
+                        path: attrs_file,
+                        message: "attributes must be a JSON object".into(),
+                    });
+                }
+            }
+            (ZarrVersion::V2, m, ArrayMetadata::V2(z))
         } else {
             return Err(ZarrError::NotFound { path });
         };
-        if version == ZarrVersion::V3 {
-            let m = read_json(&path.join("zarr.json"))?.unwrap_or_default();
-            if m["node_type"] != "array" {
-                return Err(ZarrError::Metadata {
-                    path,
-                    message: format!("node_type is {}, not array", m["node_type"]),
-                });
-            }
-        }
+        // Sizes are checked before zarrs builds its chunk grid and codecs from them.
+        let shape: Vec<u64> = serde_json::from_value(meta["shape"].clone()).map_err(|e| ZarrError::Metadata {
+            path: path.clone(),
+            message: format!("shape: {e}"),
+        })?;
+        let esize = meta_element_size(&meta, version);
+        Geometry::of(&path, version, &meta, &shape, esize)?;
         let store = Arc::new(FilesystemStore::new(&path).map_err(|e| ZarrError::Zarrs {
             path: path.clone(),
             message: e.to_string(),
         })?);
-        let array = Array::open(store.clone(), "/").map_err(|e| ZarrError::Zarrs {
-            path: path.clone(),
-            message: e.to_string(),
+        let array = no_panic(&path, "building the array from its metadata", || {
+            Array::new_with_metadata(store.clone(), "/", zmeta).map_err(|e| ZarrError::Zarrs {
+                path: path.clone(),
+                message: e.to_string(),
+            })
         })?;
-        let meta_file = if version == ZarrVersion::V3 {
-            "zarr.json"
-        } else {
-            ".zarray"
-        };
-        let meta = read_json(&path.join(meta_file))?.unwrap_or_default();
         Self::from_parts(path, store, array, version, meta)
     }
 
@@ -324,23 +717,8 @@ impl ZarrArray {
                 (unit, None, raw, DataType::from_name(dt))
             }
         };
-        if unit.len() != shape.len()
-            || unit.contains(&0)
-            || inner.as_ref().is_some_and(|i| i.len() != shape.len() || i.contains(&0))
-        {
-            return Err(ZarrError::Metadata {
-                path,
-                message: format!("chunk shape {unit:?} / {inner:?} does not fit shape {shape:?}"),
-            });
-        }
-        if let Some(i) = &inner
-            && unit.iter().zip(i).any(|(u, c)| u % c != 0)
-        {
-            return Err(ZarrError::Metadata {
-                path,
-                message: format!("shard shape {unit:?} is not a multiple of chunk shape {i:?}"),
-            });
-        }
+        let g = Geometry::of(&path, version, &meta, &shape, esize)?;
+        debug_assert!(g.unit == unit && g.inner == inner);
         let fill = array.fill_value().as_ne_bytes().to_vec();
         if fill.len() != esize {
             return Err(ZarrError::Unsupported {
@@ -365,6 +743,8 @@ impl ZarrArray {
             dtype,
             fill,
             raw: raw && cfg!(target_endian = "little"),
+            shard_index: g.index,
+            output: None,
         })
     }
 
@@ -419,9 +799,25 @@ impl ZarrArray {
         &self.fill
     }
 
-    /// Bytes of the whole array in memory.
+    /// Bytes of the whole array in memory (`usize::MAX` when that does not fit in a `usize`).
     pub fn nbytes(&self) -> usize {
-        prod(&self.shape) as usize * self.esize
+        self.region_bytes(&self.shape).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes of a region of `shape` in memory, checked.
+    fn region_bytes(&self, shape: &[u64]) -> Result<usize> {
+        shape
+            .iter()
+            .try_fold(self.esize as u64, |a, &s| a.checked_mul(s))
+            .and_then(|b| usize::try_from(b).ok())
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or_else(|| {
+                usage(format!(
+                    "{}: a region of shape {shape:?} ({}-byte elements) is larger than memory can address",
+                    self.path.display(),
+                    self.esize
+                ))
+            })
     }
 
     fn unit_path(&self, u: u64) -> PathBuf {
@@ -452,7 +848,7 @@ impl ZarrArray {
                 self.shape
             )));
         }
-        let need = prod(shape) as usize * self.esize;
+        let need = self.region_bytes(shape)?;
         if buf_len != need {
             return Err(usage(format!("buffer of {buf_len} bytes for a region of {need} bytes")));
         }
@@ -738,7 +1134,11 @@ impl ZarrArray {
             })?;
             write_small(&self.path.join(name), &bytes, d != Durability::None)?;
         }
-        Ok(self)
+        match self.output.take() {
+            // a new array: into place now that it is complete, then opened where it lies
+            Some(out) => ZarrArray::open(out.commit()?),
+            None => Ok(self),
+        }
     }
 
     /// Reads the whole array into a new host vector (C order, native-endian elements).
@@ -746,7 +1146,8 @@ impl ZarrArray {
     /// # Errors
     /// As [`ZarrArray::read_region`].
     pub fn read_to_vec(&self) -> Result<Vec<u8>> {
-        let mut v = vec![0u8; self.nbytes()];
+        let n = self.region_bytes(&self.shape)?;
+        let mut v = tiledio_io::try_alloc_zeroed(n, &format!("{}: the whole array", self.path.display()))?;
         self.read_all(&mut v)?;
         Ok(v)
     }
@@ -766,9 +1167,13 @@ impl ZarrArray {
     /// # Errors
     /// As [`ZarrArray::read_region`]; [`ZarrError::Io`] when there is no GPU.
     pub fn read_region_to_device(&self, origin: &[u64], shape: &[u64]) -> Result<DeviceBuffer> {
-        let mut d = DeviceBuffer::new((prod(shape) as usize * self.esize).max(1))?;
-        let n = prod(shape) as usize * self.esize;
-        if n == 0 {
+        let n = if shape.len() == self.shape.len() {
+            self.region_bytes(shape)?
+        } else {
+            0
+        };
+        let mut d = DeviceBuffer::new(n.max(1))?;
+        if n == 0 && shape.len() == self.shape.len() {
             return Ok(d);
         }
         self.read_region_into(origin, shape, Target::Device(&mut d), n)?;
@@ -812,10 +1217,19 @@ impl ZarrArray {
             if units.is_empty() {
                 return Ok(());
             }
-            let staging_len = units.len() * l.slot_bytes;
+            let staging_len = units.len().checked_mul(l.slot_bytes).ok_or_else(|| {
+                usage(format!(
+                    "{}: staging for {} chunks overflows",
+                    self.path.display(),
+                    units.len()
+                ))
+            })?;
             match dst {
                 Target::Host(b) => {
-                    let mut st = vec![0u8; staging_len];
+                    let mut st = tiledio_io::try_alloc_zeroed(
+                        staging_len,
+                        &format!("{}: staging for {} chunks", self.path.display(), units.len()),
+                    )?;
                     tiledio_io::read_files(&reads, &mut st, &settings)?;
                     l.copy_host(
                         Direction::Scatter,
@@ -838,7 +1252,10 @@ impl ZarrArray {
         let l = Layout::new(&self.shape, &self.unit, &self.unit, origin, shape, self.esize, 0);
         let budget = 1usize << 30;
         let per_batch = (budget / l.slot_bytes).clamp(1, units.len().max(1));
-        let mut host = vec![0u8; per_batch.min(units.len()) * l.slot_bytes];
+        let mut host = tiledio_io::try_alloc_zeroed(
+            per_batch.min(units.len()) * l.slot_bytes,
+            &format!("{}: decoded chunks", self.path.display()),
+        )?;
         let mut dev = match &dst {
             Target::Device(_) => Some(DeviceBuffer::new(host.len().max(1))?),
             Target::Host(_) => None,
@@ -877,6 +1294,10 @@ impl ZarrArray {
             .map(|&u| {
                 let p = self.unit_path(u);
                 match std::fs::metadata(&p) {
+                    Ok(m) if !m.is_file() => Err(ZarrError::Io(tiledio_io::IoError::NotRegularFile {
+                        path: p,
+                        kind: kind_name(m.file_type()),
+                    })),
                     Ok(m) => Ok(Some(m.len())),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(fs_err(p, "stat")(e)),
@@ -893,7 +1314,10 @@ impl ZarrArray {
                     return Err(ZarrError::Chunk {
                         path: self.unit_path(u),
                         chunk: self.unit_coords(u),
-                        message: format!("{n} bytes, expected {slot}"),
+                        message: format!(
+                            "chunk file of {n} bytes, expected {slot} (an uncompressed chunk of shape {:?} with {}-byte elements)",
+                            self.unit, self.esize
+                        ),
                     });
                 }
                 Some(_) => {
@@ -934,26 +1358,28 @@ impl ZarrArray {
                     chunk: sc.clone(),
                     message,
                 };
-                let index = match std::fs::File::open(&p) {
-                    Ok(f) => {
+                let index = match open_regular(&p)? {
+                    Some((f, flen)) => {
                         use std::os::unix::fs::FileExt;
-                        let flen = f.metadata().map_err(fs_err(&p, "stat"))?.len();
                         if flen < idx_bytes as u64 {
                             return Err(corrupt(format!(
                                 "shard of {flen} bytes is shorter than its index ({idx_bytes} bytes)"
                             )));
                         }
-                        let mut idx = vec![0u8; idx_bytes];
+                        let mut idx =
+                            tiledio_io::try_alloc_zeroed(idx_bytes, &format!("{}: shard index", p.display()))?;
                         f.read_exact_at(&mut idx, flen - idx_bytes as u64)
                             .map_err(fs_err(&p, "read shard index"))?;
-                        let (body, crc) = idx.split_at(idx_bytes - 4);
-                        if crc32c::crc32c(body).to_le_bytes() != crc {
-                            return Err(corrupt("shard index checksum mismatch".into()));
-                        }
-                        Some((idx, flen))
+                        let fmt = ShardIndex {
+                            at_end: true,
+                            crc: true,
+                            big_endian: false,
+                            entries: n_inner,
+                            bytes: idx_bytes,
+                        };
+                        Some(fmt.entries(&idx, 0..flen - idx_bytes as u64, corrupt)?)
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(e) => return Err(fs_err(&p, "open")(e)),
+                    None => None,
                 };
                 let mut out = Vec::new();
                 let mut ic = vec![0u64; r];
@@ -970,22 +1396,12 @@ impl ZarrArray {
                     if !wanted.contains(&g) {
                         continue;
                     }
-                    let entry = index.as_ref().and_then(|(idx, flen)| {
-                        let e = &idx[i as usize * 16..i as usize * 16 + 16];
-                        let off = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
-                        let n = u64::from_le_bytes(e[8..].try_into().unwrap_or_default());
-                        if off == u64::MAX && n == u64::MAX {
-                            None
-                        } else {
-                            Some((off, n, *flen))
-                        }
-                    });
-                    match entry {
+                    match index.as_ref().and_then(|e| e[i as usize]) {
                         None => out.push((g, None)),
-                        Some((off, n, flen)) => {
-                            if n as usize != chunk_bytes || off.checked_add(n).is_none_or(|e| e > flen) {
+                        Some((off, n)) => {
+                            if n != chunk_bytes as u64 {
                                 return Err(corrupt(format!(
-                                    "inner chunk {i}: {n} bytes at {off}, expected {chunk_bytes} bytes inside {flen}"
+                                    "inner chunk {i}: {n} bytes at offset {off}, expected {chunk_bytes} (uncompressed)"
                                 )));
                             }
                             out.push((g, Some((off, p.clone()))));
@@ -1025,35 +1441,48 @@ impl ZarrArray {
         let codecs = self.array.codecs();
         let shape = nz(&self.unit);
         let copts = CodecOptions::default();
+        // A compressed chunk (or shard) file may be a little larger than its data, never much.
+        let index = self.shard_index.map_or(0, |i| i.bytes as u64);
+        let max_file = (slot as u64)
+            .saturating_mul(2)
+            .saturating_add(index)
+            .saturating_add(1 << 20);
         staging
             .par_chunks_mut(slot)
             .zip(units.par_iter())
             .try_for_each(|(dst, &u)| {
                 let p = self.unit_path(u);
-                let bytes = match std::fs::read(&p) {
-                    Ok(b) => b,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        layout::fill_pattern(dst, &self.fill);
-                        return Ok(());
-                    }
-                    Err(e) => return Err(fs_err(p, "read")(e)),
-                };
                 let cerr = |message: String| ZarrError::Chunk {
                     path: p.clone(),
                     chunk: self.unit_coords(u),
                     message,
                 };
-                let dec = codecs
-                    .decode(
-                        bytes.into(),
-                        &shape,
-                        self.array.data_type(),
-                        self.array.fill_value(),
-                        &copts,
-                    )
-                    .map_err(|e| cerr(e.to_string()))?
-                    .into_fixed()
-                    .map_err(|e| cerr(e.to_string()))?;
+                let Some(bytes) = read_regular(&p, max_file, |n| {
+                    cerr(format!(
+                        "chunk file of {n} bytes is too large for a chunk of {slot} bytes (at most {max_file})"
+                    ))
+                })?
+                else {
+                    layout::fill_pattern(dst, &self.fill);
+                    return Ok(());
+                };
+                if let Some(ix) = &self.shard_index {
+                    ix.check(&bytes, cerr)?;
+                }
+                let dec = no_panic(&p, "decoding a chunk", || {
+                    codecs
+                        .decode(
+                            bytes.into(),
+                            &shape,
+                            self.array.data_type(),
+                            self.array.fill_value(),
+                            &copts,
+                        )
+                        .map_err(|e| cerr(e.to_string()))?
+                        .into_fixed()
+                        .map(|d| d.into_owned())
+                        .map_err(|e| cerr(e.to_string()))
+                })?;
                 if dec.len() != dst.len() {
                     return Err(cerr(format!("decoded to {} bytes, expected {}", dec.len(), dst.len())));
                 }

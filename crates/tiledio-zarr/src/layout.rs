@@ -47,7 +47,10 @@ impl Layout {
         esize: usize,
         extra_slot_bytes: usize,
     ) -> Layout {
-        let unit_bytes = unit.iter().product::<u64>() as usize * esize;
+        // Callers pass geometry checked when the array was opened or created (unit bytes fit
+        // in an isize); saturating arithmetic keeps a bad call from wrapping to a small size.
+        let unit_bytes =
+            usize::try_from(unit.iter().fold(esize as u64, |a, &u| a.saturating_mul(u))).unwrap_or(usize::MAX);
         let (mut shape, mut unit, mut inner, mut wo, mut ws) = (
             shape.to_vec(),
             unit.to_vec(),
@@ -59,7 +62,7 @@ impl Layout {
         while shape.len() > 1 {
             let d = shape.len() - 1;
             if unit[d] == shape[d] && inner[d] == shape[d] && ws[d] == shape[d] && wo[d] == 0 {
-                esize *= shape[d] as usize;
+                esize = esize.saturating_mul(usize::try_from(shape[d]).unwrap_or(usize::MAX));
                 for v in [&mut shape, &mut unit, &mut inner, &mut wo, &mut ws] {
                     v.pop();
                 }
@@ -74,7 +77,7 @@ impl Layout {
             win_origin: wo,
             win_shape: ws,
             esize,
-            slot_bytes: unit_bytes + extra_slot_bytes,
+            slot_bytes: unit_bytes.saturating_add(extra_slot_bytes),
         }
     }
 
@@ -133,16 +136,19 @@ impl Layout {
         let r = self.rank();
         let mut off = 0u64;
         for d in 0..r - 1 {
-            if g[d] >= self.shape[d] || g[d] < self.win_origin[d] || g[d] >= self.win_origin[d] + self.win_shape[d] {
+            if g[d] >= self.shape[d]
+                || g[d] < self.win_origin[d]
+                || g[d] >= self.win_origin[d].saturating_add(self.win_shape[d])
+            {
                 return None;
             }
             off = off * self.win_shape[d] + (g[d] - self.win_origin[d]);
         }
         let last = r - 1;
         let start = g[last].max(self.win_origin[last]);
-        let end = (g[last] + self.inner[last])
+        let end = (g[last].saturating_add(self.inner[last]))
             .min(self.shape[last])
-            .min(self.win_origin[last] + self.win_shape[last]);
+            .min(self.win_origin[last].saturating_add(self.win_shape[last]));
         if start >= end {
             return None;
         }
@@ -245,8 +251,11 @@ pub(crate) fn cells_in_box(array_shape: &[u64], cell: &[u64], origin: &[u64], sh
         .map(|d| (origin[d] + shape[d]).div_ceil(cell[d]).min(grid[d]))
         .collect();
     let ext: Vec<u64> = (0..r).map(|d| hi[d].saturating_sub(lo[d])).collect();
-    let n: u64 = ext.iter().product();
-    let mut out = Vec::with_capacity(n as usize);
+    // at most as many cells as elements in the box, which the caller holds a buffer for
+    let n: u64 = ext.iter().fold(1u64, |a, &e| a.saturating_mul(e));
+    let mut out = Vec::new();
+    // reserved when possible (a refusal is not an error: pushing grows it)
+    let _ = out.try_reserve_exact(usize::try_from(n).unwrap_or(usize::MAX));
     let mut c = vec![0u64; r];
     for i in 0..n {
         unravel(i, &ext, &mut c);

@@ -206,9 +206,10 @@ pub fn validate(attrs: &Value) -> Result<()> {
             .filter(|l| !l.is_empty())
             .ok_or_else(|| invalid("datasets must be a non-empty list"))?;
         for d in ds {
-            if d["path"].as_str().is_none_or(str::is_empty) {
+            let Some(p) = d["path"].as_str() else {
                 return Err(invalid("dataset without a path"));
-            }
+            };
+            check_dataset_path(p)?;
             let t = d["coordinateTransformations"]
                 .as_array()
                 .ok_or_else(|| invalid("dataset without coordinateTransformations"))?;
@@ -237,6 +238,54 @@ pub fn validate(attrs: &Value) -> Result<()> {
     Ok(())
 }
 
+/// Checks a `multiscales` dataset path names something strictly inside the group, as
+/// zarr-python requires: relative, not empty, without `.`, `..` or empty components.
+fn check_dataset_path(p: &str) -> Result<()> {
+    let bad = |why: &str| invalid(format!("OME multiscales dataset path {p:?}: {why}"));
+    if p.is_empty() {
+        return Err(bad("empty"));
+    }
+    if p.starts_with('/') || p.starts_with('\\') {
+        return Err(bad("absolute; it must be relative to the group"));
+    }
+    if p.split('/')
+        .any(|c| c.is_empty() || c == "." || c == ".." || c.contains('\\') || c.contains('\0'))
+    {
+        return Err(bad("must stay inside the group (no \"..\", \".\" or empty components)"));
+    }
+    Ok(())
+}
+
+/// The folder of dataset `p` of the group at `root`, checked to lie inside the group after
+/// symlinks are resolved (when it exists).
+fn dataset_dir(root: &Path, p: &str) -> Result<PathBuf> {
+    check_dataset_path(p).map_err(|e| relabel(root, e))?;
+    let dir = root.join(p);
+    if let (Ok(r), Ok(d)) = (root.canonicalize(), dir.canonicalize())
+        && !d.starts_with(&r)
+    {
+        return Err(ZarrError::Metadata {
+            path: root.into(),
+            message: format!(
+                "OME multiscales dataset path {p:?} resolves to {}, outside the group",
+                d.display()
+            ),
+        });
+    }
+    Ok(dir)
+}
+
+/// An error of [`validate`] (path `<multiscales>`) reported against the group folder.
+fn relabel(root: &Path, e: ZarrError) -> ZarrError {
+    match e {
+        ZarrError::Metadata { message, .. } => ZarrError::Metadata {
+            path: root.into(),
+            message,
+        },
+        e => e,
+    }
+}
+
 /// Writes an OME-Zarr multiscale image: create arrays per level with
 /// [`MultiscaleWriter::create_level`], write and finish them, then [`MultiscaleWriter::finish`]
 /// writes the group metadata, last.
@@ -256,32 +305,31 @@ pub fn validate(attrs: &Value) -> Result<()> {
 /// ```
 #[derive(Debug)]
 pub struct MultiscaleWriter {
-    root: PathBuf,
+    /// The temporary group folder, renamed into place by [`MultiscaleWriter::finish`].
+    out: tiledio_io::OutputDir,
     version: OmeVersion,
 }
 
 impl MultiscaleWriter {
-    /// Creates the group folder (it must not exist or be empty).
+    /// Starts a new group at `root` (which must not exist, or be an empty folder), written in a
+    /// hidden temporary folder beside it and renamed into place by
+    /// [`MultiscaleWriter::finish`]: an interrupted conversion leaves nothing at `root`, and of
+    /// two concurrent writers one wins, the other gets an error.
     ///
     /// # Errors
-    /// [`ZarrError::AlreadyExists`], [`ZarrError::Fs`].
+    /// [`ZarrError::AlreadyExists`], [`ZarrError::Io`] for a path that cannot be an output.
     pub fn create(root: impl AsRef<Path>, version: OmeVersion) -> Result<MultiscaleWriter> {
-        let root = root.as_ref().to_path_buf();
-        if root.exists()
-            && std::fs::read_dir(&root)
-                .map_err(fs_err(&root, "list"))?
-                .next()
-                .is_some()
-        {
-            return Err(ZarrError::AlreadyExists { path: root });
+        let root = root.as_ref();
+        if root.is_dir() && std::fs::read_dir(root).map_err(fs_err(root, "list"))?.next().is_some() {
+            return Err(ZarrError::AlreadyExists { path: root.into() });
         }
-        std::fs::create_dir_all(&root).map_err(fs_err(&root, "create folder"))?;
-        Ok(MultiscaleWriter { root, version })
+        let out = tiledio_io::OutputDir::create(root)?;
+        Ok(MultiscaleWriter { out, version })
     }
 
-    /// The group folder.
+    /// The folder being written (the temporary one until [`MultiscaleWriter::finish`]).
     pub fn root(&self) -> &Path {
-        &self.root
+        self.out.path()
     }
 
     /// Creates the array of one level (its Zarr version forced to the OME version's).
@@ -290,7 +338,7 @@ impl MultiscaleWriter {
     /// As [`ZarrArray::create`].
     pub fn create_level(&self, path: &str, spec: &ArraySpec) -> Result<ZarrArray> {
         let spec = spec.clone().with_version(self.version.zarr_version());
-        ZarrArray::create(self.root.join(path), &spec)
+        ZarrArray::create_in_place(self.root().join(path), &spec)
     }
 
     /// Validates and writes the group metadata (flushed to storage): the image is complete.
@@ -306,28 +354,27 @@ impl MultiscaleWriter {
         };
         let attrs = m.group_attributes();
         validate(&attrs)?;
+        let root = self.out.path().to_path_buf();
         for l in &m.levels {
-            if !(self.root.join(&l.path).join("zarr.json").is_file()
-                || self.root.join(&l.path).join(".zarray").is_file())
-            {
+            if !(root.join(&l.path).join("zarr.json").is_file() || root.join(&l.path).join(".zarray").is_file()) {
                 return Err(ZarrError::NotFound {
-                    path: self.root.join(&l.path),
+                    path: self.out.target().join(&l.path),
                 });
             }
         }
-        sync_fs(&self.root)?;
+        sync_fs(&root)?;
         let pretty = |v: &Value| serde_json::to_vec_pretty(v).unwrap_or_default();
         match self.version {
             OmeVersion::V05 => {
                 let g = json!({"zarr_format": 3, "node_type": "group", "attributes": attrs});
-                write_small(&self.root.join("zarr.json"), &pretty(&g), true)?;
+                write_small(&root.join("zarr.json"), &pretty(&g), true)?;
             }
             OmeVersion::V04 => {
-                write_small(&self.root.join(".zattrs"), &pretty(&attrs), true)?;
-                write_small(&self.root.join(".zgroup"), &pretty(&json!({"zarr_format": 2})), true)?;
+                write_small(&root.join(".zattrs"), &pretty(&attrs), true)?;
+                write_small(&root.join(".zgroup"), &pretty(&json!({"zarr_format": 2})), true)?;
             }
         }
-        Ok(self.root)
+        Ok(self.out.commit()?)
     }
 }
 
@@ -351,10 +398,7 @@ pub fn read_multiscales(root: impl AsRef<Path>) -> Result<Multiscales> {
     } else {
         return Err(ZarrError::NotFound { path: root.into() });
     };
-    validate(&attrs).map_err(|e| ZarrError::Metadata {
-        path: root.into(),
-        message: e.to_string(),
-    })?;
+    validate(&attrs).map_err(|e| relabel(root, e))?;
     let (version, m) = match attrs.get("ome") {
         Some(o) => (OmeVersion::V05, o["multiscales"][0].clone()),
         None => (OmeVersion::V04, attrs["multiscales"][0].clone()),
@@ -369,6 +413,9 @@ pub fn read_multiscales(root: impl AsRef<Path>) -> Result<Multiscales> {
             unit: a["unit"].as_str().map(Into::into),
         })
         .collect();
+    for d in m["datasets"].as_array().into_iter().flatten() {
+        dataset_dir(root, d["path"].as_str().unwrap_or(""))?;
+    }
     let levels = m["datasets"]
         .as_array()
         .into_iter()
@@ -391,16 +438,21 @@ pub fn read_multiscales(root: impl AsRef<Path>) -> Result<Multiscales> {
     })
 }
 
-/// A pyramid of interleaved 8-bit images (a whole-slide image's levels), read a band of rows
-/// at a time: what [`write_pyramid`] converts.
+/// A pyramid of interleaved images (a whole-slide image's levels), read a band of rows at a
+/// time: what [`write_pyramid`] converts.
 pub trait PyramidSource {
+    /// The element type (8-bit unless said otherwise).
+    fn data_type(&self) -> crate::DataType {
+        crate::DataType::U8
+    }
     /// Number of levels, finest first.
     fn level_count(&self) -> usize;
     /// `(width, height)` of a level.
     fn level_dimensions(&self, level: usize) -> (u64, u64);
     /// Samples per pixel (3 for RGB).
     fn channels(&self) -> u64;
-    /// Rows `y0..y0 + rows` of a level, full width, as `rows × width × channels` bytes.
+    /// Rows `y0..y0 + rows` of a level, full width, as `rows × width × channels` elements
+    /// (native byte order).
     ///
     /// # Errors
     /// Whatever the source reports, as text.
@@ -464,19 +516,26 @@ pub fn write_pyramid(
         return Err(crate::error::usage("pyramid without levels"));
     }
     let c = src.channels();
-    let total: u64 = (0..n)
-        .map(|l| {
-            let (w, h) = src.level_dimensions(l);
-            w * h * c
-        })
-        .sum();
+    let dt = src.data_type();
+    let es = dt.size() as u64;
+    let overflow = || crate::error::usage("pyramid level sizes overflow");
+    let mut total = 0u64;
+    for l in 0..n {
+        let (w, h) = src.level_dimensions(l);
+        let b = w
+            .checked_mul(h)
+            .and_then(|x| x.checked_mul(c))
+            .and_then(|x| x.checked_mul(es))
+            .ok_or_else(overflow)?;
+        total = total.checked_add(b).ok_or_else(overflow)?;
+    }
     let w0 = src.level_dimensions(0).0 as f64;
     let w = MultiscaleWriter::create(out, opts.version)?;
     let mut levels = Vec::new();
     let mut done = 0u64;
     for l in 0..n {
         let (wd, ht) = src.level_dimensions(l);
-        let mut spec = ArraySpec::new(&[c, ht, wd], &[1, opts.chunk, opts.chunk], crate::DataType::U8)
+        let mut spec = ArraySpec::new(&[c, ht, wd], &[1, opts.chunk, opts.chunk], dt)
             .with_compression(opts.compression)
             .with_dimension_names(&["c", "y", "x"]);
         if let Some(s) = opts.shard
@@ -492,16 +551,17 @@ pub fn write_pyramid(
             let hwc = src
                 .read_band(l, y0, rows)
                 .map_err(|e| crate::error::usage(format!("level {l} rows {y0}+{rows}: {e}")))?;
-            if hwc.len() as u64 != rows * wd * c {
+            let want = rows * wd * c * es;
+            if hwc.len() as u64 != want {
                 return Err(crate::error::usage(format!(
-                    "level {l} band of {} bytes, expected {}",
+                    "level {l} rows {y0}+{rows}: the source gave {} bytes, expected {want} ({rows} x {wd} x {c} of {})",
                     hwc.len(),
-                    rows * wd * c
+                    dt.v3_name()
                 )));
             }
-            let chw = hwc_to_chw(&hwc, rows, wd, c);
+            let chw = hwc_to_chw(&hwc, rows, wd, c, es);
             a.write_region(&[0, y0, 0], &[c, rows, wd], &chw, &opts.write)?;
-            done += rows * wd * c;
+            done += want;
             progress(done, total);
             y0 += rows;
         }
@@ -521,13 +581,15 @@ pub fn write_pyramid(
     )
 }
 
-fn hwc_to_chw(hwc: &[u8], h: u64, w: u64, c: u64) -> Vec<u8> {
+/// Interleaved `h × w × c` elements of `es` bytes to planar `c × h × w`.
+fn hwc_to_chw(hwc: &[u8], h: u64, w: u64, c: u64, es: u64) -> Vec<u8> {
     use rayon::prelude::*;
-    let (h, w, c) = (h as usize, w as usize, c as usize);
+    let (h, w, c, es) = (h as usize, w as usize, c as usize, es as usize);
     let mut out = vec![0u8; hwc.len()];
-    out.par_chunks_mut((h * w).max(1)).enumerate().for_each(|(ch, plane)| {
-        for (i, p) in plane.iter_mut().enumerate() {
-            *p = hwc[i * c + ch];
+    out.par_chunks_mut((h * w * es).max(1)).enumerate().for_each(|(ch, plane)| {
+        for (i, p) in plane.chunks_exact_mut(es).enumerate() {
+            let s = (i * c + ch) * es;
+            p.copy_from_slice(&hwc[s..s + es]);
         }
     });
     out
@@ -545,16 +607,30 @@ pub type HwcLevel = (u64, u64, u64, Vec<u8>);
 /// layouts or element types than 8-bit.
 pub fn read_levels_hwc(path: impl AsRef<Path>) -> Result<Vec<HwcLevel>> {
     let path = path.as_ref();
-    let (arrays, channel_first): (Vec<PathBuf>, bool) = match read_multiscales(path) {
-        Ok(m) => {
-            let cf = m.axes.first().is_some_and(|a| a.kind == "channel");
-            (m.levels.iter().map(|l| path.join(&l.path)).collect(), cf)
-        }
-        Err(_) => (vec![path.to_path_buf()], false),
+    // A folder that is an array is read as one; anything else must be a valid OME-Zarr group.
+    let is_array = path.join(".zarray").is_file()
+        || read_json(&path.join("zarr.json"))?.is_some_and(|m| m["node_type"] == "array");
+    let (arrays, channel_first): (Vec<(Option<String>, PathBuf)>, bool) = if is_array {
+        (vec![(None, path.to_path_buf())], false)
+    } else {
+        let m = read_multiscales(path)?;
+        let cf = m.axes.first().is_some_and(|a| a.kind == "channel");
+        let levels = m
+            .levels
+            .iter()
+            .map(|l| Ok((Some(l.path.clone()), dataset_dir(path, &l.path)?)))
+            .collect::<Result<_>>()?;
+        (levels, cf)
     };
     let mut out = Vec::new();
-    for p in arrays {
-        let a = ZarrArray::open(&p)?;
+    for (level, p) in arrays {
+        let a = ZarrArray::open(&p).map_err(|e| match (&level, e) {
+            (Some(l), e @ (ZarrError::NotFound { .. } | ZarrError::Metadata { .. })) => ZarrError::Metadata {
+                path: path.into(),
+                message: format!("OME multiscales dataset path {l:?}: not a Zarr array ({e})"),
+            },
+            (_, e) => e,
+        })?;
         if a.element_size() != 1 {
             return Err(ZarrError::Unsupported {
                 what: format!(
@@ -569,11 +645,20 @@ pub fn read_levels_hwc(path: impl AsRef<Path>) -> Result<Vec<HwcLevel>> {
         let (h, w, c, hwc) = match (s.len(), channel_first) {
             (2, _) => (s[0], s[1], 1, data),
             (3, true) => {
+                // read_to_vec succeeded, so c * h * w bytes are in memory and fit a usize
                 let (c, h, w) = (s[0] as usize, s[1] as usize, s[2] as usize);
-                let mut o = vec![0u8; data.len()];
+                let plane = h * w;
+                if c.checked_mul(plane) != Some(data.len()) {
+                    return Err(crate::error::usage(format!(
+                        "{}: shape {s:?} does not match {} bytes",
+                        p.display(),
+                        data.len()
+                    )));
+                }
+                let mut o = tiledio_io::try_alloc_zeroed(data.len(), &format!("{}: interleaved level", p.display()))?;
                 for ch in 0..c {
-                    for i in 0..h * w {
-                        o[i * c + ch] = data[ch * h * w + i];
+                    for (i, v) in data[ch * plane..(ch + 1) * plane].iter().enumerate() {
+                        o[i * c + ch] = *v;
                     }
                 }
                 (s[1], s[2], s[0], o)
