@@ -5,7 +5,8 @@
 //! - [`io`]: byte-range I/O into host or GPU memory (cuFile, the parallel pinned-staging POSIX
 //!   engine, host reads), with the backend chosen per file and the reason reported;
 //! - [`tiff`]: tiled TIFF / BigTIFF whole-slide images;
-//! - [`zarr`]: Zarr v3/v2 arrays and OME-Zarr.
+//! - [`zarr`]: Zarr v3/v2 arrays and OME-Zarr;
+//! - [`convert`]: TIFF ⇄ (OME-)Zarr conversions in bounded memory.
 //!
 //! ```
 //! use tiledio::io::{FileHandle, ReadRange};
@@ -20,3 +21,5 @@
 pub use tiledio_io as io;
 pub use tiledio_tiff as tiff;
 pub use tiledio_zarr as zarr;
+
+pub mod convert;

@@ -1,5 +1,6 @@
 //! `tiledio bench`: throughput tables measured on the machine at hand.
 
+use anyhow::Context;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -83,7 +84,9 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 
 /// Tile offsets and byte counts of page 0.
 fn tile_ranges(path: &Path) -> anyhow::Result<Vec<ReadRange>> {
-    let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(std::fs::File::open(path)?))?;
+    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(file))
+        .with_context(|| format!("{}: not a TIFF file", path.display()))?;
     let offs = dec.get_tag_u64_vec(tiff::tags::Tag::TileOffsets)?;
     let cnts = dec.get_tag_u64_vec(tiff::tags::Tag::TileByteCounts)?;
     anyhow::ensure!(

@@ -1,18 +1,15 @@
 //! `tiledio info`, `tiledio read` and `tiledio convert` for whole-slide TIFF files.
 
-use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
-use tiledio::tiff::{BigTiff, Compression, Slide, WriteOptions, write_pyramid_with_progress};
+use tiledio::tiff::Slide;
 
 /// `tiledio info FILE`: levels, tile sizes, compression, properties, associated images.
 ///
 /// # Errors
 /// The file cannot be opened or parsed.
 pub(crate) fn info(path: &Path) -> anyhow::Result<()> {
-    let s = Slide::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let s = Slide::open(path)?;
     println!(
         "{}: {} x {}, {} level(s)",
         path.display(),
@@ -74,7 +71,9 @@ pub(crate) fn read(
     out: &Path,
     gpu: bool,
 ) -> anyhow::Result<()> {
-    let s = Slide::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // the output is checked before the work, not found unusable after it
+    tiledio::io::check_output(out, &[path], tiledio::io::OutputKind::File)?;
+    let s = Slide::open(path)?;
     if gpu {
         // start CUDA and compile the placement kernel before timing
         tiledio::io::gpu::gpu()?;
@@ -107,76 +106,7 @@ pub(crate) fn read(
     if gpu && let Ok(r) = s.file().backend_report() {
         println!("backend: {r}");
     }
-    img.write_npy(out)
-        .with_context(|| format!("writing {}", out.display()))?;
+    img.write_npy(out)?;
     println!("wrote {}", out.display());
-    Ok(())
-}
-
-/// `tiledio convert IN.tif OUT.tif [--tile 512] [--compression none|deflate|zstd|lzw|jpeg]
-/// [--levels N]`: rewrites a slide's level 0 as a tiled pyramid (4 KiB-aligned tiles when
-/// uncompressed), with a progress bar on a terminal.
-///
-/// # Errors
-/// Unreadable input, unknown compression, a compression that cannot hold the pixels, write failure.
-pub(crate) fn convert(
-    input: &Path,
-    output: &Path,
-    tile: u32,
-    compression: &str,
-    levels: Option<usize>,
-) -> anyhow::Result<()> {
-    let c = match compression.to_ascii_lowercase().as_str() {
-        "none" | "raw" => Compression::None,
-        "deflate" | "zlib" => Compression::Deflate,
-        "zstd" => Compression::Zstd,
-        "lzw" => Compression::Lzw,
-        "jpeg" | "jpg" => Compression::Jpeg,
-        other => bail!("unknown compression {other:?} (none, deflate, zstd, lzw, jpeg)"),
-    };
-    let s = Slide::open(input).with_context(|| format!("opening {}", input.display()))?;
-    let t = Instant::now();
-    let img = s
-        .read_level(0)
-        .with_context(|| format!("reading level 0 of {}", input.display()))?;
-    let read_s = t.elapsed().as_secs_f64();
-    let mut opts = WriteOptions::default().tile(tile).compression(c).bigtiff(BigTiff::Auto);
-    if let Some(n) = levels {
-        opts = opts.levels(n);
-    }
-    if let Some(mpp) = s
-        .properties()
-        .get("openslide.mpp-x")
-        .and_then(|v| v.parse::<f64>().ok())
-    {
-        opts = opts.mpp(mpp);
-    }
-    let pb = ProgressBar::new(0);
-    if !std::io::stderr().is_terminal() {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    pb.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let t = Instant::now();
-    let report = write_pyramid_with_progress(output, &img, &opts, &|done, total| {
-        pb.set_length(total);
-        pb.set_position(done);
-    })
-    .with_context(|| format!("writing {}", output.display()))?;
-    pb.finish_and_clear();
-    println!(
-        "{} -> {}: {} level(s) {:?}, {} tiles of {tile}, {}{} bytes; read {:.2} s, wrote {:.2} s",
-        input.display(),
-        output.display(),
-        report.levels.len(),
-        report.levels,
-        c.name(),
-        if report.bigtiff { "BigTIFF, " } else { "" },
-        report.bytes,
-        read_s,
-        t.elapsed().as_secs_f64()
-    );
     Ok(())
 }

@@ -20,7 +20,15 @@ fn generate(n: usize, seed: u64) -> Vec<u8> {
 }
 
 pub(crate) fn run(size_mib: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let size = size_mib.max(1) << 20;
+    let size = size_mib
+        .max(1)
+        .checked_mul(1 << 20)
+        .ok_or_else(|| anyhow::anyhow!("--size-mib {size_mib} is too large"))?;
+    // the generated data, the expected bytes and the host read buffer are held at once
+    tiledio::io::check_memory(
+        (size as u64).saturating_mul(3),
+        &format!("--size-mib {size_mib} (the demo holds three copies)"),
+    )?;
     let dir = match dir {
         Some(d) => tempfile::TempDir::new_in(d)?,
         None => tempfile::TempDir::new()?,

@@ -2,17 +2,21 @@
 //! `tiledio bench` measures; the format subcommands inspect, read and convert files.
 
 mod bench;
+mod cmd_convert;
 mod cmd_tiff;
-mod cmd_zarr;
 mod demo;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Tiled images from storage into GPU memory and back.
 #[derive(Parser)]
 #[command(name = "tiledio", version, about)]
 struct Cli {
+    /// On error, print each cause on its own line (and debug detail) instead of one line.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,8 +55,9 @@ enum Command {
         /// Pyramid level (0 = full resolution).
         #[arg(long, default_value_t = 0)]
         level: usize,
-        /// X,Y,W,H: location at level 0, size at LEVEL (OpenSlide convention). Default: the whole level.
-        #[arg(long, value_parser = parse_region)]
+        /// X,Y,W,H: location at level 0, size at LEVEL (OpenSlide convention; X and Y may be
+        /// negative). Default: the whole level.
+        #[arg(long, value_parser = parse_region, allow_hyphen_values = true)]
         region: Option<(i64, i64, u64, u64)>,
         /// The output `.npy` file (H×W×C).
         #[arg(long)]
@@ -61,30 +66,36 @@ enum Command {
         #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
         device: String,
     },
-    /// Convert between tiled TIFF pyramids and (OME-)Zarr: IN.tif OUT.tif, IN.tif OUT.zarr, IN.zarr OUT.tif.
+    /// Convert between tiled TIFF pyramids and (OME-)Zarr, in bounded memory: IN.tif OUT.tif,
+    /// IN.tif OUT.zarr, IN.zarr OUT.tif, IN.zarr OUT.zarr. The output's format follows its
+    /// extension; an option that does not apply to it is an error.
     Convert {
-        /// Input: a tiled TIFF, or a Zarr array / OME-Zarr group (a directory).
+        /// Input: a tiled TIFF / SVS / OME-TIFF, or a Zarr array / OME-Zarr group (a directory).
         input: PathBuf,
-        /// Output: a `.tif`/`.tiff` file or a `.zarr` directory.
+        /// Output: a `.tif`/`.tiff` file or a `.zarr` directory (must not exist, or be empty).
         output: PathBuf,
-        /// TIFF tile size.
-        #[arg(long, default_value_t = 512)]
-        tile: u32,
-        /// TIFF compression: none, deflate, zstd, lzw, jpeg.
-        #[arg(long, default_value = "none")]
-        compression: String,
-        /// TIFF pyramid levels (default: down to one tile).
+        /// TIFF output: tile size, a multiple of 16 [default: 512].
+        #[arg(long)]
+        tile: Option<u32>,
+        /// TIFF output: compression: none, deflate, zstd, lzw, jpeg [default: none].
+        #[arg(long)]
+        compression: Option<String>,
+        /// TIFF output: JPEG quality 1-100 [default: 90].
+        #[arg(long)]
+        quality: Option<u8>,
+        /// Levels to write (TIFF: made by halving, default down to one tile; Zarr: the
+        /// input's first levels, default all).
         #[arg(long)]
         levels: Option<usize>,
-        /// Zarr chunk size (pixels per side).
-        #[arg(long, default_value_t = 512)]
-        chunk: u64,
-        /// Zarr shard size (pixels per side; v3 sharding codec).
+        /// Zarr output: chunk size in pixels per side [default: 512].
+        #[arg(long)]
+        chunk: Option<u64>,
+        /// Zarr output: shard size in pixels per side (v3 sharding codec).
         #[arg(long)]
         shard: Option<u64>,
-        /// Zarr codec: none, zstd, gzip, blosc.
-        #[arg(long, default_value = "zstd")]
-        codec: String,
+        /// Zarr output: codec: none, zstd[:level], gzip[:level], blosc[:level] [default: zstd].
+        #[arg(long)]
+        codec: Option<String>,
     },
 }
 
@@ -102,16 +113,69 @@ fn parse_region(s: &str) -> Result<(i64, i64, u64, u64), String> {
     ))
 }
 
-fn is_zarr(p: &std::path::Path) -> bool {
-    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("zarr"))
-        || p.join("zarr.json").exists()
-        || p.join(".zarray").exists()
-        || p.join(".zgroup").exists()
+/// The error and its causes as one line (each cause whose text the line already holds is
+/// left out), long messages cut short: errors print as one line a person can act on.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    let line = line.replace(['\n', '\r'], " ");
+    const MAX: usize = 600;
+    if line.chars().count() > MAX {
+        let cut: String = line.chars().take(MAX).collect();
+        format!("{cut}... ({} more characters; -v for all)", line.chars().count() - MAX)
+    } else {
+        line
+    }
 }
 
-fn main() -> anyhow::Result<()> {
+/// SIGINT, SIGTERM and SIGHUP remove the temporary files and folders of writes in flight, so
+/// an interrupted run leaves no partial output and a re-run succeeds.
+fn clean_up_on_signals() {
+    let _ = ctrlc::set_handler(|| {
+        tiledio::io::remove_temporaries();
+        eprintln!("tiledio: interrupted; partial output removed");
+        std::process::exit(130);
+    });
+}
+
+fn main() -> ExitCode {
+    // `tiledio info x.tif | head` ends quietly, as other command-line tools do, instead of
+    // panicking on a closed pipe
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
-    match cli.command {
+    clean_up_on_signals();
+    let verbose = cli.verbose;
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if verbose {
+                eprintln!("tiledio: error: {e}");
+                for cause in e.chain().skip(1) {
+                    eprintln!("  caused by: {cause}");
+                }
+                eprintln!("  detail: {e:?}");
+            } else {
+                eprintln!("tiledio: error: {}", one_line(&e));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Demo { size_mib, dir } => demo::run(size_mib, dir),
         Command::Bench { what } => bench::run(what),
         Command::Backends { file } => backends(file),
@@ -140,16 +204,14 @@ fn main() -> anyhow::Result<()> {
             output,
             tile,
             compression,
+            quality,
             levels,
             chunk,
             shard,
             codec,
         } => {
-            if is_zarr(&output) || is_zarr(&input) {
-                cmd_zarr::convert(&input, &output, chunk, shard, &codec)
-            } else {
-                cmd_tiff::convert(&input, &output, tile, &compression, levels)
-            }
+            let opts = cmd_convert::options(tile, compression, quality, levels, chunk, shard, codec)?;
+            cmd_convert::run(&input, &output, &opts)
         }
     }
 }

@@ -208,7 +208,10 @@ impl FileHandle {
                 backend::choose(&self.path, &self.file, self.len, &self.settings).map_err(|e| e.to_string())
             })
             .as_ref()
-            .map_err(|reason| IoError::NoGpu { reason: reason.clone() })
+            .map_err(|reason| IoError::NoGpu {
+                // the chooser's own "no GPU: ..." is not said twice
+                reason: reason.strip_prefix("no GPU: ").unwrap_or(reason).to_string(),
+            })
     }
 
     /// Which backend GPU reads of this file use, and why the others are not used.

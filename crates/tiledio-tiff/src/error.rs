@@ -92,6 +92,9 @@ pub enum TiffError {
     /// The caller asked for something that does not exist or does not fit.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Reading the source of a streaming write failed ([`crate::RowSource`]).
+    #[error("{0}")]
+    Source(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Encoding a tile for writing failed.
     #[error("encoding with {codec} failed: {reason}")]
     Encode {

@@ -30,6 +30,31 @@ pub enum Compression {
     Zstd,
 }
 
+impl std::str::FromStr for Compression {
+    type Err = TiffError;
+    /// Parses a compression name: none (raw), deflate (zlib), zstd, lzw, jpeg (jpg), packbits.
+    ///
+    /// ```
+    /// use tiledio_tiff::Compression;
+    /// assert_eq!("zstd".parse::<Compression>()?, Compression::Zstd);
+    /// assert!("webp".parse::<Compression>().is_err());
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" | "raw" => Ok(Compression::None),
+            "deflate" | "zlib" => Ok(Compression::Deflate),
+            "zstd" => Ok(Compression::Zstd),
+            "lzw" => Ok(Compression::Lzw),
+            "jpeg" | "jpg" => Ok(Compression::Jpeg),
+            "packbits" => Ok(Compression::PackBits),
+            other => Err(TiffError::InvalidArgument(format!(
+                "unknown compression {other:?} (none, deflate, zstd, lzw, jpeg)"
+            ))),
+        }
+    }
+}
+
 impl Compression {
     /// The TIFF Compression tag value.
     ///
@@ -147,7 +172,11 @@ impl Page {
         let bps = ifd.uints(258).unwrap_or_else(|| vec![1]);
         let bits = bps.first().copied().unwrap_or(1);
         if bps.iter().any(|&b| b != bits) {
-            return Err(unsupported(format!("mixed BitsPerSample {bps:?}")));
+            return Err(unsupported(format!(
+                "mixed BitsPerSample ({} values, the first {:?})",
+                bps.len(),
+                &bps[..bps.len().min(8)]
+            )));
         }
         let fmt = ifd.uint(339).unwrap_or(1);
         let dtype = match (fmt, bits) {

@@ -12,19 +12,10 @@ pub(crate) fn alloc(len: usize, value: u8) -> Result<Vec<u8>> {
     if len == 0 {
         return Ok(Vec::new());
     }
-    let too_big = || TiffError::InvalidArgument(format!("cannot allocate {len} bytes for the pixels"));
-    let layout = std::alloc::Layout::array::<u8>(len).map_err(|_| too_big())?;
-    // A zeroed allocation: large ones come from fresh zero pages, which fault in lazily on
-    // the decode threads instead of being written once, serially, here (a memset of a whole
-    // level took as long as decoding it on 16 cores).
-    // SAFETY: the layout has non-zero size.
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-    if ptr.is_null() {
-        return Err(too_big());
-    }
-    // SAFETY: allocated by the global allocator with the layout of a Vec<u8> of `len`
-    // elements, all initialised (to zero).
-    let mut v = unsafe { Vec::from_raw_parts(ptr, len, len) };
+    // A zeroed allocation against the memory budget: large ones come from fresh zero pages,
+    // which fault in lazily on the decode threads instead of being written once, serially,
+    // here (a memset of a whole level took as long as decoding it on 16 cores).
+    let mut v = tiledio_io::try_alloc_zeroed(len, "the pixels of the region")?;
     if value != 0 {
         v.par_chunks_mut(1 << 20).for_each(|c| c.fill(value));
     }

@@ -484,9 +484,11 @@ pub fn write_pyramid_from(
     // every core encoding, little enough to stream slides of any size
     let row0 = w * c * t.size();
     let band_tile_rows = (opts.band_bytes / (row0 * tile).max(1)).clamp(1, 64);
+    // a band, the rows pending at each level (about one band in all) and the encoded tiles
+    let band_rows = (band_tile_rows * tile).min(h) as u64;
     tiledio_io::check_memory(
-        (4 * band_tile_rows * tile * row0) as u64,
-        "the bands of the pyramid being written",
+        band_rows.saturating_mul(row0 as u64).saturating_mul(4),
+        &format!("{}: the bands of rows of the pyramid being written", path.display()),
     )?;
     let mut p = Pyramid {
         writer: FileWriter::create(path)?,

@@ -1,0 +1,66 @@
+//! `tiledio convert IN OUT`: argument checks and a progress bar around
+//! [`tiledio::convert::convert`], where the conversions live.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+use tiledio::convert::{ConvertOptions, convert};
+
+/// The library's options from the command line's.
+///
+/// # Errors
+/// An unknown compression or codec name.
+pub(crate) fn options(
+    tile: Option<u32>,
+    compression: Option<String>,
+    quality: Option<u8>,
+    levels: Option<usize>,
+    chunk: Option<u64>,
+    shard: Option<u64>,
+    codec: Option<String>,
+) -> anyhow::Result<ConvertOptions> {
+    let mut o = ConvertOptions::default();
+    o.tile = tile;
+    o.compression = compression.map(|c| c.parse()).transpose()?;
+    o.quality = quality;
+    o.levels = levels;
+    o.chunk = chunk;
+    o.shard = shard;
+    o.codec = codec.map(|c| tiledio::zarr::Compression::parse(&c)).transpose()?;
+    Ok(o)
+}
+
+/// Runs the conversion with a progress bar on a terminal and prints what was written.
+///
+/// # Errors
+/// Whatever the conversion fails with (nothing is left at `output` then).
+pub(crate) fn run(input: &Path, output: &Path, opts: &ConvertOptions) -> anyhow::Result<()> {
+    let pb = ProgressBar::new(0);
+    if !std::io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        ProgressStyle::with_template("{bar:40} {percent:>3}% eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let t = Instant::now();
+    let r = convert(input, output, opts, &|done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
+    });
+    pb.finish_and_clear();
+    let r = r?;
+    println!(
+        "{} -> {} ({:?}): {} level(s) {:?}, {} x {}, in {:.2} s",
+        input.display(),
+        output.display(),
+        r.format,
+        r.levels.len(),
+        r.levels,
+        r.channels,
+        r.element_type,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

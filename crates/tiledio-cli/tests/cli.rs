@@ -1,0 +1,366 @@
+//! Smoke tests of the `tiledio` binary: conversions in every direction, options honoured or
+//! refused, outputs that cannot hurt (special files, the input, interruption, concurrent
+//! writers), and errors that print as one line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn tiledio() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tiledio"))
+}
+
+fn run(args: &[&str]) -> Output {
+    tiledio().args(args).output().expect("run tiledio")
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/tiff")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The one line a failed command printed; fails unless it failed and printed exactly one line.
+fn one_error_line(o: &Output) -> String {
+    assert!(!o.status.success(), "expected failure, got success: {o:?}");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("reading into host memory"))
+        .collect();
+    assert_eq!(lines.len(), 1, "error not on one line:\n{err}");
+    assert!(lines[0].starts_with("tiledio: error: "), "{err}");
+    assert!(lines[0].len() < 1000, "{err}");
+    lines[0].to_string()
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Names in `dir` (hidden temporaries included).
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn converts_in_every_direction_and_follows_the_extension() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b, c, e) = (
+        d.path().join("a.zarr"),
+        d.path().join("b.zarr"),
+        d.path().join("c.tif"),
+        d.path().join("e.tif"),
+    );
+    ok(&run(&[
+        "convert",
+        &fixture("tifffile_deflate_rgb8.tif"),
+        &s(&a),
+        "--chunk",
+        "64",
+    ]));
+    ok(&run(&["convert", &s(&a), &s(&b), "--chunk", "32", "--codec", "none"]));
+    assert!(b.join("zarr.json").is_file(), "a.zarr -> b.zarr writes a Zarr group");
+    ok(&run(&[
+        "convert",
+        &s(&b),
+        &s(&c),
+        "--tile",
+        "32",
+        "--compression",
+        "zstd",
+        "--levels",
+        "2",
+    ]));
+    ok(&run(&[
+        "convert",
+        &s(&c),
+        &s(&e),
+        "--tile",
+        "64",
+        "--compression",
+        "lzw",
+    ]));
+    let info = String::from_utf8_lossy(&run(&["info", &s(&c)]).stdout).into_owned();
+    assert!(
+        info.contains("2 level(s)") && info.contains("32x32") && info.contains("zstd"),
+        "{info}"
+    );
+    let info = String::from_utf8_lossy(&run(&["info", &s(&e)]).stdout).into_owned();
+    assert!(info.contains("64x64") && info.contains("lzw"), "{info}");
+    // the pixels made it through every step
+    let r1 = d.path().join("r1.npy");
+    let r2 = d.path().join("r2.npy");
+    ok(&run(&[
+        "read",
+        &fixture("tifffile_deflate_rgb8.tif"),
+        "--out",
+        &s(&r1),
+        "--device",
+        "cpu",
+    ]));
+    ok(&run(&["read", &s(&e), "--out", &s(&r2), "--device", "cpu"]));
+    assert_eq!(std::fs::read(&r1).unwrap(), std::fs::read(&r2).unwrap());
+    let msg = one_error_line(&run(&["convert", &s(&a), &s(&d.path().join("x.png"))]));
+    assert!(msg.contains("unknown output format"), "{msg}");
+    assert!(!d.path().join("x.png").exists());
+}
+
+#[test]
+fn options_are_honoured_or_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let src = fixture("tifffile_deflate_rgb8.tif");
+    for (args, want) in [
+        (vec!["--tile", "100"], "multiple of 16"),
+        (vec!["--chunk", "64"], "--chunk applies to Zarr"),
+        (vec!["--codec", "zstd"], "--codec applies to Zarr"),
+        (vec!["--compression", "webp"], "unknown compression"),
+        (vec!["--levels", "0"], "at least 1"),
+    ] {
+        let out = s(&d.path().join("o.tif"));
+        let mut a = vec!["convert", src.as_str(), out.as_str()];
+        a.extend(args.iter());
+        let msg = one_error_line(&run(&a));
+        assert!(msg.contains(want), "{args:?}: {msg}");
+    }
+    for (args, want) in [
+        (vec!["--tile", "256"], "--tile applies to TIFF"),
+        (vec!["--chunk", "64", "--shard", "100"], "multiple of --chunk"),
+        (vec!["--levels", "5"], "the input has 1 level"),
+    ] {
+        let out = s(&d.path().join("o.zarr"));
+        let mut a = vec!["convert", src.as_str(), out.as_str()];
+        a.extend(args.iter());
+        let msg = one_error_line(&run(&a));
+        assert!(msg.contains(want), "{args:?}: {msg}");
+    }
+    assert_eq!(
+        names(d.path()),
+        Vec::<String>::new(),
+        "a refused convert leaves nothing"
+    );
+}
+
+#[test]
+fn outputs_that_would_hurt_are_refused_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("in.tif");
+    std::fs::copy(fixture("tifffile_deflate_rgb8.tif"), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    // the input itself, by path and through another name
+    let msg = one_error_line(&run(&["convert", &s(&input), &s(&input)]));
+    assert!(msg.contains("is the input"), "{msg}");
+    std::fs::hard_link(&input, d.path().join("same.tif")).unwrap();
+    let msg = one_error_line(&run(&["convert", &s(&input), &s(&d.path().join("same.tif"))]));
+    assert!(msg.contains("is the input"), "{msg}");
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+    // a FIFO, a symlink and a device are never replaced
+    let fifo = d.path().join("out.tif");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let msg = one_error_line(&run(&["convert", &s(&input), &s(&fifo)]));
+    assert!(msg.contains("FIFO"), "{msg}");
+    let msg = one_error_line(&run(&["read", &s(&input), "--out", "/dev/full", "--device", "cpu"]));
+    assert!(msg.contains("character device"), "{msg}");
+    let link = d.path().join("link.npy");
+    std::os::unix::fs::symlink(d.path().join("target.npy"), &link).unwrap();
+    let msg = one_error_line(&run(&["read", &s(&input), "--out", &s(&link), "--device", "cpu"]));
+    assert!(msg.contains("symbolic link"), "{msg}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    // an existing directory is found before the work, not at the final rename
+    let dir_out = d.path().join("dir.tif");
+    std::fs::create_dir(&dir_out).unwrap();
+    let msg = one_error_line(&run(&["convert", &s(&input), &s(&dir_out)]));
+    assert!(msg.contains("existing directory"), "{msg}");
+    let full = d.path().join("full.zarr");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("x"), b"x").unwrap();
+    let msg = one_error_line(&run(&["convert", &s(&input), &s(&full)]));
+    assert!(msg.contains("not empty"), "{msg}");
+}
+
+#[test]
+fn errors_a_person_can_read() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing.tif");
+    let msg = one_error_line(&run(&["info", &s(&missing)]));
+    assert!(msg.contains(&s(&missing)) && msg.contains("No such file"), "{msg}");
+    assert_eq!(msg.matches("No such file").count(), 1, "OS error repeated: {msg}");
+    let msg = one_error_line(&run(&["bench", "read", &s(&missing)]));
+    assert!(msg.contains(&s(&missing)), "{msg}");
+    let o = tiledio()
+        .args(["info", &fixture("tifffile_deflate_rgb8.tif")])
+        .env("TILEDIO_THREADS", "0")
+        .output()
+        .unwrap();
+    let msg = one_error_line(&o);
+    assert!(msg.contains("TILEDIO_THREADS"), "{msg}");
+    let msg = one_error_line(&run(&["demo", "--size-mib", "18446744073709551615"]));
+    assert!(msg.contains("too large"), "{msg}");
+    let o = run(&["backends"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("no GPU: no GPU"), "{out}");
+    // negative locations need no `=`
+    let npy = d.path().join("r.npy");
+    ok(&run(&[
+        "read",
+        &fixture("tifffile_deflate_rgb8.tif"),
+        "--region",
+        "-100,-100,200,200",
+        "--out",
+        &s(&npy),
+        "--device",
+        "cpu",
+    ]));
+}
+
+/// A slide big enough that converting it takes a while (a second or more in a debug build):
+/// 2048 x 2048 RGB of non-repeating bytes, written as our own pyramid.
+fn big_slide(dir: &Path) -> PathBuf {
+    let p = dir.join("big.tif");
+    let (h, w) = (2048usize, 2048usize);
+    let mut x = 0x2545F4914F6CDD1Du64;
+    let data: Vec<u8> = (0..h * w * 3)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let img = tiledio::tiff::HostImage::from_u8(h, w, 3, data).unwrap();
+    tiledio::tiff::write_pyramid(&p, &img, &tiledio::tiff::WriteOptions::default().tile(256)).unwrap();
+    p
+}
+
+#[test]
+fn interrupted_converts_leave_nothing_and_rerun_succeeds() {
+    let d = tempfile::tempdir().unwrap();
+    let src = big_slide(d.path());
+    for (sig, out_name) in [
+        ("-KILL", "k.zarr"),
+        ("-TERM", "t.zarr"),
+        ("-INT", "i.tif"),
+        ("-KILL", "k2.tif"),
+    ] {
+        let out = d.path().join(out_name);
+        let mut interrupted = 0;
+        for delay_ms in [50u64, 300, 900] {
+            let mut child = tiledio()
+                .args(["convert", &s(&src), &s(&out)])
+                .args(if out_name.ends_with(".zarr") {
+                    vec!["--chunk", "128", "--codec", "zstd:19"]
+                } else {
+                    vec!["--tile", "128", "--compression", "zstd"]
+                })
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            let _ = Command::new("kill").arg(sig).arg(child.id().to_string()).status();
+            let st = child.wait().unwrap();
+            if st.success() {
+                // it finished before the signal: the output is complete; start over
+                std::fs::remove_dir_all(&out)
+                    .or_else(|_| std::fs::remove_file(&out))
+                    .unwrap();
+                continue;
+            }
+            interrupted += 1;
+            assert!(!out.exists(), "{sig} after {delay_ms} ms left {}", out.display());
+            if sig != "-KILL" {
+                // caught signals clean up at once
+                let left: Vec<String> = names(d.path())
+                    .into_iter()
+                    .filter(|n| n.contains(".tiledio-"))
+                    .collect();
+                assert!(left.is_empty(), "{sig} left temporaries {left:?}");
+            }
+        }
+        assert!(
+            interrupted > 0,
+            "{sig}: every convert finished before the signal; nothing tested"
+        );
+        // a re-run succeeds and removes what a killed run left behind
+        let o = run(&[
+            "convert",
+            &s(&src),
+            &s(&out),
+            if out_name.ends_with(".zarr") {
+                "--chunk"
+            } else {
+                "--tile"
+            },
+            "256",
+        ]);
+        ok(&o);
+        let left: Vec<String> = names(d.path())
+            .into_iter()
+            .filter(|n| n.contains(".tiledio-"))
+            .collect();
+        assert!(left.is_empty(), "temporaries left after the re-run: {left:?}");
+    }
+}
+
+#[test]
+fn concurrent_converts_to_one_output_never_mix() {
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("a.tif");
+    let b = d.path().join("b.tif");
+    std::fs::copy(fixture("tifffile_deflate_rgb8.tif"), &a).unwrap();
+    std::fs::copy(fixture("tifffile_zstd_f32.tif"), &b).unwrap();
+    for round in 0..3 {
+        let out = d.path().join(format!("o{round}.zarr"));
+        let start = Instant::now();
+        let children: Vec<_> = [&a, &b, &a, &b]
+            .iter()
+            .map(|src| {
+                tiledio()
+                    .args(["convert", &s(src), &s(&out), "--chunk", "16", "--codec", "none"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let results: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        assert!(start.elapsed() < Duration::from_secs(120));
+        let winners = results.iter().filter(|o| o.status.success()).count();
+        assert!(winners >= 1, "round {round}: nobody won");
+        for o in results.iter().filter(|o| !o.status.success()) {
+            let e = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                e.contains("someone else") || e.contains("not empty"),
+                "round {round}: a loser failed for another reason: {e}"
+            );
+        }
+        // the output is exactly one of the inputs, whole
+        let back = d.path().join(format!("back{round}.tif"));
+        ok(&run(&["convert", &s(&out), &s(&back)]));
+        let got = tiledio::tiff::Slide::open(&back).unwrap().read_level(0).unwrap();
+        let ia = tiledio::tiff::Slide::open(&a).unwrap().read_level(0).unwrap();
+        let ib = tiledio::tiff::Slide::open(&b).unwrap().read_level(0).unwrap();
+        assert!(got == ia || got == ib, "round {round}: the output mixes the inputs");
+        let left: Vec<String> = names(d.path())
+            .into_iter()
+            .filter(|n| n.contains(".tiledio-"))
+            .collect();
+        assert!(left.is_empty(), "round {round}: temporaries left {left:?}");
+    }
+}
