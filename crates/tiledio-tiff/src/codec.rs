@@ -459,4 +459,58 @@ mod tests {
         assert!(deflate(&bad, &mut dst).is_err());
         assert!(deflate(&z[..z.len() - 2], &mut dst).is_err());
     }
+
+    #[test]
+    fn packbits_exact_fill_then_only_no_ops() {
+        let mut dst = [0u8; 6];
+        // a literal run of 3, a repeat run of 3, then no-op bytes (imagecodecs accepts those)
+        let s = [2, 1, 2, 3, 0xFE, 9, 0x80, 0x80];
+        packbits(&s, &mut dst).unwrap();
+        assert_eq!(dst, [1, 2, 3, 9, 9, 9]);
+        for bad in [
+            &[2, 1, 2, 3, 0xFE, 9, 0][..],
+            &[2, 1, 2, 3, 0xFD, 9],
+            &[2, 1, 2, 3, 0xFE],
+        ] {
+            assert!(packbits(bad, &mut dst).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn zstd_frames_exact() {
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 13) as u8).collect();
+        let mut dst = vec![0u8; 3000];
+        let mut two = zstd::bulk::compress(&data[..1000], 3).unwrap();
+        two.extend(zstd::bulk::compress(&data[1000..], 3).unwrap());
+        zstd_exact(&two, &mut dst).unwrap();
+        assert_eq!(dst, data);
+        let more = zstd::bulk::compress(&[&data[..], b"x"].concat(), 3).unwrap();
+        assert!(zstd_exact(&more, &mut dst).unwrap_err().contains("more than the tile"));
+        assert!(zstd_exact(&two[..two.len() - 1], &mut dst).is_err());
+        let mut trailing = two.clone();
+        trailing.push(0);
+        assert!(zstd_exact(&trailing, &mut dst).is_err());
+    }
+
+    #[test]
+    fn lzw_with_or_without_end_code() {
+        let data: Vec<u8> = (0..2000u32).map(|i| (i * 31 % 7) as u8).collect();
+        let enc = |d: &[u8]| {
+            weezl::encode::Encoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+                .encode(d)
+                .unwrap()
+        };
+        let mut dst = vec![0u8; 2000];
+        let z = enc(&data);
+        lzw(&z, &mut dst).unwrap();
+        assert_eq!(dst, data);
+        // without the end-of-information code (its 9-12 bits dropped): accepted, as libtiff does
+        lzw(&z[..z.len() - 2], &mut dst).unwrap_or_else(|_| lzw(&z[..z.len() - 1], &mut dst).unwrap());
+        assert!(
+            lzw(&enc(&[&data[..], &[1, 2]].concat()), &mut dst)
+                .unwrap_err()
+                .contains("more than the tile")
+        );
+        assert!(lzw(&enc(&data[..1999]), &mut dst).is_err());
+    }
 }
