@@ -364,3 +364,88 @@ fn concurrent_converts_to_one_output_never_mix() {
         assert!(left.is_empty(), "round {round}: temporaries left {left:?}");
     }
 }
+
+/// A few-KB TIFF declaring 16777216×16 RGB whose 256 tiles all point at one small deflate
+/// tile: converting it must not grow without bound (it passed 15 GB before).
+#[test]
+fn a_huge_declared_level_is_refused_against_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.tif");
+    let (tw, th, n) = (65536u32, 16u32, 256u32);
+    let tile = {
+        use std::io::Write;
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![0u8; (tw * th * 3) as usize]).unwrap();
+        e.finish().unwrap()
+    };
+    std::fs::write(&bomb, tiff_bytes(tw * n, th, tw, th, &tile, n)).unwrap();
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 16 << 10);
+    // the process's budget is read from the environment by every call
+    for out in ["b.tif", "b.zarr"] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_tiledio"))
+            .args([
+                "convert",
+                &bomb.display().to_string(),
+                &dir.path().join(out).display().to_string(),
+            ])
+            .env("TILEDIO_MAX_MEMORY", "512M")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("memory budget"), "{out}: {err}");
+        assert!(!dir.path().join(out).exists());
+    }
+}
+
+/// A classic little-endian tiled RGB TIFF whose `n` tiles all point at the same bytes.
+fn tiff_bytes(w: u32, h: u32, tw: u32, th: u32, tile: &[u8], n: u32) -> Vec<u8> {
+    let mut entries: Vec<(u16, u16, u32, u32)> = vec![
+        (256, 4, 1, w),
+        (257, 4, 1, h),
+        (258, 3, 3, 0), // -> bps array
+        (259, 3, 1, 8),
+        (262, 3, 1, 2),
+        (277, 3, 1, 3),
+        (284, 3, 1, 1),
+        (322, 4, 1, tw),
+        (323, 4, 1, th),
+        (324, 4, n, 0), // -> offsets array
+        (325, 4, n, 0), // -> counts array
+    ];
+    let ifd_at = 8u32;
+    let ifd_len = 2 + 12 * entries.len() as u32 + 4;
+    let bps_at = ifd_at + ifd_len;
+    let offs_at = bps_at + 8;
+    let counts_at = offs_at + 4 * n;
+    let tile_at = counts_at + 4 * n;
+    entries[2].3 = bps_at;
+    entries[9].3 = offs_at;
+    entries[10].3 = counts_at;
+    let mut b = b"II*\0".to_vec();
+    b.extend_from_slice(&ifd_at.to_le_bytes());
+    b.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (tag, typ, count, value) in &entries {
+        b.extend_from_slice(&tag.to_le_bytes());
+        b.extend_from_slice(&typ.to_le_bytes());
+        b.extend_from_slice(&count.to_le_bytes());
+        if *typ == 3 && *count == 1 {
+            b.extend_from_slice(&(*value as u16).to_le_bytes());
+            b.extend_from_slice(&[0, 0]);
+        } else {
+            b.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    b.extend_from_slice(&0u32.to_le_bytes());
+    for _ in 0..3 {
+        b.extend_from_slice(&8u16.to_le_bytes());
+    }
+    b.extend_from_slice(&[0, 0]);
+    for _ in 0..n {
+        b.extend_from_slice(&tile_at.to_le_bytes());
+    }
+    for _ in 0..n {
+        b.extend_from_slice(&(tile.len() as u32).to_le_bytes());
+    }
+    b.extend_from_slice(tile);
+    b
+}

@@ -398,33 +398,41 @@ impl Pyramid<'_> {
         let rb = self.row_bytes(l);
         let (w, c, t) = (self.levels[l].w, self.c, self.t);
         let align = self.opts.align.max(1);
-        let band = &self.levels[l].pending[..rows * rb];
+        let mut pending = std::mem::take(&mut self.levels[l].pending);
+        let band = &pending[..rows * rb];
         let (across, down) = (w.div_ceil(tile), rows.div_ceil(tile));
         let idx: Vec<(usize, usize)> = (0..down).flat_map(|ty| (0..across).map(move |tx| (tx, ty))).collect();
         let opts = self.opts;
-        let tiles: Vec<Vec<u8>> = idx
-            .par_iter()
-            .map(|&(tx, ty)| encode_tile(&extract(band, rows, w, c, t, tx, ty, tile), tile, c, t, opts))
-            .collect::<Result<_>>()?;
-        let mut buf = Vec::new();
-        let start = self.pos;
-        let st = &mut self.levels[l];
-        for tb in &tiles {
-            if opts.compression == Compression::None {
-                let p = self.pos.next_multiple_of(align);
-                buf.resize(buf.len() + (p - self.pos) as usize, 0);
-                self.pos = p;
+        // tiles are encoded in parallel a batch at a time: a band of a few rows of a very wide
+        // level makes full-size tiles whose total can be far larger than the band itself
+        let per_batch = ((64usize << 20) / (tile * tile * c * t.size()).max(1)).max(rayon::current_num_threads());
+        for batch in idx.chunks(per_batch) {
+            let tiles: Vec<Vec<u8>> = batch
+                .par_iter()
+                .map(|&(tx, ty)| encode_tile(&extract(band, rows, w, c, t, tx, ty, tile), tile, c, t, opts))
+                .collect::<Result<_>>()?;
+            let mut buf = Vec::new();
+            let start = self.pos;
+            let st = &mut self.levels[l];
+            for tb in &tiles {
+                if opts.compression == Compression::None {
+                    let p = self.pos.next_multiple_of(align);
+                    buf.resize(buf.len() + (p - self.pos) as usize, 0);
+                    self.pos = p;
+                }
+                st.offsets.push(self.pos);
+                st.counts.push(tb.len() as u64);
+                buf.extend_from_slice(tb);
+                self.pos += tb.len() as u64;
             }
-            st.offsets.push(self.pos);
-            st.counts.push(tb.len() as u64);
-            buf.extend_from_slice(tb);
-            self.pos += tb.len() as u64;
+            self.writer.write_at(start, &buf)?;
+            self.done += tiles.len() as u64;
+            (self.progress)(self.done, self.total);
         }
-        self.writer.write_at(start, &buf)?;
-        st.pending.drain(..rows * rb);
+        pending.drain(..rows * rb);
+        let st = &mut self.levels[l];
+        st.pending = pending;
         st.pending_rows -= rows;
-        self.done += tiles.len() as u64;
-        (self.progress)(self.done, self.total);
         Ok(())
     }
 }
