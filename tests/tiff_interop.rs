@@ -202,9 +202,8 @@ fn tiff_interop_jpeg_written_reads_in_tifffile_openslide_and_ours() {
         .sum::<f64>()
         / img.bytes().len() as f64;
     assert!(mean < 3.0, "mean abs error {mean}");
-    // our decode is libjpeg-turbo's: bit-exact with tifffile (imagecodecs). (OpenSlide reads
-    // these files through libtiff, which takes Photometric RGB to mean RGB-coded JPEG, while the
-    // writer's streams are YCbCr-coded: a writer question, not compared here.)
+    // our decode is libjpeg-turbo's: bit-exact with tifffile (imagecodecs) and with OpenSlide
+    // (libtiff + libjpeg), now that the writer tags YCbCr-coded streams Photometric YCbCr
     let npy = dir.path().join("ours.npy");
     back.write_npy(&npy).unwrap();
     let same = r#"
@@ -212,6 +211,10 @@ import sys, numpy as np, tifffile
 ours = np.load(sys.argv[2]).astype(int)
 ref = tifffile.imread(sys.argv[1]).reshape(ours.shape).astype(int)
 assert np.abs(ours - ref).max() == 0, ("tifffile", int(np.abs(ours - ref).max()))
+import openslide
+o = openslide.OpenSlide(sys.argv[1])
+os = np.asarray(o.read_region((0, 0), 0, o.level_dimensions[0]))[..., :3].astype(int)
+assert np.abs(ours - os).max() == 0, ("openslide", int(np.abs(ours - os).max()))
 "#;
     python::run_python(same, &[p.to_str().unwrap(), npy.to_str().unwrap()]);
 }

@@ -692,7 +692,16 @@ fn level_entries(
     } else {
         1
     };
-    let photometric = if c >= 3 && t == SampleType::U8 { 2 } else { 1 };
+    // JPEG encodes three samples as YCbCr (JFIF): say so (Photometric 6, no subsampling), or
+    // libtiff, and so OpenSlide, decodes the streams as RGB-coded and gets the colours wrong
+    let ycbcr = opts.compression == Compression::Jpeg && c == 3;
+    let photometric = if ycbcr {
+        6
+    } else if c >= 3 && t == SampleType::U8 {
+        2
+    } else {
+        1
+    };
     let mut e = vec![
         Entry::long(254, if level > 0 { 1 } else { 0 }),
         Entry::long(256, w as u32),
@@ -709,6 +718,9 @@ fn level_entries(
         Entry::offsets(325, counts, big),
         Entry::shorts(339, &vec![fmt; c]),
     ];
+    if ycbcr {
+        e.push(Entry::shorts(530, &[1, 1])); // YCbCrSubsampling: none
+    }
     if let Some(d) = desc {
         e.push(Entry::ascii(270, d));
     }
@@ -718,9 +730,10 @@ fn level_entries(
         e.push(Entry::rational(283, res));
         e.push(Entry::shorts(296, &[3]));
     }
-    if c == 2 || c == 4 && photometric == 2 || c > 4 && photometric == 2 {
-        let extra = if photometric == 2 { c - 3 } else { c - 1 };
-        let mut v = vec![0u16; extra];
+    // samples beyond the colour ones are ExtraSamples (libtiff requires the tag then)
+    let colour = if photometric == 1 { 1 } else { 3 };
+    if c > colour {
+        let mut v = vec![0u16; c - colour];
         if c == 4 && photometric == 2 {
             v[0] = 2; // unassociated alpha
         }
