@@ -106,7 +106,6 @@ impl Format {
 /// What to write. `None` leaves the default; an option that does not apply to the output's
 /// format is an error, not silently ignored.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ConvertOptions {
     /// Levels to write (TIFF: made by halving, default down to one tile; Zarr: the source's
     /// first levels, default all).

@@ -485,6 +485,7 @@ pub fn read_files<'a>(reads: &[FileRead], dst: impl Into<Target<'a>>, settings: 
 
 fn create_temp(path: &Path) -> Result<(File, PathBuf)> {
     let temp = output::temp_name(path);
+    output::refuse_when_shutting_down(&temp)?;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -18,6 +18,14 @@ fn live() -> std::sync::MutexGuard<'static, Option<HashSet<PathBuf>>> {
     LIVE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Set once [`remove_temporaries`] has run: the process is going away, and no new temporary
+/// may appear behind the clean-up's back.
+static SHUTTING_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn shutting_down() -> bool {
+    SHUTTING_DOWN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 pub(crate) fn register(temp: &Path) {
     live().get_or_insert_with(HashSet::new).insert(temp.to_path_buf());
 }
@@ -28,17 +36,27 @@ pub(crate) fn unregister(temp: &Path) {
     }
 }
 
-/// Removes every temporary file and folder this process is still writing. Meant for a signal
-/// handler's thread (SIGINT, SIGTERM) just before the process exits, so an interrupted write
-/// leaves nothing behind; the writers themselves stay valid but their output is gone.
+/// Removes every temporary file and folder this process is still writing, and refuses new
+/// ones from then on. Meant for a signal handler's thread (SIGINT, SIGTERM) just before the
+/// process exits, so an interrupted write leaves nothing behind: writers still running fail
+/// (their output is gone) rather than re-create what was removed.
 ///
-/// ```
-/// tiledio_io::remove_temporaries(); // nothing in flight: does nothing
+/// ```no_run
+/// tiledio_io::remove_temporaries(); // then exit: no write can start after this
 /// ```
 pub fn remove_temporaries() {
+    SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
     let paths: Vec<PathBuf> = live().take().map(|s| s.into_iter().collect()).unwrap_or_default();
-    for p in paths {
-        remove_any(&p);
+    // writers still running may add files to a folder while it is removed: go again until
+    // every temporary is gone (a few rounds at most; new ones are refused)
+    for _ in 0..50 {
+        for p in &paths {
+            remove_any(p);
+        }
+        if paths.iter().all(|p| std::fs::symlink_metadata(p).is_err()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
@@ -275,6 +293,7 @@ impl OutputDir {
         check_output(&target, &[], OutputKind::Directory)?;
         remove_stale_temporaries(&target);
         let temp = temp_name(&target);
+        refuse_when_shutting_down(&temp)?;
         std::fs::create_dir(&temp).map_err(|e| IoError::open(&temp, e))?;
         register(&temp);
         Ok(OutputDir {
@@ -342,6 +361,17 @@ impl Drop for OutputDir {
     }
 }
 
+/// After [`remove_temporaries`], no new temporary is made.
+pub(crate) fn refuse_when_shutting_down(temp: &Path) -> Result<()> {
+    if shutting_down() {
+        return Err(IoError::BadOutput {
+            path: temp.to_path_buf(),
+            reason: "not written: the process is being interrupted".into(),
+        });
+    }
+    Ok(())
+}
+
 /// `rename` that fails with EEXIST instead of replacing an existing target.
 pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
@@ -401,19 +431,14 @@ mod tests {
     }
 
     #[test]
-    fn uncommitted_and_signalled_outputs_are_removed() {
+    fn uncommitted_outputs_are_removed() {
+        // (the signal clean-up is tested in tests/interrupt.rs: it ends all writes of a process)
         let dir = tempfile::tempdir().unwrap();
         let a = OutputDir::create(dir.path().join("a.zarr")).unwrap();
         let p = a.path().to_path_buf();
         assert!(p.is_dir());
         drop(a);
         assert!(!p.exists());
-        let b = OutputDir::create(dir.path().join("b.zarr")).unwrap();
-        let p = b.path().to_path_buf();
-        remove_temporaries();
-        assert!(!p.exists());
-        // committing after the signal cleanup fails cleanly
-        assert!(b.commit().is_err());
     }
 
     #[test]

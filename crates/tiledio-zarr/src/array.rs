@@ -1070,7 +1070,19 @@ impl ZarrArray {
         dirs.sort();
         dirs.dedup();
         for d in dirs {
-            std::fs::create_dir_all(d).map_err(fs_err(d, "create folder"))?;
+            // folders below the array's only: never re-create the array's own folder (a
+            // temporary one removed on a signal must stay removed)
+            let rel = d.strip_prefix(&self.path).unwrap_or(Path::new(""));
+            let mut p = self.path.clone();
+            for c in rel.components() {
+                p.push(c);
+                match std::fs::create_dir(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        return Err(fs_err(&p, "create folder")(e));
+                    }
+                    _ => {}
+                }
+            }
         }
         Ok(())
     }
