@@ -34,9 +34,11 @@ with tifffile.TiffWriter(sys.argv[1], bigtiff=False) as tw:
     );
     let s = Slide::open(&tif).unwrap();
     assert_eq!(s.level_dimensions(), vec![(9001, 7003), (4500, 3501), (2250, 1750)]);
-    let mut o = ConvertOptions::default();
-    o.chunk = Some(256);
-    o.codec = Some(tiledio::zarr::Compression::None);
+    let o = ConvertOptions {
+        chunk: Some(256),
+        codec: Some(tiledio::zarr::Compression::None),
+        ..Default::default()
+    };
     let r = convert(&tif, &zarr, &o, &|_, _| {}).unwrap();
     assert_eq!(r.levels.len(), 3);
     let out = python::run_python(
@@ -89,13 +91,17 @@ fn every_element_type_converts_both_ways_pixel_exact() {
         )
         .unwrap();
         let z = dir.path().join(format!("{}.zarr", t.name()));
-        let mut o = ConvertOptions::default();
-        o.chunk = Some(16);
+        let o = ConvertOptions {
+            chunk: Some(16),
+            ..Default::default()
+        };
         convert(&src, &z, &o, &|_, _| {}).unwrap();
         let back = dir.path().join(format!("{}-back.tif", t.name()));
-        let mut o = ConvertOptions::default();
-        o.tile = Some(32);
-        o.compression = Some(Compression::Deflate);
+        let o = ConvertOptions {
+            tile: Some(32),
+            compression: Some(Compression::Deflate),
+            ..Default::default()
+        };
         let r = convert(&z, &back, &o, &|_, _| {}).unwrap();
         assert_eq!(r.element_type, t);
         assert_eq!(Slide::open(&back).unwrap().read_level(0).unwrap(), img, "{t:?}");

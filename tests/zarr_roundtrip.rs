@@ -167,7 +167,10 @@ fn interrupted_write_is_not_an_array_and_leaves_no_partial_chunks() {
     let a = ZarrArray::create(&path, &ArraySpec::new(&[64, 64], &[16, 16], DataType::U8)).unwrap();
     a.write_all(&random_bytes(64 * 64, 4), &opts()).unwrap();
     a.finish().unwrap();
-    assert_eq!(ZarrArray::open(&path).unwrap().read_to_vec().unwrap(), random_bytes(64 * 64, 4));
+    assert_eq!(
+        ZarrArray::open(&path).unwrap().read_to_vec().unwrap(),
+        random_bytes(64 * 64, 4)
+    );
 }
 
 fn walk(p: &std::path::Path) -> Vec<String> {

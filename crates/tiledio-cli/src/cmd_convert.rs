@@ -20,15 +20,15 @@ pub(crate) fn options(
     shard: Option<u64>,
     codec: Option<String>,
 ) -> anyhow::Result<ConvertOptions> {
-    let mut o = ConvertOptions::default();
-    o.tile = tile;
-    o.compression = compression.map(|c| c.parse()).transpose()?;
-    o.quality = quality;
-    o.levels = levels;
-    o.chunk = chunk;
-    o.shard = shard;
-    o.codec = codec.map(|c| tiledio::zarr::Compression::parse(&c)).transpose()?;
-    Ok(o)
+    Ok(ConvertOptions {
+        tile,
+        compression: compression.map(|c| c.parse()).transpose()?,
+        quality,
+        levels,
+        chunk,
+        shard,
+        codec: codec.map(|c| tiledio::zarr::Compression::parse(&c)).transpose()?,
+    })
 }
 
 /// Runs the conversion with a progress bar on a terminal and prints what was written.
