@@ -335,11 +335,7 @@ impl Pyramid for SlidePyramid {
         Ok(self.0.level_rows(level)?.read_rows(y0, rows)?)
     }
     fn mpp(&self) -> Option<f64> {
-        self.0
-            .properties()
-            .get("openslide.mpp-x")
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|m| m.is_finite() && *m > 0.0)
+        self.0.mpp().map(|(x, _)| x)
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tiledio::io::gpu::DeviceBuffer;
 use tiledio::io::{BackendChoice, FileHandle, ReadRange, Settings};
+use tiledio::tiff::Slide;
 
 #[derive(Subcommand)]
 pub(crate) enum BenchCommand {
@@ -82,31 +83,23 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Tile offsets and byte counts of page 0.
+/// Tile offsets and byte counts of level 0, read back to back.
 fn tile_ranges(path: &Path) -> anyhow::Result<Vec<ReadRange>> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(file))
-        .with_context(|| format!("{}: not a TIFF file", path.display()))?;
-    let offs = dec.get_tag_u64_vec(tiff::tags::Tag::TileOffsets)?;
-    let cnts = dec.get_tag_u64_vec(tiff::tags::Tag::TileByteCounts)?;
-    anyhow::ensure!(
-        offs.len() == cnts.len(),
-        "TileOffsets and TileByteCounts differ in length"
-    );
+    let tiles = Slide::open(path)?.tile_ranges(0)?;
     let mut dst = 0usize;
-    Ok(offs
-        .iter()
-        .zip(&cnts)
-        .map(|(&o, &c)| {
+    tiles
+        .into_iter()
+        .map(|(o, c)| {
+            let len = usize::try_from(c)?;
             let r = ReadRange {
                 file_offset: o,
-                len: c as usize,
+                len,
                 dst_offset: dst,
             };
-            dst += c as usize;
-            r
+            dst = dst.checked_add(len).context("tile bytes overflow")?;
+            Ok(r)
         })
-        .collect())
+        .collect()
 }
 
 fn drop_caches() -> anyhow::Result<()> {
@@ -248,7 +241,6 @@ fn slide(
     cold: bool,
     direct: bool,
 ) -> anyhow::Result<()> {
-    use tiledio::tiff::Slide;
     let probe = Slide::open(path)?;
     let (w, h) = probe.level_dimensions()[level];
     let file_len = std::fs::metadata(path)?.len();

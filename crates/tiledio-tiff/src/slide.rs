@@ -487,6 +487,42 @@ impl Slide {
         HostImage::from_bytes(size.1 as usize, size.0 as usize, page.spp, page.dtype, data)
     }
 
+    /// Where the stored bytes of each tile (or strip) of a level lie in the file, in tile order
+    /// (row-major): `(file offset, byte count)`, as the file declares them (checked against the
+    /// file's length when it was opened). For benchmarks and tools that move raw tiles.
+    ///
+    /// ```no_run
+    /// let s = tiledio_tiff::Slide::open("slide.tif")?;
+    /// let bytes: u64 = s.tile_ranges(0)?.iter().map(|&(_, n)| n).sum();
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TiffError::InvalidArgument`] for a level that does not exist.
+    pub fn tile_ranges(&self, level: usize) -> Result<Vec<(u64, u64)>> {
+        let page = self.page(level)?;
+        Ok(page.offsets.iter().copied().zip(page.counts.iter().copied()).collect())
+    }
+
+    /// Microns per pixel at level 0, `(x, y)`, from `openslide.mpp-x`/`-y` (Aperio, OME or the
+    /// resolution tags), when the file says and the values are positive.
+    ///
+    /// ```no_run
+    /// let s = tiledio_tiff::Slide::open("slide.svs")?;
+    /// if let Some((x, _)) = s.mpp() { println!("{x} µm per pixel"); }
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    pub fn mpp(&self) -> Option<(f64, f64)> {
+        let get = |k: &str| {
+            self.properties
+                .get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|m| m.is_finite() && *m > 0.0)
+        };
+        let x = get("openslide.mpp-x")?;
+        Some((x, get("openslide.mpp-y").unwrap_or(x)))
+    }
+
     /// Level `level` as a [`RowSource`](crate::RowSource), read a band of rows at a time: the
     /// input of the streaming pyramid writer ([`write_pyramid_from`](crate::write_pyramid_from)).
     ///
