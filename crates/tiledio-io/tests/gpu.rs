@@ -217,3 +217,60 @@ fn nvrtc_kernel_runs() {
     let back = d.to_host_vec().unwrap();
     assert!(back.iter().zip(&data).all(|(b, a)| *b == a.wrapping_add(3)));
 }
+
+/// Reads land in memory tiledio did not allocate (a framework's allocation, here a plain
+/// `cuMemAlloc` made outside `DeviceBuffer`), through the foreign-pointer view, which frees
+/// nothing when dropped; and tiledio works while another context is current on the thread
+/// (as after PyTorch or CuPy switched contexts): the current context is checked, not cached.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn reads_fill_foreign_memory_and_survive_a_context_switch() {
+    use cudarc::driver::{result, sys};
+    let g = tiledio_io::gpu::gpu().unwrap();
+    let dir = scratch_dir();
+    let path = dir.path().join("f.bin");
+    let data = random_bytes(8 << 20, 77);
+    std::fs::write(&path, &data).unwrap();
+    let (rs, total) = ranges(data.len(), 78);
+    let mut want = vec![0u8; total];
+    for r in &rs {
+        want[r.dst_offset..r.dst_offset + r.len]
+            .copy_from_slice(&data[r.file_offset as usize..r.file_offset as usize + r.len]);
+    }
+    g.bind().unwrap();
+    // SAFETY: a plain allocation with tiledio's (primary) context current, freed below.
+    let foreign = unsafe { result::malloc_sync(total) }.unwrap();
+    for backend in [BackendChoice::Staged, BackendChoice::CuFile, BackendChoice::Mmap] {
+        let s = Settings {
+            backend,
+            ..Settings::default()
+        };
+        // SAFETY: `foreign` is live device memory of `total` bytes used by nothing else.
+        let mut view = unsafe { DeviceBuffer::from_raw_parts(foreign, total) };
+        assert!(!view.is_owned());
+        FileHandle::open_with(&path, &s)
+            .unwrap()
+            .read_ranges(&rs, &mut view)
+            .unwrap();
+        drop(view);
+        let mut back = vec![0u8; total];
+        // SAFETY: copies `total` bytes of the live allocation.
+        unsafe { result::memcpy_dtoh_sync(&mut back, foreign) }.unwrap();
+        assert!(back == want, "{backend:?}: the foreign buffer holds other bytes");
+    }
+    // another context current on this thread: tiledio switches back to its own for its work
+    let dev = result::device::get(0).unwrap();
+    let mut other: sys::CUcontext = std::ptr::null_mut();
+    // SAFETY: creates (and below destroys) a context of device 0.
+    let r = unsafe { sys::cuCtxCreate_v4(&mut other, std::ptr::null_mut(), 0, dev) };
+    assert_eq!(r, sys::CUresult::CUDA_SUCCESS);
+    let mut d = DeviceBuffer::new(total).unwrap();
+    FileHandle::open(&path).unwrap().read_ranges(&rs, &mut d).unwrap();
+    assert!(d.to_host_vec().unwrap() == want, "wrong bytes after a context switch");
+    // SAFETY: frees what was allocated above, in tiledio's context.
+    unsafe {
+        g.bind().unwrap();
+        result::free_sync(foreign).unwrap();
+        sys::cuCtxDestroy_v2(other);
+    }
+}

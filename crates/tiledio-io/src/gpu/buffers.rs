@@ -17,6 +17,9 @@ use cudarc::driver::{result, sys};
 pub struct DeviceBuffer {
     ptr: sys::CUdeviceptr,
     len: usize,
+    /// Whether this buffer allocated the memory (and frees it on drop); `false` for a view of
+    /// memory someone else owns ([`DeviceBuffer::from_raw_parts`]).
+    owned: bool,
 }
 
 // SAFETY: the buffer owns its device allocation; access goes through &/&mut.
@@ -38,11 +41,15 @@ impl DeviceBuffer {
     pub fn new(len: usize) -> Result<DeviceBuffer> {
         let g = gpu()?;
         if len == 0 {
-            return Ok(DeviceBuffer { ptr: 0, len });
+            return Ok(DeviceBuffer {
+                ptr: 0,
+                len,
+                owned: true,
+            });
         }
         // SAFETY: plain allocation with the context current.
         match unsafe { result::malloc_sync(len) } {
-            Ok(ptr) => Ok(DeviceBuffer { ptr, len }),
+            Ok(ptr) => Ok(DeviceBuffer { ptr, len, owned: true }),
             Err(e) if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
                 let (free, total) = g.memory_info().unwrap_or((0, g.total_memory()));
                 Err(IoError::OutOfDeviceMemory {
@@ -53,6 +60,34 @@ impl DeviceBuffer {
             }
             Err(e) => Err(cuda_err("cuMemAlloc", e)),
         }
+    }
+
+    /// A view of `len` bytes of device memory that someone else allocated (CuPy, PyTorch, JAX,
+    /// another CUDA library), so reads can fill it in place: the view never frees it. Every
+    /// call that takes a [`DeviceBuffer`] takes the view (as cudarc's `upgrade_device_ptr`).
+    ///
+    /// ```no_run
+    /// use tiledio_io::gpu::DeviceBuffer;
+    /// let owner = DeviceBuffer::new(1024)?; // stands for memory a framework allocated
+    /// // SAFETY: `owner` outlives the view and nothing else uses those bytes meanwhile.
+    /// let mut view = unsafe { DeviceBuffer::from_raw_parts(owner.device_ptr(), owner.len()) };
+    /// view.copy_from_host(&[7u8; 1024])?;
+    /// drop(view); // frees nothing
+    /// assert_eq!(owner.to_host_vec()?[0], 7);
+    /// # Ok::<(), tiledio_io::IoError>(())
+    /// ```
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` must be device memory of the context tiledio uses (the primary context of
+    /// its GPU, which CuPy and PyTorch share), valid and not otherwise accessed while the view
+    /// is used, and all work queued on it by its owner finished (or ordered before ours).
+    pub unsafe fn from_raw_parts(ptr: u64, len: usize) -> DeviceBuffer {
+        DeviceBuffer { ptr, len, owned: false }
+    }
+
+    /// Whether this buffer owns its memory (`false` for [`DeviceBuffer::from_raw_parts`]).
+    pub fn is_owned(&self) -> bool {
+        self.owned
     }
 
     /// Allocates `len` bytes set to zero.
@@ -194,7 +229,7 @@ impl DeviceBuffer {
 
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
-        if self.ptr != 0 && gpu().is_ok() {
+        if self.owned && self.ptr != 0 && gpu().is_ok() {
             // SAFETY: allocated by cuMemAlloc in new(), freed once. Pending async work on it was
             // synchronised by the call that queued it.
             let _ = unsafe { result::free_sync(self.ptr) };

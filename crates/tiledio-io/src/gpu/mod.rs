@@ -135,15 +135,16 @@ pub(crate) fn cuda_err(op: &'static str, e: result::DriverError) -> IoError {
 
 impl Gpu {
     /// Makes this GPU's context current on the calling thread (cheap; done by every call here).
+    /// The current context is checked each time, not remembered per thread: in a process where
+    /// PyTorch or CuPy switch contexts, tiledio still runs in its own.
     ///
     /// # Errors
     /// [`IoError::Cuda`] if the driver refuses.
     pub fn bind(&self) -> Result<()> {
-        thread_local!(static BOUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-        if !BOUND.get() {
+        let current = result::ctx::get_current().map_err(|e| cuda_err("cuCtxGetCurrent", e))?;
+        if current != Some(self.ctx) {
             // SAFETY: ctx is the retained primary context, valid for the process.
             unsafe { result::ctx::set_current(self.ctx) }.map_err(|e| cuda_err("cuCtxSetCurrent", e))?;
-            BOUND.set(true);
         }
         Ok(())
     }
