@@ -263,6 +263,16 @@ impl StagingSet {
         StagingSet::new(slot_len, slots)
     }
 
+    /// Returns the set to the pool without waiting for its queued copies: `caller` waits for
+    /// them instead (stream order, no host wait). Each slot's event still guards its reuse.
+    pub(crate) fn give_back_ordered(self, caller: &Stream) -> Result<()> {
+        let done = Event::new()?;
+        done.record(&self.stream)?;
+        caller.wait(&done)?;
+        STAGING.lock().unwrap_or_else(|p| p.into_inner()).push(self);
+        Ok(())
+    }
+
     /// Waits for the set's queued copies and returns it to the pool.
     pub(crate) fn give_back(mut self) -> Result<()> {
         let r = self.stream.synchronize();
@@ -309,7 +319,7 @@ pub fn prewarm(settings: &crate::Settings) -> Result<()> {
 /// `src` must stay valid and unchanged until the copy completes; the device range must be valid.
 pub(crate) unsafe fn htod_async(dst: u64, src: *const u8, len: usize, stream: &Stream) -> Result<()> {
     // SAFETY: per the function's contract.
-    unsafe { cudarc::driver::sys::cuMemcpyHtoDAsync_v2(dst, src as *const std::ffi::c_void, len, stream.0) }
+    unsafe { cudarc::driver::sys::cuMemcpyHtoDAsync_v2(dst, src as *const std::ffi::c_void, len, stream.handle) }
         .result()
         .map_err(|e| cuda_err("cuMemcpyHtoDAsync", e))
 }
@@ -320,7 +330,7 @@ pub(crate) unsafe fn htod_async(dst: u64, src: *const u8, len: usize, stream: &S
 /// `dst` must stay valid until the copy completes; the device range must be valid.
 pub(crate) unsafe fn dtoh_async(dst: *mut u8, src: u64, len: usize, stream: &Stream) -> Result<()> {
     // SAFETY: per the function's contract.
-    unsafe { cudarc::driver::sys::cuMemcpyDtoHAsync_v2(dst as *mut std::ffi::c_void, src, len, stream.0) }
+    unsafe { cudarc::driver::sys::cuMemcpyDtoHAsync_v2(dst as *mut std::ffi::c_void, src, len, stream.handle) }
         .result()
         .map_err(|e| cuda_err("cuMemcpyDtoHAsync", e))
 }

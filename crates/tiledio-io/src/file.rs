@@ -232,7 +232,47 @@ impl FileHandle {
     /// [`IoError::OverlappingDestinations`], [`IoError::ShortRead`] if the file shrank,
     /// [`IoError::Read`], and for GPU targets [`IoError::Cuda`] / [`IoError::CuFile`].
     pub fn read_ranges<'a>(&self, ranges: &[ReadRange], dst: impl Into<Target<'a>>) -> Result<ReadStats> {
-        let mut dst = dst.into();
+        self.read_ranges_ordered(ranges, dst.into(), None)
+    }
+
+    /// [`FileHandle::read_ranges`] into GPU memory in the order of `stream` (KvikIO's
+    /// `read_async`): the bytes are written after the work queued on `stream` before this call,
+    /// and work queued on `stream` after it sees them. The call returns once every read is
+    /// issued: the file is read on the host (the I/O threads), the copies into `dst` may still
+    /// be in flight, and nothing waits for the device as a whole. Synchronise `stream` (or
+    /// queue the consumer on it) before using the bytes on the host. Freeing `dst` waits for
+    /// the copies, as `cuMemFree` does.
+    ///
+    /// With the cuFile backend (synchronous per call) the stream is first waited for on the
+    /// host; with the mmap backend the call waits for its copies (the mapping may go with the
+    /// handle).
+    ///
+    /// ```no_run
+    /// use tiledio_io::{FileHandle, ReadRange, gpu::{DeviceBuffer, Stream}};
+    /// let fh = FileHandle::open("slide.tif")?;
+    /// let (s, mut d) = (Stream::new()?, DeviceBuffer::new(4096)?);
+    /// fh.read_ranges_async(&[ReadRange { file_offset: 0, len: 4096, dst_offset: 0 }], &mut d, &s)?;
+    /// s.synchronize()?;
+    /// # Ok::<(), tiledio_io::IoError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`FileHandle::read_ranges`]; an error of a copy in flight surfaces on `stream`.
+    pub fn read_ranges_async(
+        &self,
+        ranges: &[ReadRange],
+        dst: &mut DeviceBuffer,
+        stream: &crate::gpu::Stream,
+    ) -> Result<ReadStats> {
+        self.read_ranges_ordered(ranges, Target::Device(dst), Some(stream))
+    }
+
+    fn read_ranges_ordered(
+        &self,
+        ranges: &[ReadRange],
+        mut dst: Target<'_>,
+        order: Option<&crate::gpu::Stream>,
+    ) -> Result<ReadStats> {
         let items: Vec<Item> = ranges
             .iter()
             .map(|r| Item {
@@ -263,6 +303,7 @@ impl FileHandle {
             self.settings.coalesce_gap,
             &mut dst,
             &self.settings,
+            order,
             || {
                 let (io, report) = self.device_io()?;
                 Ok((io, report.backend))
@@ -296,6 +337,7 @@ fn run_read<'f>(
     gap: u64,
     dst: &mut Target<'_>,
     settings: &Settings,
+    order: Option<&crate::gpu::Stream>,
     device: impl FnOnce() -> Result<(&'f DeviceIo, Backend)>,
 ) -> Result<ReadStats> {
     plan::check_buffer(items, dst.len())?;
@@ -315,7 +357,7 @@ fn run_read<'f>(
         }
         Target::Device(d) => {
             let (io, backend) = device()?;
-            read_device(files, &pieces, d, io, settings)?;
+            read_device(files, &pieces, d, io, settings, order)?;
             backend
         }
     };
@@ -350,19 +392,45 @@ fn read_device(
     d: &mut DeviceBuffer,
     io: &DeviceIo,
     s: &Settings,
+    order: Option<&crate::gpu::Stream>,
 ) -> Result<()> {
     let base = d.device_ptr();
+    // stream order: the workers' copies start after the caller's earlier work, and the
+    // caller's later work waits for the copies; no host wait
+    let start = match order {
+        Some(caller) if !matches!(io, DeviceIo::CuFile(_)) => {
+            let e = crate::gpu::Event::new()?;
+            e.record(caller)?;
+            Some(e)
+        }
+        Some(caller) => {
+            caller.synchronize()?;
+            None
+        }
+        None => None,
+    };
+    let take = |slots: usize| -> Result<StagingSet> {
+        let set = StagingSet::take(s.task_size, slots)?;
+        if let Some(e) = &start {
+            set.stream.wait(e)?;
+        }
+        Ok(set)
+    };
+    let give_back = |set: StagingSet| match order {
+        Some(caller) => set.give_back_ordered(caller),
+        None => set.give_back(),
+    };
     match io {
         DeviceIo::Staged => engine::run(
             pieces.len(),
             s.threads,
-            || StagingSet::take(s.task_size, s.staging_slots),
+            || take(s.staging_slots),
             |set, i| {
                 let p = &pieces[i];
                 let f = files[p.file].open(s.direct_io)?;
                 engine::staged_read_piece(&f, files[p.file].path, p, base, set)
             },
-            StagingSet::give_back,
+            give_back,
         ),
         DeviceIo::CuFile(h) => engine::run(
             pieces.len(),
@@ -408,13 +476,15 @@ fn read_device(
         DeviceIo::Mmap(m) => engine::run(
             pieces.len(),
             s.threads,
-            || StagingSet::take(s.task_size, 1),
+            || take(1),
             |set, i| {
                 let p = &pieces[i];
                 for sg in &p.segs {
                     // SAFETY: the mapping covers the file; the range was checked against its length.
                     let src = unsafe { m.ptr.add(p.file_offset as usize + sg.piece_offset) };
-                    // SAFETY: the mapping outlives the call, which waits for the stream in give_back.
+                    // SAFETY: the mapping outlives the call, which waits for the stream in give_back
+                    // (also for ordered reads: the file handle, and so the mapping, may be dropped
+                    // right after the call).
                     unsafe { engine::htod_async(base + sg.buf_offset as u64, src, sg.len, &set.stream)? };
                 }
                 Ok(())
@@ -478,7 +548,7 @@ pub fn read_files<'a>(reads: &[FileRead], dst: impl Into<Target<'a>>, settings: 
         })
         .collect();
     // Each range is its own file, so there is nothing to coalesce.
-    run_read(&files, &items, 0, &mut dst, settings, || {
+    run_read(&files, &items, 0, &mut dst, settings, None, || {
         Ok((&DeviceIo::Staged, Backend::Staged))
     })
 }

@@ -184,57 +184,163 @@ impl Gpu {
     }
 }
 
-/// A CUDA stream owned by this crate's engines.
-pub(crate) struct Stream(pub(crate) sys::CUstream);
+/// A CUDA stream: work queued on it runs in order, and runs concurrently with other streams'
+/// work. Reads ([`crate::FileHandle::read_ranges_async`]) and copies take a caller's stream so
+/// they order with the caller's kernels without waiting on the host; a stream of another
+/// library (CuPy, PyTorch) is taken through [`Stream::from_raw`].
+///
+/// ```no_run
+/// use tiledio_io::gpu::{DeviceBuffer, Stream};
+/// let s = Stream::new()?;
+/// let mut d = DeviceBuffer::new(1 << 20)?;
+/// # let path = "f.bin";
+/// let fh = tiledio_io::FileHandle::open(path)?;
+/// fh.read_ranges_async(&[tiledio_io::ReadRange { file_offset: 0, len: 1 << 20, dst_offset: 0 }], &mut d, &s)?;
+/// // ... queue kernels that use `d` on `s` ...
+/// s.synchronize()?;
+/// # Ok::<(), tiledio_io::IoError>(())
+/// ```
+pub struct Stream {
+    pub(crate) handle: sys::CUstream,
+    owned: bool,
+}
 
 // SAFETY: stream handles are usable from any thread with the context current.
 unsafe impl Send for Stream {}
+// SAFETY: as above; queueing work on a stream from several threads is allowed by the driver.
+unsafe impl Sync for Stream {}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Stream({:p})", self.handle)
+    }
+}
 
 impl Stream {
-    pub(crate) fn new() -> Result<Stream> {
+    /// A new non-blocking stream (it does not synchronise with the legacy default stream).
+    ///
+    /// # Errors
+    /// [`IoError::NoGpu`] without a GPU; [`IoError::Cuda`].
+    pub fn new() -> Result<Stream> {
         gpu()?;
         result::stream::create(result::stream::StreamKind::NonBlocking)
-            .map(Stream)
+            .map(|handle| Stream { handle, owned: true })
             .map_err(|e| cuda_err("cuStreamCreate", e))
     }
 
-    pub(crate) fn synchronize(&self) -> Result<()> {
+    /// A stream someone else created (e.g. `cupy.cuda.Stream().ptr`, `torch.cuda.Stream().cuda_stream`;
+    /// 0 is the legacy default stream). Not destroyed on drop.
+    ///
+    /// # Safety
+    /// `handle` must be a valid stream of tiledio's context (the device's primary context) for
+    /// as long as this value is used.
+    pub unsafe fn from_raw(handle: u64) -> Stream {
+        Stream {
+            handle: handle as sys::CUstream,
+            owned: false,
+        }
+    }
+
+    /// The raw `CUstream` handle, for other CUDA libraries.
+    pub fn as_raw(&self) -> u64 {
+        self.handle as u64
+    }
+
+    /// Waits on the host until all work queued on the stream has finished.
+    ///
+    /// # Errors
+    /// [`IoError::Cuda`] with the error of any failed work on the stream.
+    pub fn synchronize(&self) -> Result<()> {
+        gpu()?;
         // SAFETY: valid stream.
-        unsafe { result::stream::synchronize(self.0) }.map_err(|e| cuda_err("cuStreamSynchronize", e))
+        unsafe { result::stream::synchronize(self.handle) }.map_err(|e| cuda_err("cuStreamSynchronize", e))
+    }
+
+    /// Makes work queued on this stream from now on wait until `event` has happened (no host
+    /// wait).
+    ///
+    /// # Errors
+    /// [`IoError::Cuda`].
+    pub fn wait(&self, event: &Event) -> Result<()> {
+        // SAFETY: valid stream and event.
+        unsafe { result::stream::wait_event(self.handle, event.0, sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT) }
+            .map_err(|e| cuda_err("cuStreamWaitEvent", e))
     }
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        if gpu().is_ok() {
-            // SAFETY: valid stream, destroyed once.
-            let _ = unsafe { result::stream::destroy(self.0) };
+        if self.owned && gpu().is_ok() {
+            // SAFETY: a stream we created, destroyed once.
+            let _ = unsafe { result::stream::destroy(self.handle) };
         }
     }
 }
 
-/// A CUDA event (no timing) marking when queued work on a stream is done.
-pub(crate) struct Event(sys::CUevent);
+/// A CUDA event (no timing) marking when the work queued on a stream before it is done.
+///
+/// ```no_run
+/// use tiledio_io::gpu::{Event, Stream};
+/// let (a, b) = (Stream::new()?, Stream::new()?);
+/// let e = Event::new()?;
+/// e.record(&a)?;   // after a's work so far ...
+/// b.wait(&e)?;     // ... b's next work runs
+/// # Ok::<(), tiledio_io::IoError>(())
+/// ```
+pub struct Event(sys::CUevent);
 
 // SAFETY: event handles are usable from any thread with the context current.
 unsafe impl Send for Event {}
+// SAFETY: as above.
+unsafe impl Sync for Event {}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Event({:p})", self.0)
+    }
+}
 
 impl Event {
-    pub(crate) fn new() -> Result<Event> {
+    /// A new event (timing disabled: cheaper to record and wait on).
+    ///
+    /// # Errors
+    /// [`IoError::NoGpu`] without a GPU; [`IoError::Cuda`].
+    pub fn new() -> Result<Event> {
         gpu()?;
         result::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)
             .map(Event)
             .map_err(|e| cuda_err("cuEventCreate", e))
     }
 
-    pub(crate) fn record(&self, s: &Stream) -> Result<()> {
+    /// Marks the point after the work queued on `s` so far.
+    ///
+    /// # Errors
+    /// [`IoError::Cuda`].
+    pub fn record(&self, s: &Stream) -> Result<()> {
         // SAFETY: valid event and stream.
-        unsafe { result::event::record(self.0, s.0) }.map_err(|e| cuda_err("cuEventRecord", e))
+        unsafe { result::event::record(self.0, s.handle) }.map_err(|e| cuda_err("cuEventRecord", e))
     }
 
-    pub(crate) fn synchronize(&self) -> Result<()> {
+    /// Waits on the host until the event has happened.
+    ///
+    /// # Errors
+    /// [`IoError::Cuda`] with the error of any failed work before it.
+    pub fn synchronize(&self) -> Result<()> {
         // SAFETY: valid event.
         unsafe { result::event::synchronize(self.0) }.map_err(|e| cuda_err("cuEventSynchronize", e))
+    }
+
+    /// Whether the event has happened (never waits).
+    ///
+    /// # Errors
+    /// [`IoError::Cuda`] with the error of any failed work before it.
+    pub fn is_done(&self) -> Result<bool> {
+        // SAFETY: valid event.
+        match unsafe { sys::cuEventQuery(self.0) } {
+            sys::CUresult::CUDA_SUCCESS => Ok(true),
+            sys::CUresult::CUDA_ERROR_NOT_READY => Ok(false),
+            e => Err(cuda_err("cuEventQuery", result::DriverError(e))),
+        }
     }
 }
 
