@@ -28,8 +28,9 @@ unsafe impl Send for Kernel {}
 unsafe impl Sync for Kernel {}
 
 impl Gpu {
-    /// Compiles CUDA C source with NVRTC for this GPU and loads it; cached by `name`, so the
-    /// second call with the same name costs nothing.
+    /// Compiles CUDA C source with NVRTC for this GPU and loads it; cached by `name`, the
+    /// source and the compiler options, so a second call with the same source costs nothing
+    /// and a changed source under the same name is compiled anew.
     ///
     /// ```no_run
     /// let g = tiledio_io::gpu::gpu()?;
@@ -44,8 +45,14 @@ impl Gpu {
     /// [`IoError::NoGpu`] if libnvrtc is missing; [`IoError::Compile`] with the compiler log.
     pub fn compile(&self, name: &str, cuda_src: &str) -> Result<Arc<Module>> {
         self.bind()?;
+        let (major, minor) = self.compute_capability;
+        let options = vec![
+            format!("--gpu-architecture=compute_{major}{minor}"),
+            "-default-device".to_string(),
+        ];
+        let key = cache_key(name, cuda_src, &options);
         let mut cache = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = cache.get(name) {
+        if let Some(m) = cache.get(&key) {
             return Ok(m.clone());
         }
         // SAFETY: only tries to dlopen candidate names.
@@ -54,12 +61,8 @@ impl Gpu {
                 reason: "libnvrtc not found: kernels cannot be compiled".into(),
             });
         }
-        let (major, minor) = self.compute_capability;
         let opts = cudarc::nvrtc::CompileOptions {
-            options: vec![
-                format!("--gpu-architecture=compute_{major}{minor}"),
-                "-default-device".into(),
-            ],
+            options,
             name: Some(format!("{name}.cu")),
             ..Default::default()
         };
@@ -79,9 +82,19 @@ impl Gpu {
         let module = unsafe { result::module::load_data(src.as_ptr() as *const c_void) }
             .map_err(|e| cuda_err("cuModuleLoadData", e))?;
         let m = Arc::new(Module { module });
-        cache.insert(name.into(), m.clone());
+        cache.insert(key, m.clone());
         Ok(m)
     }
+}
+
+/// The module cache's key: the name, then a hash of the source and the NVRTC options.
+fn cache_key(name: &str, src: &str, options: &[String]) -> String {
+    use std::hash::{Hash, Hasher};
+    // a fixed-key hasher: the same inputs give the same key for the life of the process
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    src.hash(&mut h);
+    options.hash(&mut h);
+    format!("{name}\0{:016x}", h.finish())
 }
 
 impl Module {
@@ -125,5 +138,20 @@ impl Kernel {
         // SAFETY: the caller guarantees the arguments match the kernel.
         unsafe { result::launch_kernel(self.func, grid, block, shared_bytes, std::ptr::null_mut(), args) }
             .map_err(|e| cuda_err("cuLaunchKernel", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_key;
+
+    #[test]
+    fn cache_key_covers_name_source_and_options() {
+        let o = vec!["-a".to_string()];
+        let k = cache_key("m", "src", &o);
+        assert_eq!(k, cache_key("m", "src", &o));
+        assert_ne!(k, cache_key("n", "src", &o));
+        assert_ne!(k, cache_key("m", "src2", &o));
+        assert_ne!(k, cache_key("m", "src", &["-b".to_string()]));
     }
 }

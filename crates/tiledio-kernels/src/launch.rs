@@ -1,0 +1,132 @@
+//! Typed kernel arguments: device buffers borrowed for reading or writing, and scalars with
+//! their types, in the order of the kernel's parameters.
+
+use crate::Result;
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use tiledio_io::gpu::{DeviceBuffer, Kernel};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A scalar kernel parameter type: `u8`–`u64`, `i8`–`i64`, `f32`, `f64` (passed by value, as
+/// the CUDA C parameter of the same width and kind).
+pub trait Scalar: Copy + sealed::Sealed {
+    /// The value's bytes in native order, at the start of an 8-byte slot.
+    fn slot(self) -> u64;
+}
+
+macro_rules! scalar {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Scalar for $t {
+            fn slot(self) -> u64 {
+                let mut b = [0u8; 8];
+                let v = self.to_ne_bytes();
+                b[..v.len()].copy_from_slice(&v);
+                u64::from_ne_bytes(b)
+            }
+        }
+    )*};
+}
+scalar!(u8, u16, u32, u64, i8, i16, i32, i64, f32, f64);
+
+/// The arguments of one kernel launch. Buffers are borrowed for as long as the arguments live,
+/// and [`LaunchArgs::launch`] waits for the kernel, so no buffer can be freed or changed by the
+/// host while the kernel uses it; a buffer passed with [`LaunchArgs::write`] is borrowed
+/// mutably, so it cannot also be passed for reading.
+///
+/// ```no_run
+/// use tiledio_io::gpu::{self, DeviceBuffer};
+/// use tiledio_kernels::LaunchArgs;
+/// let g = gpu::gpu()?;
+/// let k = g.compile("add_one", r#"extern "C" __global__ void add_one(const unsigned char* s,
+///     unsigned char* d, unsigned long long n) {
+///     unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+///     if (i < n) d[i] = s[i] + 1; }"#)?.function("add_one")?;
+/// let src = DeviceBuffer::from_host(&[1, 2, 3])?;
+/// let mut dst = DeviceBuffer::new(3)?;
+/// // SAFETY: the kernel takes (const u8*, u8*, u64) and touches 3 bytes of each buffer.
+/// unsafe { LaunchArgs::new().read(&src).write(&mut dst).scalar(3u64).launch(&k, 1, 32)? };
+/// assert_eq!(dst.to_host_vec()?, vec![2, 3, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Default)]
+pub struct LaunchArgs<'a> {
+    slots: Vec<u64>,
+    _borrows: PhantomData<&'a mut DeviceBuffer>,
+}
+
+impl std::fmt::Debug for LaunchArgs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchArgs").field("count", &self.slots.len()).finish()
+    }
+}
+
+impl<'a> LaunchArgs<'a> {
+    /// No arguments yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A buffer the kernel reads (a `const T*` parameter).
+    pub fn read(mut self, b: &'a DeviceBuffer) -> Self {
+        self.slots.push(b.device_ptr());
+        self
+    }
+
+    /// A buffer the kernel writes (a `T*` parameter).
+    pub fn write(mut self, b: &'a mut DeviceBuffer) -> Self {
+        self.slots.push(b.device_ptr());
+        self
+    }
+
+    /// A scalar parameter of type `T` (`unsigned long long` for `u64`, `int` for `i32`, ...).
+    pub fn scalar<T: Scalar>(mut self, v: T) -> Self {
+        self.slots.push(v.slot());
+        self
+    }
+
+    /// How many arguments there are.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Launches `kernel` on a 1-D grid of `grid` blocks of `block` threads (default stream)
+    /// and waits for it to finish.
+    ///
+    /// # Safety
+    /// The kernel's parameters must be, in order, of the types pushed here (a pointer for each
+    /// buffer), and the kernel must touch only bytes inside each buffer's length (reading those
+    /// given with [`LaunchArgs::read`], writing those given with [`LaunchArgs::write`]).
+    ///
+    /// # Errors
+    /// [`crate::KernelError::Io`] if the launch is refused or the kernel fails.
+    pub unsafe fn launch(mut self, kernel: &Kernel, grid: u32, block: u32) -> Result<()> {
+        let mut ptrs: Vec<*mut c_void> = self.slots.iter_mut().map(|s| (s as *mut u64).cast()).collect();
+        // SAFETY: each pointer points at an 8-byte slot holding the parameter's bytes at its
+        // start, alive until after the synchronize below; the caller guarantees the rest.
+        unsafe { kernel.launch((grid.max(1), 1, 1), (block, 1, 1), 0, &mut ptrs)? };
+        tiledio_io::gpu::gpu()?.synchronize()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalar_slots_hold_the_value_bytes_first() {
+        assert_eq!(7u8.slot().to_ne_bytes()[0], 7);
+        assert_eq!((-2i32).slot().to_ne_bytes()[..4], (-2i32).to_ne_bytes());
+        assert_eq!(1.5f64.slot(), 1.5f64.to_bits());
+        assert_eq!(LaunchArgs::new().scalar(1u64).scalar(2i32).len(), 2);
+    }
+}
