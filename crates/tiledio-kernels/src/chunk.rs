@@ -114,7 +114,9 @@ impl ChunkLayout {
                     unit[d], inner[d]
                 )));
             }
-            let end = i64::try_from(win_shape[d]).ok().and_then(|s| win_origin[d].checked_add(s));
+            let end = i64::try_from(win_shape[d])
+                .ok()
+                .and_then(|s| win_origin[d].checked_add(s));
             if shape[d] > limit || end.is_none() {
                 return Err(invalid(format!(
                     "dimension {d}: array extent {} or window {}+{} too large",
@@ -583,7 +585,12 @@ unsafe fn copy_bytes(dst: *mut u8, src: *const u8, n: usize, sw: usize) {
     }
     if sw > 1 {
         // SAFETY: the caller guarantees the ranges.
-        let (d, s) = unsafe { (std::slice::from_raw_parts_mut(dst, n), std::slice::from_raw_parts(src, n)) };
+        let (d, s) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(dst, n),
+                std::slice::from_raw_parts(src, n),
+            )
+        };
         for (dc, sc) in d.chunks_exact_mut(sw).zip(s.chunks_exact(sw)) {
             for (i, b) in dc.iter_mut().enumerate() {
                 *b = sc[sw - 1 - i];
@@ -738,14 +745,7 @@ mod tests {
     }
 
     /// A straightforward cell-by-cell model of gather and scatter.
-    fn model(
-        l: &ChunkLayout,
-        dir: Direction,
-        window: &mut [u8],
-        staging: &mut [u8],
-        units: &[u64],
-        fill: &[u8],
-    ) {
+    fn model(l: &ChunkLayout, dir: Direction, window: &mut [u8], staging: &mut [u8], units: &[u64], fill: &[u8]) {
         let r = l.rank();
         let (es, sw) = (l.esize, l.swap.max(1));
         let grid = l.unit_grid();
@@ -760,14 +760,20 @@ mod tests {
                 let (mut icv, mut ccv) = (vec![0; r], vec![0; r]);
                 unravel(ii, &ig, &mut icv);
                 unravel(ci, &l.inner, &mut ccv);
-                let g: Vec<u64> = (0..r).map(|d| uc[d] * l.unit[d] + icv[d] * l.inner[d] + ccv[d]).collect();
+                let g: Vec<u64> = (0..r)
+                    .map(|d| uc[d] * l.unit[d] + icv[d] * l.inner[d] + ccv[d])
+                    .collect();
                 let s = i * l.slot_bytes + k as usize * es;
                 let inside = (0..r).all(|d| {
                     let gd = g[d] as i64;
                     g[d] < l.shape[d] && gd >= l.win_origin[d] && gd < l.win_origin[d] + l.win_shape[d] as i64
                 });
                 let wc: Vec<u64> = (0..r).map(|d| (g[d] as i64 - l.win_origin[d]).max(0) as u64).collect();
-                let w = if inside { ravel(&wc, &l.win_shape) as usize * es } else { 0 };
+                let w = if inside {
+                    ravel(&wc, &l.win_shape) as usize * es
+                } else {
+                    0
+                };
                 for b in 0..es {
                     let sb = b - b % sw + (sw - 1 - b % sw);
                     match (dir, inside) {

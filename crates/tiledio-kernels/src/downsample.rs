@@ -66,7 +66,11 @@ pub fn half_row(r0: &[u8], r1: &[u8], w: usize, c: usize, t: ElementType, out: &
 /// The output shape `(ceil(h / 2), ceil(w / 2))` and checks of a 2× downsample.
 fn check(src: usize, dst: usize, h: usize, w: usize, c: usize, t: ElementType) -> Result<(usize, usize)> {
     let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
-    let need = |a: usize, b: usize| a.checked_mul(b).and_then(|v| v.checked_mul(c)).and_then(|v| v.checked_mul(t.size()));
+    let need = |a: usize, b: usize| {
+        a.checked_mul(b)
+            .and_then(|v| v.checked_mul(c))
+            .and_then(|v| v.checked_mul(t.size()))
+    };
     match (need(h, w), need(oh, ow)) {
         (Some(n), Some(m)) if src >= n && dst >= m => Ok((oh, ow)),
         _ => Err(invalid(format!(
@@ -167,15 +171,36 @@ mod tests {
     #[test]
     fn integers_round_half_up_with_floor_for_negatives() {
         let mut o = [0u8; 1];
-        half_row(&bytes(&[-1i8, -2], i8::to_ne_bytes), &bytes(&[-1i8, -1], i8::to_ne_bytes), 2, 1, ElementType::I8, &mut o);
+        half_row(
+            &bytes(&[-1i8, -2], i8::to_ne_bytes),
+            &bytes(&[-1i8, -1], i8::to_ne_bytes),
+            2,
+            1,
+            ElementType::I8,
+            &mut o,
+        );
         assert_eq!(o[0] as i8, -1); // (-5 + 2) / 4 = -0.75 -> floor -1
         let mut o = [0u8; 8];
         let m = u64::MAX;
-        half_row(&bytes(&[m, m], u64::to_ne_bytes), &bytes(&[m, m - 1], u64::to_ne_bytes), 2, 1, ElementType::U64, &mut o);
+        half_row(
+            &bytes(&[m, m], u64::to_ne_bytes),
+            &bytes(&[m, m - 1], u64::to_ne_bytes),
+            2,
+            1,
+            ElementType::U64,
+            &mut o,
+        );
         assert_eq!(u64::from_ne_bytes(o), m); // 4m - 1 + 2 = 4m + 1 -> m
         let mut o = [0u8; 8];
         let v = [i64::MIN, i64::MIN + 1];
-        half_row(&bytes(&v, i64::to_ne_bytes), &bytes(&v, i64::to_ne_bytes), 2, 1, ElementType::I64, &mut o);
+        half_row(
+            &bytes(&v, i64::to_ne_bytes),
+            &bytes(&v, i64::to_ne_bytes),
+            2,
+            1,
+            ElementType::I64,
+            &mut o,
+        );
         assert_eq!(i64::from_ne_bytes(o), i64::MIN + 1); // (4 MIN + 2 + 2) / 4
     }
 
@@ -186,7 +211,15 @@ mod tests {
         let mut dst = vec![0u8; 8];
         downsample2x(&src, &mut dst, 3, 3, 1, ElementType::U16).unwrap();
         let got: Vec<u16> = dst.chunks(2).map(|c| u16::from_ne_bytes([c[0], c[1]])).collect();
-        assert_eq!(got, [(1 + 2 + 4 + 5 + 2) / 4, (3 + 3 + 6 + 6 + 2) / 4, (7 + 8 + 7 + 8 + 2) / 4, 9]);
+        assert_eq!(
+            got,
+            [
+                (1 + 2 + 4 + 5 + 2) / 4,
+                (3 + 3 + 6 + 6 + 2) / 4,
+                (7 + 8 + 7 + 8 + 2) / 4,
+                9
+            ]
+        );
         assert!(downsample2x(&src, &mut dst[..7], 3, 3, 1, ElementType::U16).is_err());
     }
 

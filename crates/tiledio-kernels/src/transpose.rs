@@ -61,15 +61,18 @@ pub fn chw_to_hwc(chw: &[u8], hwc: &mut [u8], n: usize, c: usize, es: usize) -> 
     if len == 0 {
         return Ok(());
     }
-    hwc[..len].par_chunks_mut(c * es * 4096).enumerate().for_each(|(blk, o)| {
-        for (j, px) in o.chunks_exact_mut(c * es).enumerate() {
-            let i = blk * 4096 + j;
-            for ch in 0..c {
-                let s = (ch * n + i) * es;
-                px[ch * es..(ch + 1) * es].copy_from_slice(&chw[s..s + es]);
+    hwc[..len]
+        .par_chunks_mut(c * es * 4096)
+        .enumerate()
+        .for_each(|(blk, o)| {
+            for (j, px) in o.chunks_exact_mut(c * es).enumerate() {
+                let i = blk * 4096 + j;
+                for ch in 0..c {
+                    let s = (ch * n + i) * es;
+                    px[ch * es..(ch + 1) * es].copy_from_slice(&chw[s..s + es]);
+                }
             }
-        }
-    });
+        });
     Ok(())
 }
 
@@ -141,7 +144,13 @@ mod tests {
 
     #[test]
     fn transposes_invert_each_other() {
-        for (n, c, es) in [(5000usize, 3usize, 1usize), (7, 4, 2), (9000, 2, 8), (3, 5, 3), (1, 1, 16)] {
+        for (n, c, es) in [
+            (5000usize, 3usize, 1usize),
+            (7, 4, 2),
+            (9000, 2, 8),
+            (3, 5, 3),
+            (1, 1, 16),
+        ] {
             let hwc: Vec<u8> = (0..n * c * es).map(|i| (i * 31 % 251) as u8).collect();
             let mut chw = vec![0u8; hwc.len()];
             hwc_to_chw(&hwc, &mut chw, n, c, es).unwrap();

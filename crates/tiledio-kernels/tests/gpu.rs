@@ -23,20 +23,100 @@ type Case = (Vec<u64>, Vec<u64>, Vec<u64>, Vec<i64>, Vec<u64>, usize, usize);
 fn cases() -> Vec<Case> {
     vec![
         // Zarr-like: whole arrays, regions, shards with inner chunks, edge chunks
-        (vec![301, 257, 3], vec![64, 64, 3], vec![64, 64, 3], vec![0, 0, 0], vec![301, 257, 3], 1, 0),
-        (vec![301, 257, 3], vec![128, 128, 3], vec![32, 32, 3], vec![0, 0, 0], vec![301, 257, 3], 2, 0),
-        (vec![301, 257, 3], vec![64, 64, 3], vec![64, 64, 3], vec![17, 5, 0], vec![200, 250, 3], 4, 0),
-        (vec![7, 33, 41], vec![2, 16, 8], vec![1, 8, 4], vec![1, 3, 2], vec![5, 30, 39], 8, 0),
+        (
+            vec![301, 257, 3],
+            vec![64, 64, 3],
+            vec![64, 64, 3],
+            vec![0, 0, 0],
+            vec![301, 257, 3],
+            1,
+            0,
+        ),
+        (
+            vec![301, 257, 3],
+            vec![128, 128, 3],
+            vec![32, 32, 3],
+            vec![0, 0, 0],
+            vec![301, 257, 3],
+            2,
+            0,
+        ),
+        (
+            vec![301, 257, 3],
+            vec![64, 64, 3],
+            vec![64, 64, 3],
+            vec![17, 5, 0],
+            vec![200, 250, 3],
+            4,
+            0,
+        ),
+        (
+            vec![7, 33, 41],
+            vec![2, 16, 8],
+            vec![1, 8, 4],
+            vec![1, 3, 2],
+            vec![5, 30, 39],
+            8,
+            0,
+        ),
         (vec![100_003], vec![4096], vec![1024], vec![0], vec![100_003], 1, 0),
         // rows longer than a GPU segment (16 KiB)
-        (vec![9, 70_000], vec![4, 70_000], vec![4, 70_000], vec![0, 0], vec![9, 70_000], 1, 0),
-        (vec![9, 70_000], vec![4, 30_000], vec![4, 30_000], vec![0, 3], vec![9, 69_990], 2, 2),
+        (
+            vec![9, 70_000],
+            vec![4, 70_000],
+            vec![4, 70_000],
+            vec![0, 0],
+            vec![9, 70_000],
+            1,
+            0,
+        ),
+        (
+            vec![9, 70_000],
+            vec![4, 30_000],
+            vec![4, 30_000],
+            vec![0, 3],
+            vec![9, 69_990],
+            2,
+            2,
+        ),
         // TIFF-like: tiles of RGB pixels, windows before and past the image, big-endian u16
-        (vec![1000, 777], vec![256, 256], vec![256, 256], vec![-37, -5], vec![300, 129], 3, 0),
-        (vec![1000, 777], vec![256, 256], vec![256, 256], vec![900, 700], vec![300, 129], 6, 2),
-        (vec![1000, 777], vec![256, 256], vec![256, 256], vec![0, 0], vec![1000, 777], 24, 8),
+        (
+            vec![1000, 777],
+            vec![256, 256],
+            vec![256, 256],
+            vec![-37, -5],
+            vec![300, 129],
+            3,
+            0,
+        ),
+        (
+            vec![1000, 777],
+            vec![256, 256],
+            vec![256, 256],
+            vec![900, 700],
+            vec![300, 129],
+            6,
+            2,
+        ),
+        (
+            vec![1000, 777],
+            vec![256, 256],
+            vec![256, 256],
+            vec![0, 0],
+            vec![1000, 777],
+            24,
+            8,
+        ),
         // strips as wide as the image
-        (vec![1000, 777], vec![300, 777], vec![300, 777], vec![0, 0], vec![1000, 777], 3, 0),
+        (
+            vec![1000, 777],
+            vec![300, 777],
+            vec![300, 777],
+            vec![0, 0],
+            vec![1000, 777],
+            3,
+            0,
+        ),
     ]
 }
 
@@ -118,7 +198,14 @@ fn downsample_equals_the_cpu_for_every_type() {
 #[ignore = "needs a CUDA GPU"]
 fn transposes_equal_the_cpu() {
     assert!(gpu::available(), "no GPU");
-    for (n, c, es) in [(100_003usize, 3usize, 1usize), (4097, 4, 2), (999, 2, 4), (500, 5, 8), (77, 3, 3), (10, 2, 16)] {
+    for (n, c, es) in [
+        (100_003usize, 3usize, 1usize),
+        (4097, 4, 2),
+        (999, 2, 4),
+        (500, 5, 8),
+        (77, 3, 3),
+        (10, 2, 16),
+    ] {
         let src = noise(n * c * es, (n + c + es) as u64);
         let s = DeviceBuffer::from_host(&src).unwrap();
         let mut d = DeviceBuffer::new(src.len()).unwrap();
@@ -138,9 +225,16 @@ fn compile_cache_tells_sources_apart_and_typed_args_launch() {
     let g = gpu::gpu().unwrap();
     let a = r#"extern "C" __global__ void k_a(unsigned char* p) { p[0] = 1; }"#;
     let b = r#"extern "C" __global__ void k_b(unsigned char* p, int v) { p[threadIdx.x] = (unsigned char)v; }"#;
-    g.compile("tiledio_kernels_cache_test", a).unwrap().function("k_a").unwrap();
+    g.compile("tiledio_kernels_cache_test", a)
+        .unwrap()
+        .function("k_a")
+        .unwrap();
     // same name, other source: compiled anew, not the cached module of `a`
-    let k = g.compile("tiledio_kernels_cache_test", b).unwrap().function("k_b").unwrap();
+    let k = g
+        .compile("tiledio_kernels_cache_test", b)
+        .unwrap()
+        .function("k_b")
+        .unwrap();
     let mut d = DeviceBuffer::zeroed(4).unwrap();
     // SAFETY: k_b(u8*, int) writes 4 bytes with 4 threads.
     unsafe { LaunchArgs::new().write(&mut d).scalar(7i32).launch(&k, 1, 4).unwrap() };

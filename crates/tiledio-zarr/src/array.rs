@@ -1,8 +1,7 @@
 //! [`ZarrArray`]: create, open, write and read.
 
 use crate::error::{Result, ZarrError, fs_err, usage};
-use crate::kernels;
-use crate::layout::{self, Direction, Layout, WindowPtr};
+use crate::layout::{self, kernel_err};
 use crate::spec::{ArraySpec, DataType, ZarrVersion};
 use rayon::prelude::*;
 use serde_json::Value;
@@ -944,52 +943,38 @@ impl ZarrArray {
         } else {
             self.unit.clone()
         };
-        let l = Layout::new(&self.shape, &self.unit, &inner, origin, shape, self.esize, extra);
-        let per_batch = (opts.batch_bytes / l.slot_bytes).clamp(1, units.len());
+        let l = layout::plan(&self.shape, &self.unit, &inner, origin, shape, self.esize, extra)?;
+        let per_batch = (opts.batch_bytes / l.slot_bytes()).clamp(1, units.len());
         let batches: Vec<&[u64]> = units.chunks(per_batch).collect();
         match (src, self.raw) {
             (Source::Host(b), true) => {
-                let mut staging = vec![0u8; per_batch * l.slot_bytes];
+                let mut staging = vec![0u8; per_batch * l.slot_bytes()];
                 for batch in batches {
-                    let st = &mut staging[..batch.len() * l.slot_bytes];
-                    l.copy_host(
-                        Direction::Gather,
-                        WindowPtr(b.as_ptr().cast_mut()),
-                        st,
-                        batch,
-                        &self.fill,
-                    );
-                    self.put_index_host(st, l.slot_bytes);
-                    self.write_raw(batch, Source::Host(st), l.slot_bytes, opts)?;
+                    let st = &mut staging[..batch.len() * l.slot_bytes()];
+                    l.gather_host(b, st, batch, &self.fill).map_err(kernel_err)?;
+                    self.put_index_host(st, l.slot_bytes());
+                    self.write_raw(batch, Source::Host(st), l.slot_bytes(), opts)?;
                 }
             }
             (Source::Device(d), true) => {
-                let staging = DeviceBuffer::new(per_batch * l.slot_bytes)?;
-                let mut staging = staging;
+                let mut staging = DeviceBuffer::new(per_batch * l.slot_bytes())?;
                 for batch in batches {
-                    kernels::copy_device(
-                        &l,
-                        Direction::Gather,
-                        d.device_ptr(),
-                        d.len(),
-                        &staging,
-                        batch,
-                        &self.fill,
-                    )?;
+                    l.gather_device(d, &mut staging, batch, &self.fill)
+                        .map_err(kernel_err)?;
                     if extra > 0 {
                         let idx = self.full_shard_index();
                         for i in 0..batch.len() {
-                            staging.copy_from_host_at(i * l.slot_bytes + l.slot_bytes - extra, &idx)?;
+                            staging.copy_from_host_at(i * l.slot_bytes() + l.slot_bytes() - extra, &idx)?;
                         }
                     }
-                    self.write_raw(batch, Source::Device(&staging), l.slot_bytes, opts)?;
+                    self.write_raw(batch, Source::Device(&staging), l.slot_bytes(), opts)?;
                 }
             }
             (src, false) => {
                 // Producer (gather, GPU→host copy) and consumer (encode, write) overlap.
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Vec<u8>)>>(1);
-                let staging_dev = match src {
-                    Source::Device(_) => Some(DeviceBuffer::new(per_batch * l.slot_bytes)?),
+                let mut staging_dev = match src {
+                    Source::Device(_) => Some(DeviceBuffer::new(per_batch * l.slot_bytes())?),
                     Source::Host(_) => None,
                 };
                 std::thread::scope(|s| -> Result<()> {
@@ -997,28 +982,15 @@ impl ZarrArray {
                     let batches = &batches;
                     s.spawn(move || {
                         for (bi, batch) in batches.iter().enumerate() {
-                            let mut host = vec![0u8; batch.len() * l.slot_bytes];
-                            let r = match (src, &staging_dev) {
+                            let mut host = vec![0u8; batch.len() * l.slot_bytes()];
+                            let r = match (src, &mut staging_dev) {
                                 (Source::Host(b), _) => {
-                                    l.copy_host(
-                                        Direction::Gather,
-                                        WindowPtr(b.as_ptr().cast_mut()),
-                                        &mut host,
-                                        batch,
-                                        &self.fill,
-                                    );
-                                    Ok(())
+                                    l.gather_host(b, &mut host, batch, &self.fill).map_err(kernel_err)
                                 }
-                                (Source::Device(d), Some(st)) => kernels::copy_device(
-                                    l,
-                                    Direction::Gather,
-                                    d.device_ptr(),
-                                    d.len(),
-                                    st,
-                                    batch,
-                                    &self.fill,
-                                )
-                                .and_then(|()| st.copy_to_host_at(0, &mut host).map_err(ZarrError::from)),
+                                (Source::Device(d), Some(st)) => l
+                                    .gather_device(d, st, batch, &self.fill)
+                                    .map_err(kernel_err)
+                                    .and_then(|()| st.copy_to_host_at(0, &mut host).map_err(ZarrError::from)),
                                 (Source::Device(_), None) => Err(usage("no staging")),
                             };
                             let failed = r.is_err();
@@ -1029,7 +1001,7 @@ impl ZarrArray {
                     });
                     for msg in rx.iter() {
                         let (bi, host) = msg?;
-                        self.encode_and_write(batches[bi], &host, l.slot_bytes, opts)?;
+                        self.encode_and_write(batches[bi], &host, l.slot_bytes(), opts)?;
                     }
                     Ok(())
                 })?;
@@ -1222,14 +1194,14 @@ impl ZarrArray {
                 Some(_) => self.plan_raw_shards(origin, shape)?,
             };
             let chunk = self.chunk_shape().to_vec();
-            let l = Layout::new(&self.shape, &chunk, &chunk, origin, shape, self.esize, 0);
+            let l = layout::plan(&self.shape, &chunk, &chunk, origin, shape, self.esize, 0)?;
             if missing {
                 self.fill_target(&mut dst, len)?;
             }
             if units.is_empty() {
                 return Ok(());
             }
-            let staging_len = units.len().checked_mul(l.slot_bytes).ok_or_else(|| {
+            let staging_len = units.len().checked_mul(l.slot_bytes()).ok_or_else(|| {
                 usage(format!(
                     "{}: staging for {} chunks overflows",
                     self.path.display(),
@@ -1243,29 +1215,23 @@ impl ZarrArray {
                         &format!("{}: staging for {} chunks", self.path.display(), units.len()),
                     )?;
                     tiledio_io::read_files(&reads, &mut st, &settings)?;
-                    l.copy_host(
-                        Direction::Scatter,
-                        WindowPtr(b.as_mut_ptr()),
-                        &mut st,
-                        &units,
-                        &self.fill,
-                    );
+                    l.scatter_host(&st, b, &units).map_err(kernel_err)?;
                 }
                 Target::Device(d) => {
                     let mut st = DeviceBuffer::new(staging_len)?;
                     tiledio_io::read_files(&reads, &mut st, &settings)?;
-                    kernels::copy_device(&l, Direction::Scatter, d.device_ptr(), d.len(), &st, &units, &self.fill)?;
+                    l.scatter_device(&st, d, &units).map_err(kernel_err)?;
                 }
             }
             return Ok(());
         }
         // Codec path: decode whole units on the CPU.
         let units = layout::cells_in_box(&self.shape, &self.unit, origin, shape);
-        let l = Layout::new(&self.shape, &self.unit, &self.unit, origin, shape, self.esize, 0);
+        let l = layout::plan(&self.shape, &self.unit, &self.unit, origin, shape, self.esize, 0)?;
         let budget = 1usize << 30;
-        let per_batch = (budget / l.slot_bytes).clamp(1, units.len().max(1));
+        let per_batch = (budget / l.slot_bytes()).clamp(1, units.len().max(1));
         let mut host = tiledio_io::try_alloc_zeroed(
-            per_batch.min(units.len()) * l.slot_bytes,
+            per_batch.min(units.len()) * l.slot_bytes(),
             &format!("{}: decoded chunks", self.path.display()),
         )?;
         let mut dev = match &dst {
@@ -1273,15 +1239,13 @@ impl ZarrArray {
             Target::Host(_) => None,
         };
         for batch in units.chunks(per_batch) {
-            let st = &mut host[..batch.len() * l.slot_bytes];
-            self.decode_units(batch, st, l.slot_bytes)?;
+            let st = &mut host[..batch.len() * l.slot_bytes()];
+            self.decode_units(batch, st, l.slot_bytes())?;
             match (&mut dst, &mut dev) {
-                (Target::Host(b), _) => {
-                    l.copy_host(Direction::Scatter, WindowPtr(b.as_mut_ptr()), st, batch, &self.fill)
-                }
+                (Target::Host(b), _) => l.scatter_host(st, b, batch).map_err(kernel_err)?,
                 (Target::Device(d), Some(sd)) => {
                     sd.copy_from_host_at(0, st)?;
-                    kernels::copy_device(&l, Direction::Scatter, d.device_ptr(), d.len(), sd, batch, &self.fill)?;
+                    l.scatter_device(sd, d, batch).map_err(kernel_err)?;
                 }
                 (Target::Device(_), None) => return Err(usage("no staging")),
             }
@@ -1292,7 +1256,7 @@ impl ZarrArray {
     fn fill_target(&self, dst: &mut Target<'_>, len: usize) -> Result<()> {
         match dst {
             Target::Host(b) => layout::fill_pattern(b, &self.fill),
-            Target::Device(d) => kernels::fill_device(d.device_ptr(), len, &self.fill)?,
+            Target::Device(d) => tiledio_kernels::fill_device(d, len, &self.fill).map_err(kernel_err)?,
         }
         Ok(())
     }

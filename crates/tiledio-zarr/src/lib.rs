@@ -20,7 +20,6 @@
 
 mod array;
 mod error;
-mod kernels;
 mod layout;
 pub mod ome;
 mod spec;
