@@ -475,21 +475,10 @@ impl Pyramid for ZarrPyramid {
     }
 }
 
-/// Planar `c × n` elements of `es` bytes to interleaved `n × c`.
+/// Planar `c × n` elements of `es` bytes to interleaved `n × c` ([`crate::kernels::chw_to_hwc`]).
 fn chw_to_hwc(chw: &[u8], n: usize, c: usize, es: usize) -> Result<Vec<u8>> {
-    use rayon::prelude::*;
     let mut out = crate::io::try_alloc_zeroed(chw.len(), "a band of the Zarr input")?;
-    out.par_chunks_mut((c * es * 4096).max(1))
-        .enumerate()
-        .for_each(|(blk, o)| {
-            for (j, px) in o.chunks_exact_mut(c * es).enumerate() {
-                let i = blk * 4096 + j;
-                for ch in 0..c {
-                    let s = (ch * n + i) * es;
-                    px[ch * es..(ch + 1) * es].copy_from_slice(&chw[s..s + es]);
-                }
-            }
-        });
+    crate::kernels::chw_to_hwc(chw, &mut out, n, c, es).map_err(|e| ConvertError::Usage(e.to_string()))?;
     Ok(out)
 }
 

@@ -6,6 +6,8 @@
 //!   engine, host reads), with the backend chosen per file and the reason reported;
 //! - [`tiff`]: tiled TIFF / BigTIFF whole-slide images;
 //! - [`zarr`]: Zarr v3/v2 arrays and OME-Zarr;
+//! - [`kernels`]: the CUDA kernels (chunk gather/scatter, fill, 2× downsample, HWC/CHW
+//!   transposes), each with its CPU reference;
 //! - [`convert`]: TIFF ⇄ (OME-)Zarr conversions in bounded memory.
 //!
 //! ```
@@ -19,6 +21,7 @@
 //! ```
 
 pub use tiledio_io as io;
+pub use tiledio_kernels as kernels;
 pub use tiledio_tiff as tiff;
 pub use tiledio_zarr as zarr;
 

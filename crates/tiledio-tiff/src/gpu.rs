@@ -1,5 +1,6 @@
 //! Reads into GPU memory. Uncompressed tiles: one batched range read straight into a
-//! tile-major device buffer, then one NVRTC kernel places them (crop, stride, byte order).
+//! tile-major device buffer, then the chunk scatter kernel of [`tiledio_kernels`] places them
+//! (crop, stride, byte order).
 //! Compressed tiles: raw bytes read to the host in one batch, decoded in parallel on the CPU
 //! in bands, each band uploaded while the next decodes, then the same kernel.
 
@@ -9,10 +10,10 @@ use crate::page::{Compression, Page};
 use crate::region::{Job, check_tiles, plan, read_decode, slot_ranges, window_bytes, window_inside};
 use crate::slide::{ReadOptions, Slide};
 use crate::write::{WriteOptions, WriteReport, write_pyramid};
-use std::ffi::c_void;
 use std::path::Path;
 use tiledio_io::FileHandle;
-use tiledio_io::gpu::{self, DeviceBuffer};
+use tiledio_io::gpu::DeviceBuffer;
+use tiledio_kernels::{ChunkLayout, KernelError};
 
 /// An image in GPU memory: `height × width × channels` samples, row-major, native order.
 ///
@@ -81,82 +82,55 @@ pub fn write_pyramid_device(path: &Path, image: &DeviceImage, opts: &WriteOption
     write_pyramid(path, &image.to_host()?, opts)
 }
 
-const PLACE_SRC: &str = r#"
-typedef unsigned long long u64;
-// One block row per (job, row group): copy a cropped tile rectangle from the tile-major
-// buffer into the output window, swapping sample bytes when esize > 1 and swap != 0.
-extern "C" __global__ void tiff_place(const unsigned char* tiles, unsigned char* out, const u64* jobs,
-                                      u64 tile_row, u64 out_row, u64 esize, int swap) {
-    const u64* j = jobs + 6 * (u64)blockIdx.x;
-    const u64 src0 = j[0], dstx = j[1], dsty = j[2], nbytes = j[3], rows = j[4], srcy = j[5];
-    for (u64 r = blockIdx.y; r < rows; r += gridDim.y) {
-        const unsigned char* s = tiles + src0 + (srcy + r) * tile_row;
-        unsigned char* d = out + (dsty + r) * out_row + dstx;
-        if (swap && esize > 1) {
-            for (u64 i = threadIdx.x; i < nbytes; i += blockDim.x) {
-                u64 k = i / esize, b = i % esize;
-                d[i] = s[k * esize + (esize - 1 - b)];
-            }
-        } else if (((((u64)s) | ((u64)d) | nbytes) & 15) == 0) {
-            const uint4* s4 = (const uint4*)s; uint4* d4 = (uint4*)d;
-            for (u64 i = threadIdx.x; i < nbytes / 16; i += blockDim.x) d4[i] = s4[i];
-        } else {
-            for (u64 i = threadIdx.x; i < nbytes; i += blockDim.x) d[i] = s[i];
-        }
+/// The tiles of a page as a [`ChunkLayout`]: the page is a `height × width` array of pixels
+/// (`pixel_bytes` each) in units of `tile_h × tile_w` (strips are tiles as wide as the page),
+/// each stored whole in a slot of `tile_bytes`; the window is the region at `(x, y)` (which may
+/// start before the image or reach past it), `w × h` pixels.
+pub(crate) fn tile_layout(page: &Page, x: i64, y: i64, w: u64, h: u64, swap: bool) -> Result<ChunkLayout> {
+    let l = ChunkLayout::new(
+        &[page.height, page.width],
+        &[page.tile_h, page.tile_w],
+        &[page.tile_h, page.tile_w],
+        &[y, x],
+        &[h, w],
+        page.pixel_bytes(),
+        0,
+    )
+    .and_then(|l| l.with_byte_swap(if swap { page.dtype.size() } else { 0 }))
+    .map_err(kernel_err)?;
+    debug_assert_eq!(l.slot_bytes(), page.tile_bytes());
+    Ok(l)
+}
+
+/// A kernel error as this crate's error.
+pub(crate) fn kernel_err(e: KernelError) -> TiffError {
+    match e {
+        KernelError::Io(e) => TiffError::Io(e),
+        other => TiffError::InvalidArgument(other.to_string()),
     }
 }
-"#;
 
-/// Places the jobs' rectangles from a device tile-major buffer into `out`.
+/// Places the jobs' tiles from a device tile-major buffer (job `i` in slot `i`) into `out`, the
+/// window `(x, y, w, h)` of the page, swapping sample bytes when `swap`: the chunk scatter
+/// kernel of [`tiledio_kernels`]. Window pixels outside the image are left as they are.
+#[allow(clippy::too_many_arguments)]
 fn place_device(
     page: &Page,
     jobs: &[Job],
     slots: &DeviceBuffer,
     out: &mut DeviceBuffer,
-    out_w: u64,
+    (x, y): (i64, i64),
+    (w, h): (u64, u64),
     swap: bool,
 ) -> Result<()> {
     if jobs.is_empty() {
         return Ok(());
     }
-    let g = gpu::gpu()?;
-    let k = g.compile("tiledio_tiff_place", PLACE_SRC)?.function("tiff_place")?;
-    let px = page.pixel_bytes() as u64;
-    let tb = page.tile_bytes() as u64;
-    let tile_row = page.tile_w * px;
-    let mut desc: Vec<u8> = Vec::with_capacity(jobs.len() * 48);
-    let mut max_rows = 1;
-    for j in jobs {
-        let src0 = j.slot as u64 * tb + j.src_x * px;
-        for v in [src0, j.dst_x * px, j.dst_y, j.w * px, j.h, j.src_y] {
-            desc.extend_from_slice(&v.to_ne_bytes());
-        }
-        max_rows = max_rows.max(j.h);
-    }
-    let desc_dev = DeviceBuffer::from_host(&desc)?;
-    let mut a_tiles = slots.device_ptr();
-    let mut a_out = out.device_ptr();
-    let mut a_jobs = desc_dev.device_ptr();
-    let mut a_tile_row = tile_row;
-    let mut a_out_row = out_w * px;
-    let mut a_esize = page.dtype.size() as u64;
-    let mut a_swap: i32 = swap as i32;
-    let mut args: [*mut c_void; 7] = [
-        &mut a_tiles as *mut u64 as *mut c_void,
-        &mut a_out as *mut u64 as *mut c_void,
-        &mut a_jobs as *mut u64 as *mut c_void,
-        &mut a_tile_row as *mut u64 as *mut c_void,
-        &mut a_out_row as *mut u64 as *mut c_void,
-        &mut a_esize as *mut u64 as *mut c_void,
-        &mut a_swap as *mut i32 as *mut c_void,
-    ];
-    let grid = (jobs.len().min(i32::MAX as usize) as u32, max_rows.min(64) as u32, 1);
-    // SAFETY: argument types match the kernel; every job's source lies in its slot of
-    // `slots` and its destination inside `out` (plan() crops to the window).
-    unsafe { k.launch(grid, (256, 1, 1), 0, &mut args)? };
-    g.synchronize()?;
-    drop(desc_dev);
-    Ok(())
+    debug_assert!(jobs.iter().enumerate().all(|(i, j)| j.slot == i));
+    let units: Vec<u64> = jobs.iter().map(|j| j.tile as u64).collect();
+    tile_layout(page, x, y, w, h, swap)?
+        .scatter_device(slots, out, &units)
+        .map_err(kernel_err)
 }
 
 /// The tile-major scratch buffer of a GPU read, kept between calls: allocating and freeing a
@@ -227,7 +201,7 @@ fn read_window_device(
     if page.compression == Compression::None {
         fh.read_ranges(&slot_ranges(page, &jobs), &mut *slots)?;
         let swap = page.big_endian && page.dtype.size() > 1;
-        place_device(page, &jobs, &slots, &mut out, w, swap)?;
+        place_device(page, &jobs, &slots, &mut out, (x, y), (w, h), swap)?;
         return Ok(out);
     }
     // compressed: decode bands of ~64 MiB on the CPU; upload each while the next decodes
@@ -263,7 +237,7 @@ fn read_window_device(
             .unwrap_or_else(|_| Err(TiffError::InvalidArgument("upload thread panicked".into())));
         result.and(up)
     })?;
-    place_device(page, &jobs, &slots, &mut out, w, false)?;
+    place_device(page, &jobs, &slots, &mut out, (x, y), (w, h), false)?;
     Ok(out)
 }
 

@@ -139,26 +139,25 @@ pub(crate) fn read_decode(fh: &FileHandle, page: &Page, jobs: &[Job]) -> Result<
     Ok(slots)
 }
 
-/// Copies each job's rectangle from the tile-major `slots` into `out` (a `w`-pixel-wide
-/// row-major window), in parallel over output rows.
-pub(crate) fn place(page: &Page, jobs: &[Job], slots: &[u8], out: &mut [u8], out_w: u64) {
-    let px = page.pixel_bytes();
-    let tile_row = page.tile_w as usize * px;
-    let tb = page.tile_bytes();
-    let out_row = out_w as usize * px;
-    if out_row == 0 {
-        return;
-    }
-    out.par_chunks_mut(out_row).enumerate().for_each(|(oy, row)| {
-        let oy = oy as u64;
-        for j in jobs.iter().filter(|j| oy >= j.dst_y && oy < j.dst_y + j.h) {
-            let sy = (j.src_y + oy - j.dst_y) as usize;
-            let s = j.slot * tb + sy * tile_row + j.src_x as usize * px;
-            let d = j.dst_x as usize * px;
-            let n = j.w as usize * px;
-            row[d..d + n].copy_from_slice(&slots[s..s + n]);
-        }
-    });
+/// Copies each job's rectangle from the tile-major `slots` (job `i` in slot `i`) into `out` (a
+/// `w`-pixel-wide row-major window): the CPU chunk scatter of [`tiledio_kernels::ChunkLayout`],
+/// the reference of the GPU placement. The window's origin follows from any job (its tile's
+/// position plus its source offset, minus its destination offset).
+pub(crate) fn place(page: &Page, jobs: &[Job], slots: &[u8], out: &mut [u8], out_w: u64) -> Result<()> {
+    let out_row = out_w as usize * page.pixel_bytes();
+    let Some(j) = jobs.first().filter(|_| out_row > 0) else {
+        return Ok(());
+    };
+    let tx = (j.tile as u64 % page.across) * page.tile_w;
+    let ty = (j.tile as u64 / page.across) * page.tile_h;
+    let x = (tx + j.src_x) as i64 - j.dst_x as i64;
+    let y = (ty + j.src_y) as i64 - j.dst_y as i64;
+    let h = (out.len() / out_row) as u64;
+    debug_assert!(jobs.iter().enumerate().all(|(i, j)| j.slot == i));
+    let units: Vec<u64> = jobs.iter().map(|j| j.tile as u64).collect();
+    crate::gpu::tile_layout(page, x, y, out_w, h, false)?
+        .scatter_host(slots, out, &units)
+        .map_err(crate::gpu::kernel_err)
 }
 
 /// Bytes of a `w × h` window of `page`; refused when it could not be allocated.
@@ -196,7 +195,7 @@ pub(crate) fn read_window(
     let mut out = alloc(len, if inside { 0 } else { background })?;
     if page.compression == Compression::None {
         let slots = read_decode(fh, page, &jobs)?;
-        place(page, &jobs, &slots, &mut out, w);
+        place(page, &jobs, &slots, &mut out, w)?;
         if page.big_endian && page.dtype.size() > 1 {
             swap_bytes(&mut out, page.dtype.size());
         }

@@ -581,19 +581,13 @@ pub fn write_pyramid(
     )
 }
 
-/// Interleaved `h × w × c` elements of `es` bytes to planar `c × h × w`.
+/// Interleaved `h × w × c` elements of `es` bytes to planar `c × h × w`
+/// ([`tiledio_kernels::hwc_to_chw`]).
 fn hwc_to_chw(hwc: &[u8], h: u64, w: u64, c: u64, es: u64) -> Vec<u8> {
-    use rayon::prelude::*;
-    let (h, w, c, es) = (h as usize, w as usize, c as usize, es as usize);
     let mut out = vec![0u8; hwc.len()];
-    out.par_chunks_mut((h * w * es).max(1))
-        .enumerate()
-        .for_each(|(ch, plane)| {
-            for (i, p) in plane.chunks_exact_mut(es).enumerate() {
-                let s = (i * c + ch) * es;
-                p.copy_from_slice(&hwc[s..s + es]);
-            }
-        });
+    // the caller checked hwc.len() == h * w * c * es
+    let done = tiledio_kernels::hwc_to_chw(hwc, &mut out, (h * w) as usize, c as usize, es as usize);
+    debug_assert!(done.is_ok());
     out
 }
 
