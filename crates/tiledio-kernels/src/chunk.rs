@@ -313,6 +313,7 @@ impl ChunkLayout {
 
     /// For a row starting at `g`: the bytes `[a, b)` of the row inside the array and the window,
     /// and the window byte offset of row byte `a`; `None` when there are none.
+    #[allow(clippy::needless_range_loop)]
     fn row_window(&self, g: &[u64]) -> Option<(usize, usize, usize)> {
         let r = self.rank();
         let mut off = 0u64;

@@ -88,7 +88,7 @@ fn transpose_device(
     if len == 0 {
         return Ok(());
     }
-    let word = [8, 4, 2, 1].into_iter().find(|w| es % w == 0).unwrap_or(1);
+    let word = [8, 4, 2, 1].into_iter().find(|w| es.is_multiple_of(*w)).unwrap_or(1);
     let k = kernel("tiledio_transpose", SRC, &format!("transpose_w{word}"))?;
     let words = (es / word) as u64;
     let args = LaunchArgs::new()
