@@ -4,7 +4,7 @@
 use crate::Result;
 use std::ffi::c_void;
 use std::marker::PhantomData;
-use tiledio_io::gpu::{DeviceBuffer, Kernel};
+use tiledio_io::gpu::{DeviceBuffer, Kernel, Stream};
 
 mod sealed {
     pub trait Sealed {}
@@ -98,8 +98,9 @@ impl<'a> LaunchArgs<'a> {
         self.slots.is_empty()
     }
 
-    /// Launches `kernel` on a 1-D grid of `grid` blocks of `block` threads (default stream)
-    /// and waits for it to finish.
+    /// Launches `kernel` on a 1-D grid of `grid` blocks of `block` threads and waits for it to
+    /// finish (on a stream of the calling thread's: only this kernel is waited for, never the
+    /// whole device).
     ///
     /// # Safety
     /// The kernel's parameters must be, in order, of the types pushed here (a pointer for each
@@ -108,12 +109,38 @@ impl<'a> LaunchArgs<'a> {
     ///
     /// # Errors
     /// [`crate::KernelError::Io`] if the launch is refused or the kernel fails.
-    pub unsafe fn launch(mut self, kernel: &Kernel, grid: u32, block: u32) -> Result<()> {
+    pub unsafe fn launch(self, kernel: &Kernel, grid: u32, block: u32) -> Result<()> {
+        thread_local!(static STREAM: std::cell::OnceCell<Option<Stream>> = const { std::cell::OnceCell::new() });
+        STREAM.with(|cell| {
+            let stream = match cell.get_or_init(|| Stream::new().ok()) {
+                Some(s) => s,
+                None => &Stream::new()?, // report why a stream could not be made
+            };
+            // SAFETY: the caller's guarantees; the stream is waited for before returning, so
+            // the borrowed buffers outlive the kernel's run.
+            unsafe { self.launch_on(kernel, grid, block, stream)? };
+            stream.synchronize()?;
+            Ok(())
+        })
+    }
+
+    /// Queues `kernel` on `stream` and returns at once: the stream orders it after the work
+    /// queued on it before and before the work queued after (reads with
+    /// [`tiledio_io::FileHandle::read_ranges_async`], copies, other kernels).
+    ///
+    /// # Safety
+    /// As [`LaunchArgs::launch`]; and since nothing waits here, the buffers must stay allocated
+    /// and must not be used by the host or other streams until the kernel has run (synchronise
+    /// `stream`, or order the other work after it with an event).
+    ///
+    /// # Errors
+    /// [`crate::KernelError::Io`] if the launch is refused.
+    pub unsafe fn launch_on(mut self, kernel: &Kernel, grid: u32, block: u32, stream: &Stream) -> Result<()> {
         let mut ptrs: Vec<*mut c_void> = self.slots.iter_mut().map(|s| (s as *mut u64).cast()).collect();
         // SAFETY: each pointer points at an 8-byte slot holding the parameter's bytes at its
-        // start, alive until after the synchronize below; the caller guarantees the rest.
-        unsafe { kernel.launch((grid.max(1), 1, 1), (block, 1, 1), 0, &mut ptrs)? };
-        tiledio_io::gpu::gpu()?.synchronize()?;
+        // start, alive during the call (the driver copies the values); the caller guarantees
+        // the rest.
+        unsafe { kernel.launch_on(stream, (grid.max(1), 1, 1), (block, 1, 1), 0, &mut ptrs)? };
         Ok(())
     }
 }

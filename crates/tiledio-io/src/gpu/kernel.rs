@@ -139,6 +139,29 @@ impl Kernel {
         unsafe { result::launch_kernel(self.func, grid, block, shared_bytes, std::ptr::null_mut(), args) }
             .map_err(|e| cuda_err("cuLaunchKernel", e))
     }
+
+    /// Queues the kernel on `stream` (no host wait: the stream orders it with the caller's
+    /// other work; the argument values are copied at the call).
+    ///
+    /// # Safety
+    /// As [`Kernel::launch`], and every buffer the kernel touches must stay allocated and
+    /// untouched by other streams and the host until the kernel has run.
+    ///
+    /// # Errors
+    /// [`IoError::Cuda`] if the launch is refused.
+    pub unsafe fn launch_on(
+        &self,
+        stream: &super::Stream,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_bytes: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
+        gpu()?;
+        // SAFETY: the caller guarantees the arguments match the kernel and outlive its run.
+        unsafe { result::launch_kernel(self.func, grid, block, shared_bytes, stream.handle, args) }
+            .map_err(|e| cuda_err("cuLaunchKernel", e))
+    }
 }
 
 #[cfg(test)]
