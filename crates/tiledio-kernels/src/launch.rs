@@ -99,8 +99,8 @@ impl<'a> LaunchArgs<'a> {
     }
 
     /// Launches `kernel` on a 1-D grid of `grid` blocks of `block` threads and waits for it to
-    /// finish (on a stream of the calling thread's: only this kernel is waited for, never the
-    /// whole device).
+    /// finish (on a stream of the calling thread's that orders with the default stream: only
+    /// this kernel is waited for, never the whole device).
     ///
     /// # Safety
     /// The kernel's parameters must be, in order, of the types pushed here (a pointer for each
@@ -112,9 +112,11 @@ impl<'a> LaunchArgs<'a> {
     pub unsafe fn launch(self, kernel: &Kernel, grid: u32, block: u32) -> Result<()> {
         thread_local!(static STREAM: std::cell::OnceCell<Option<Stream>> = const { std::cell::OnceCell::new() });
         STREAM.with(|cell| {
-            let stream = match cell.get_or_init(|| Stream::new().ok()) {
+            // a stream that orders with the default stream, where the callers' fills and
+            // synchronous copies before the launch run
+            let stream = match cell.get_or_init(|| Stream::new_ordered_with_default().ok()) {
                 Some(s) => s,
-                None => &Stream::new()?, // report why a stream could not be made
+                None => &Stream::new_ordered_with_default()?, // say why there is none
             };
             // SAFETY: the caller's guarantees; the stream is waited for before returning, so
             // the borrowed buffers outlive the kernel's run.

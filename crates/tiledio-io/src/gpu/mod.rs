@@ -228,6 +228,19 @@ impl Stream {
             .map_err(|e| cuda_err("cuStreamCreate", e))
     }
 
+    /// A new stream that orders with the legacy default stream (its work waits for work queued
+    /// there before, and the default stream's later work waits for it): for code whose other
+    /// steps (synchronous copies, memsets) run on the default stream.
+    ///
+    /// # Errors
+    /// [`IoError::NoGpu`] without a GPU; [`IoError::Cuda`].
+    pub fn new_ordered_with_default() -> Result<Stream> {
+        gpu()?;
+        result::stream::create(result::stream::StreamKind::Default)
+            .map(|handle| Stream { handle, owned: true })
+            .map_err(|e| cuda_err("cuStreamCreate", e))
+    }
+
     /// A stream someone else created (e.g. `cupy.cuda.Stream().ptr`, `torch.cuda.Stream().cuda_stream`;
     /// 0 is the legacy default stream). Not destroyed on drop.
     ///
