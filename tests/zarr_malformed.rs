@@ -270,4 +270,10 @@ fn zarr_malformed_metadata_fifo_does_not_block() {
     let r = within(20, move || ZarrArray::open(&a).map(|_| ()));
     let e = r.unwrap_err();
     one_line(&e);
+    // v2 attributes (.zattrs), which zarrs read from the store itself before
+    let (_d, a) = with_chunk("v2_u8_raw.zarr", ".zattrs", mkfifo);
+    let r = within(20, move || ZarrArray::open(&a).map(|_| ()));
+    let e = r.unwrap_err();
+    let m = one_line(&e);
+    assert!(m.contains("not a regular file") && m.contains(".zattrs"), "{m}");
 }
