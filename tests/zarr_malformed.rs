@@ -277,3 +277,20 @@ fn zarr_malformed_metadata_fifo_does_not_block() {
     let m = one_line(&e);
     assert!(m.contains("not a regular file") && m.contains(".zattrs"), "{m}");
 }
+
+#[test]
+fn zarr_malformed_spec_sizes_are_checked() {
+    use tiledio::zarr::{ArraySpec, DataType};
+    let dir = tempfile::tempdir().unwrap();
+    for spec in [
+        ArraySpec::new(&[10, 10], &[1 << 32, 1 << 32], DataType::U8),
+        ArraySpec::new(&[10], &[1 << 62], DataType::U16),
+        ArraySpec::new(&[u64::MAX], &[64], DataType::U8),
+        ArraySpec::new(&[64, 64], &[8, 8], DataType::U8).with_shards(&[1 << 40, 1 << 40]),
+    ] {
+        let e = ZarrArray::create(dir.path().join("a.zarr"), &spec).unwrap_err();
+        let m = one_line(&e);
+        assert!(matches!(e, ZarrError::Usage { .. }), "{m}");
+        assert!(m.contains("overflows") || m.contains("2^63"), "{m}");
+    }
+}

@@ -353,6 +353,22 @@ impl ArraySpec {
         if self.chunk_shape.contains(&0) {
             return Err(usage("chunk shape has a zero"));
         }
+        if self.shape.iter().any(|&s| s > i64::MAX as u64) {
+            return Err(usage(format!(
+                "shape {:?} has a dimension larger than 2^63 - 1",
+                self.shape
+            )));
+        }
+        let unit = self.shard_shape.as_deref().unwrap_or(&self.chunk_shape);
+        let bytes = unit
+            .iter()
+            .try_fold(self.data_type.size() as u64, |a, &u| a.checked_mul(u));
+        if bytes.is_none_or(|b| b > isize::MAX as u64) {
+            return Err(usage(format!(
+                "{} shape {unit:?} overflows: one would exceed 2^63 bytes",
+                if self.shard_shape.is_some() { "shard" } else { "chunk" }
+            )));
+        }
         if let Some(s) = &self.shard_shape {
             if self.version == ZarrVersion::V2 {
                 return Err(usage("sharding needs Zarr v3"));
