@@ -229,7 +229,7 @@ fn reads_fill_foreign_memory_and_survive_a_context_switch() {
     let g = tiledio_io::gpu::gpu().unwrap();
     let dir = scratch_dir();
     let path = dir.path().join("f.bin");
-    let data = random_bytes(8 << 20, 77);
+    let data = random_bytes(32 << 20, 77);
     std::fs::write(&path, &data).unwrap();
     let (rs, total) = ranges(data.len(), 78);
     let mut want = vec![0u8; total];
@@ -279,6 +279,8 @@ fn reads_fill_foreign_memory_and_survive_a_context_switch() {
 /// with cudarc directly so the test depends on nothing but the driver.
 fn byte_kernel(op: &str) -> cudarc::driver::sys::CUfunction {
     use cudarc::driver::result;
+    // loading a module needs tiledio's context current on this thread
+    tiledio_io::gpu::gpu().unwrap().bind().unwrap();
     let src = format!(
         r#"extern "C" __global__ void k(unsigned char* p, unsigned long long n, unsigned char v) {{
             for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
