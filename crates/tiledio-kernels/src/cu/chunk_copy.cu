@@ -45,49 +45,58 @@ extern "C" __global__ void chunk_copy(unsigned char* win, unsigned char* staging
     for (int d = 0; d < R - 1; ++d) rpi *= inner[d];
     const int L = R - 1;
     const u64 rb = inner[L] * esize;
+    // The index arithmetic (64-bit divisions) is done once per row by thread 0 and shared:
+    // done by every thread it cost more than the copy of a short row.
+    __shared__ u64 sh[7];  // staging row offset, window row offset, a, va, vb, lo, hi
     for (u64 item = blockIdx.x; item < total_items; item += gridDim.x) {
-        u64 row = item, lo = 0, hi = rb;
-        if (segs > 1) {
-            row = item / segs;
-            lo = (item % segs) * seg;
-            hi = lo + seg < rb ? lo + seg : rb;
+        if (threadIdx.x == 0) {
+            u64 row = item, lo = 0, hi = rb;
+            if (segs > 1) {
+                row = item / segs;
+                lo = (item % segs) * seg;
+                hi = lo + seg < rb ? lo + seg : rb;
+            }
+            const u64 ui = row / rpu, r = row % rpu;
+            const u64 ii = r / rpi, ri = r % rpi;
+            u64 t = units[ui], ti = ii, tr = ri;
+            u64 g[16];
+            for (int d = R - 1; d >= 0; --d) {
+                u64 uc = t % ug[d]; t /= ug[d];
+                u64 ic = ti % ig[d]; ti /= ig[d];
+                u64 rc = 0;
+                if (d < L) { rc = tr % inner[d]; tr /= inner[d]; }
+                g[d] = uc * unit[d] + ic * inner[d] + rc;
+            }
+            const u64 soff = ui * slot + (ii * rpi + ri) * rb;
+            bool valid = t == 0;  // a unit index past the grid has no cells in the array
+            u64 off = 0;
+            for (int d = 0; d < L; ++d) {
+                const i64 gd = (i64)g[d];
+                if (g[d] >= shape[d] || gd < wo[d] || gd >= wo[d] + (i64)ws[d]) valid = false;
+                off = off * ws[d] + (u64)(gd - wo[d]);
+            }
+            const i64 gl = (i64)g[L];
+            i64 start = gl > wo[L] ? gl : wo[L];
+            i64 end = gl + (i64)inner[L];
+            if (end > (i64)shape[L]) end = (i64)shape[L];
+            if (end > wo[L] + (i64)ws[L]) end = wo[L] + (i64)ws[L];
+            if (start >= end) valid = false;
+            // row bytes [a, b) are inside the array and the window; row byte i <-> wrow[i - a]
+            u64 a = 0, b = 0, woff = 0;
+            if (valid) {
+                off = off * ws[L] + (u64)(start - wo[L]);
+                woff = off * esize;
+                a = (u64)(start - gl) * esize;
+                b = (u64)(end - gl) * esize;
+            }
+            u64 va = a > lo ? a : lo, vb = b < hi ? b : hi;
+            if (!valid || va >= vb) va = vb = hi;
+            sh[0] = soff; sh[1] = woff; sh[2] = a; sh[3] = va; sh[4] = vb; sh[5] = lo; sh[6] = hi;
         }
-        const u64 ui = row / rpu, r = row % rpu;
-        const u64 ii = r / rpi, ri = r % rpi;
-        u64 t = units[ui], ti = ii, tr = ri;
-        u64 g[16];
-        for (int d = R - 1; d >= 0; --d) {
-            u64 uc = t % ug[d]; t /= ug[d];
-            u64 ic = ti % ig[d]; ti /= ig[d];
-            u64 rc = 0;
-            if (d < L) { rc = tr % inner[d]; tr /= inner[d]; }
-            g[d] = uc * unit[d] + ic * inner[d] + rc;
-        }
-        unsigned char* srow = staging + ui * slot + (ii * rpi + ri) * rb;
-        bool valid = t == 0;  // a unit index past the grid has no cells in the array
-        u64 off = 0;
-        for (int d = 0; d < L; ++d) {
-            const i64 gd = (i64)g[d];
-            if (g[d] >= shape[d] || gd < wo[d] || gd >= wo[d] + (i64)ws[d]) valid = false;
-            off = off * ws[d] + (u64)(gd - wo[d]);
-        }
-        const i64 gl = (i64)g[L];
-        i64 start = gl > wo[L] ? gl : wo[L];
-        i64 end = gl + (i64)inner[L];
-        if (end > (i64)shape[L]) end = (i64)shape[L];
-        if (end > wo[L] + (i64)ws[L]) end = wo[L] + (i64)ws[L];
-        if (start >= end) valid = false;
-        // row bytes [a, b) are inside the array and the window; row byte i <-> wrow[i - a]
-        u64 a = 0, b = 0;
-        unsigned char* wrow = win;
-        if (valid) {
-            off = off * ws[L] + (u64)(start - wo[L]);
-            wrow = win + off * esize;
-            a = (u64)(start - gl) * esize;
-            b = (u64)(end - gl) * esize;
-        }
-        u64 va = a > lo ? a : lo, vb = b < hi ? b : hi;
-        if (!valid || va >= vb) va = vb = hi;
+        __syncthreads();
+        unsigned char* srow = staging + sh[0];
+        unsigned char* wrow = win + sh[1];
+        const u64 a = sh[2], va = sh[3], vb = sh[4], lo = sh[5], hi = sh[6];
         if (dir == 0) {
             for (u64 i = lo + threadIdx.x; i < va; i += blockDim.x) srow[i] = fill[i % fill_len];
             for (u64 i = vb + threadIdx.x; i < hi; i += blockDim.x) srow[i] = fill[i % fill_len];
@@ -95,6 +104,7 @@ extern "C" __global__ void chunk_copy(unsigned char* win, unsigned char* staging
         } else {
             copy_range(wrow + (va - a), srow + va, vb - va, sw);
         }
+        __syncthreads();  // sh is rewritten for the next row
     }
 }
 
