@@ -218,6 +218,20 @@ fn nvrtc_kernel_runs() {
     assert!(back.iter().zip(&data).all(|(b, a)| *b == a.wrapping_add(3)));
 }
 
+/// A 32 MiB file of random bytes, tile-like ranges of it and the bytes they select.
+fn random_file_and_ranges(dir: &std::path::Path, seed: u64) -> (PathBuf, Vec<ReadRange>, Vec<u8>) {
+    let path = dir.join("f.bin");
+    let data = random_bytes(32 << 20, seed);
+    std::fs::write(&path, &data).unwrap();
+    let (rs, total) = ranges(data.len(), seed + 1);
+    let mut want = vec![0u8; total];
+    for r in &rs {
+        want[r.dst_offset..r.dst_offset + r.len]
+            .copy_from_slice(&data[r.file_offset as usize..r.file_offset as usize + r.len]);
+    }
+    (path, rs, want)
+}
+
 /// Reads land in memory tiledio did not allocate (a framework's allocation, here a plain
 /// `cuMemAlloc` made outside `DeviceBuffer`), through the foreign-pointer view, which frees
 /// nothing when dropped; and tiledio works while another context is current on the thread
@@ -228,15 +242,8 @@ fn reads_fill_foreign_memory_and_survive_a_context_switch() {
     use cudarc::driver::{result, sys};
     let g = tiledio_io::gpu::gpu().unwrap();
     let dir = scratch_dir();
-    let path = dir.path().join("f.bin");
-    let data = random_bytes(32 << 20, 77);
-    std::fs::write(&path, &data).unwrap();
-    let (rs, total) = ranges(data.len(), 78);
-    let mut want = vec![0u8; total];
-    for r in &rs {
-        want[r.dst_offset..r.dst_offset + r.len]
-            .copy_from_slice(&data[r.file_offset as usize..r.file_offset as usize + r.len]);
-    }
+    let (path, rs, want) = random_file_and_ranges(dir.path(), 77);
+    let total = want.len();
     g.bind().unwrap();
     // SAFETY: a plain allocation with tiledio's (primary) context current, freed below.
     let foreign = unsafe { result::malloc_sync(total) }.unwrap();
@@ -317,15 +324,8 @@ fn async_reads_order_with_kernels_on_two_streams() {
     use cudarc::driver::result;
     use tiledio_io::gpu::Stream;
     let dir = scratch_dir();
-    let path = dir.path().join("f.bin");
-    let data = random_bytes(32 << 20, 91);
-    std::fs::write(&path, &data).unwrap();
-    let (rs, total) = ranges(data.len(), 92);
-    let mut want = vec![0u8; total];
-    for r in &rs {
-        want[r.dst_offset..r.dst_offset + r.len]
-            .copy_from_slice(&data[r.file_offset as usize..r.file_offset as usize + r.len]);
-    }
+    let (path, rs, want) = random_file_and_ranges(dir.path(), 91);
+    let total = want.len();
     let xor = byte_kernel("^");
     let add = byte_kernel("+");
     for backend in [BackendChoice::Staged, BackendChoice::CuFile, BackendChoice::Mmap] {

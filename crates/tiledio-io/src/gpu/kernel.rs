@@ -134,10 +134,8 @@ impl Kernel {
         shared_bytes: u32,
         args: &mut [*mut c_void],
     ) -> Result<()> {
-        gpu()?;
-        // SAFETY: the caller guarantees the arguments match the kernel.
-        unsafe { result::launch_kernel(self.func, grid, block, shared_bytes, std::ptr::null_mut(), args) }
-            .map_err(|e| cuda_err("cuLaunchKernel", e))
+        // SAFETY: the legacy default stream; the caller's guarantees.
+        unsafe { self.launch_raw(std::ptr::null_mut(), grid, block, shared_bytes, args) }
     }
 
     /// Queues the kernel on `stream` (no host wait: the stream orders it with the caller's
@@ -157,9 +155,23 @@ impl Kernel {
         shared_bytes: u32,
         args: &mut [*mut c_void],
     ) -> Result<()> {
+        // SAFETY: a valid stream; the caller's guarantees.
+        unsafe { self.launch_raw(stream.handle, grid, block, shared_bytes, args) }
+    }
+
+    /// # Safety
+    /// As [`Kernel::launch_on`], with `stream` a valid stream handle (null: the default one).
+    unsafe fn launch_raw(
+        &self,
+        stream: cudarc::driver::sys::CUstream,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_bytes: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
         gpu()?;
         // SAFETY: the caller guarantees the arguments match the kernel and outlive its run.
-        unsafe { result::launch_kernel(self.func, grid, block, shared_bytes, stream.handle, args) }
+        unsafe { result::launch_kernel(self.func, grid, block, shared_bytes, stream, args) }
             .map_err(|e| cuda_err("cuLaunchKernel", e))
     }
 }
