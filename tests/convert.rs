@@ -2,10 +2,8 @@
 //! converts level by level exactly; every element type goes TIFF → Zarr → TIFF pixel-exact and
 //! zarr-python / tifffile read what we wrote.
 
-#[path = "support/python.rs"]
-mod python;
-#[path = "support/random.rs"]
-mod random;
+use tiledio_test_support::python;
+use tiledio_test_support::random;
 
 use tiledio::convert::{ConvertOptions, convert};
 use tiledio::tiff::{Compression, HostImage, SampleType, Slide, WriteOptions, write_pyramid};

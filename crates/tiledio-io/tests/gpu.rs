@@ -4,23 +4,12 @@
 use std::path::PathBuf;
 use tiledio_io::gpu::DeviceBuffer;
 use tiledio_io::{Backend, BackendChoice, FileHandle, FileWriter, IoError, ReadRange, Settings};
+use tiledio_test_support::random::random_bytes;
 
 fn scratch_dir() -> tempfile::TempDir {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(&base).unwrap();
     tempfile::tempdir_in(base).unwrap()
-}
-
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// Tile-like ranges: unordered, with gaps, some adjacent, some unaligned.

@@ -3,24 +3,13 @@
 use proptest::prelude::*;
 use std::path::PathBuf;
 use tiledio_io::{FileHandle, FileWriter, IoError, ReadRange, Settings, WriteRange};
+use tiledio_test_support::random::random_bytes;
 
 /// A scratch directory on the build's file system (not tmpfs), so O_DIRECT is really exercised.
 fn scratch_dir() -> tempfile::TempDir {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(&base).unwrap();
     tempfile::tempdir_in(base).unwrap()
-}
-
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn settings(threads: usize, task_pages: usize, gap: u64, direct: bool) -> Settings {

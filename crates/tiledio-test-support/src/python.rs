@@ -2,7 +2,6 @@
 //! interoperability tests, installing them into `target/pydeps` from PyPI on first use, so that
 //! `cargo test --workspace` needs nothing set up by hand. A test that cannot get them fails with the
 //! reason: it never skips silently.
-#![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,7 +19,7 @@ const PACKAGES: &[(&str, &str)] = &[
 ];
 
 fn pydeps_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("pydeps")
+    crate::workspace_root().join("target").join("pydeps")
 }
 
 fn python() -> String {

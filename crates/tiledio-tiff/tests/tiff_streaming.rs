@@ -2,12 +2,10 @@
 //! element type, band size and odd shape; every element type round-trips and is read equal by
 //! tifffile; levels that are not exact halves read by their own coordinates.
 
-#[path = "support/python.rs"]
-mod python;
-#[path = "support/random.rs"]
-mod random;
+use tiledio_test_support::python;
+use tiledio_test_support::random;
 
-use tiledio::tiff::{Compression, HostImage, SampleType, Slide, WriteOptions, write_pyramid, write_pyramid_from};
+use tiledio_tiff::{Compression, HostImage, SampleType, Slide, WriteOptions, write_pyramid, write_pyramid_from};
 
 /// Whole-level halving, the reference: mean of the up-to-2×2 block, edges repeated; integers
 /// `(sum + 2)` floor-divided by 4, floats `((a + b) + c + d) / 4`.

@@ -5,9 +5,8 @@ use tiledio_zarr::{
     ArraySpec, Compression, DataType, Durability, TileWriter, WriteOptions, ZarrArray, ZarrError, ZarrVersion,
 };
 
-#[path = "support/random.rs"]
-mod random;
 use random::random_bytes;
+use tiledio_test_support::random;
 
 /// Random elements; floats kept finite so comparisons are of bytes anyway.
 fn random_data(dt: DataType, n_elems: usize, seed: u64) -> Vec<u8> {

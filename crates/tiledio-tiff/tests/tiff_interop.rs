@@ -1,10 +1,9 @@
 //! Files written by tiledio-tiff, read back by tifffile and OpenSlide (pixel-exact for
 //! lossless codecs), and by our own reader.
 
-#[path = "support/python.rs"]
-mod python;
+use tiledio_test_support::python;
 
-use tiledio::tiff::{BigTiff, Compression, HostImage, Slide, WriteOptions, write_pyramid};
+use tiledio_tiff::{BigTiff, Compression, HostImage, Slide, WriteOptions, write_pyramid};
 
 fn noise(h: usize, w: usize, c: usize, seed: u64) -> Vec<u8> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

@@ -1,8 +1,7 @@
 //! GPU reads equal host reads (run on a machine with a CUDA GPU:
 //! `cargo test -p tiledio --test tiff_gpu -- --include-ignored`).
 
-use std::path::Path;
-use tiledio::tiff::{
+use tiledio_tiff::{
     Compression, DeviceImage, HostImage, ReadOptions, Slide, WriteOptions, write_pyramid, write_pyramid_device,
 };
 
@@ -82,7 +81,7 @@ fn tiff_gpu_reads_equal_host_reads_on_random_data() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn tiff_gpu_fixtures_equal_host_reads() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tiff");
+    let dir = tiledio_test_support::workspace_root().join("testdata/tiff");
     for name in [
         "tifffile_none_rgb8.tif",
         "tifffile_bigendian_u16.tif",

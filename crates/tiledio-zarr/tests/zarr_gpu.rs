@@ -7,9 +7,8 @@ use tiledio_zarr::{
     ArraySpec, BloscCompressor, Compression, DataType, Durability, WriteOptions, ZarrArray, ZarrVersion,
 };
 
-#[path = "support/random.rs"]
-mod random;
 use random::random_bytes;
+use tiledio_test_support::random;
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
@@ -90,7 +89,7 @@ fn gpu_round_trips_every_codec_dtype_sharded_or_not() {
 #[ignore = "needs a CUDA GPU"]
 fn gpu_reads_zarr_python_fixtures() {
     assert!(tiledio_io::gpu::available(), "no GPU");
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/zarr");
+    let dir = tiledio_test_support::workspace_root().join("testdata/zarr");
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "zarr") {

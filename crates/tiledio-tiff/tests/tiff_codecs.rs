@@ -3,15 +3,14 @@
 //! (testdata/tiff/malformed, written by make_fixtures.py), a differential mutation test against
 //! tifffile (testdata/tiff/codecs), and bounded decode memory for tiles declaring huge sizes.
 
-#[path = "support/python.rs"]
-mod python;
+use tiledio_test_support::python;
 
 use std::path::{Path, PathBuf};
-use tiledio::io::IoError;
-use tiledio::tiff::{Slide, TiffError};
+use tiledio_io::IoError;
+use tiledio_tiff::{Slide, TiffError};
 
 fn tiff_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tiff")
+    tiledio_test_support::workspace_root().join("testdata/tiff")
 }
 
 fn read0(path: &Path) -> Result<Vec<u8>, TiffError> {

@@ -2,8 +2,7 @@
 //! OME-Zarr metadata validated by ome-zarr-models (installed from PyPI into
 //! target/pydeps-ome-1.7 on first use) as well as by our structural check.
 
-#[path = "support/python.rs"]
-mod python;
+use tiledio_test_support::python;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,9 +10,8 @@ use tiledio_zarr::ome::{Axis, Level, MultiscaleWriter, OmeVersion, validate};
 use tiledio_zarr::serde_json;
 use tiledio_zarr::{ArraySpec, Compression, DataType, Durability, WriteOptions, ZarrArray, ZarrVersion};
 
-#[path = "support/random.rs"]
-mod random;
 use random::random_bytes;
+use tiledio_test_support::random;
 
 fn opts() -> WriteOptions {
     WriteOptions {
@@ -78,7 +76,7 @@ fn zarr_python_reads_what_we_write() {
 /// ome-zarr-models on PYTHONPATH (installed into target/pydeps-ome if missing).
 fn ome_pythonpath() -> String {
     let base = python::pythonpath().map(|p| p.display().to_string());
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pydeps-ome-1.7");
+    let dir = tiledio_test_support::workspace_root().join("target/pydeps-ome-1.7");
     let py = std::env::var("TILEDIO_PYTHON").unwrap_or_else(|_| "python3".into());
     let join = |extra: &Path| match &base {
         Some(b) => format!("{}:{b}", extra.display()),

@@ -3,14 +3,13 @@
 //! (testdata/tiff/expected.txt), JPEG included (we decode with libjpeg-turbo, as imagecodecs
 //! does: bit-exact), plus a live comparison with tifffile at test time for the JPEG files.
 
-#[path = "support/python.rs"]
-mod python;
+use tiledio_test_support::python;
 
-use std::path::{Path, PathBuf};
-use tiledio::tiff::{HostImage, SampleType, Slide, TiffError};
+use std::path::PathBuf;
+use tiledio_tiff::{HostImage, SampleType, Slide, TiffError};
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tiff")
+    tiledio_test_support::workspace_root().join("testdata/tiff")
 }
 
 fn crc32(data: &[u8]) -> u32 {
@@ -217,7 +216,7 @@ fn tiff_fixture_regions_crop_and_fill_background() {
     // level 1 region with the location given at level 0
     let l1 = slide.read_level(1).unwrap();
     let r = slide
-        .read_region_with((40, 20), 1, (30, 30), &tiledio::tiff::ReadOptions::with_background(255))
+        .read_region_with((40, 20), 1, (30, 30), &tiledio_tiff::ReadOptions::with_background(255))
         .unwrap();
     let l1w = l1.shape().1;
     assert_eq!(

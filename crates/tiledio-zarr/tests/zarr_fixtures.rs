@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use tiledio_zarr::ZarrArray;
 
 fn fixtures() -> Vec<(String, PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/zarr");
+    let dir = tiledio_test_support::workspace_root().join("testdata/zarr");
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).expect("testdata/zarr") {
         let p = e.expect("entry").path();
@@ -64,7 +64,7 @@ fn fixture_regions_read_back_exactly() {
 
 #[test]
 fn fixture_kinds_take_the_expected_paths() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/zarr");
+    let dir = tiledio_test_support::workspace_root().join("testdata/zarr");
     let raw = |n: &str| ZarrArray::open(dir.join(format!("{n}.zarr"))).unwrap().is_raw();
     assert!(raw("v3_u8_raw") && raw("v3_u8_sharded_raw") && raw("v2_u8_raw") && raw("v3_u8_sharded_partial"));
     assert!(!raw("v3_u16_zstd") && !raw("v2_u16_bigendian") && !raw("v3_u16_sharded_zstd"));

@@ -5,16 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
-use tiledio::zarr::{ZarrArray, ZarrError, ome};
+use tiledio_zarr::{ZarrArray, ZarrError, ome};
 
 fn mal(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    tiledio_test_support::workspace_root()
         .join("testdata/zarr/malformed")
         .join(name)
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/zarr").join(name)
+    tiledio_test_support::workspace_root().join("testdata/zarr").join(name)
 }
 
 /// Opens and reads the whole array; the first error.
@@ -280,7 +280,7 @@ fn zarr_malformed_metadata_fifo_does_not_block() {
 
 #[test]
 fn zarr_malformed_spec_sizes_are_checked() {
-    use tiledio::zarr::{ArraySpec, DataType};
+    use tiledio_zarr::{ArraySpec, DataType};
     let dir = tempfile::tempdir().unwrap();
     for spec in [
         ArraySpec::new(&[10, 10], &[1 << 32, 1 << 32], DataType::U8),

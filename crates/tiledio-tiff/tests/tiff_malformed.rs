@@ -4,10 +4,10 @@
 
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
-use tiledio::tiff::{Slide, TiffError};
+use tiledio_tiff::{Slide, TiffError};
 
 fn mal(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    tiledio_test_support::workspace_root()
         .join("testdata/tiff/malformed")
         .join(name)
 }
@@ -108,7 +108,7 @@ fn tiff_malformed_fuzz_jpeg_huge_frame() {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tiff").join(name)).unwrap()
+    std::fs::read(tiledio_test_support::workspace_root().join("testdata/tiff").join(name)).unwrap()
 }
 
 proptest! {
