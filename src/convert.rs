@@ -267,7 +267,7 @@ struct ZarrSource<'a> {
 
 impl PyramidSource for ZarrSource<'_> {
     fn data_type(&self) -> DataType {
-        to_zarr_type(self.src.element_type())
+        self.src.element_type()
     }
     fn level_count(&self) -> usize {
         self.levels
@@ -379,7 +379,7 @@ impl ZarrPyramid {
         let z = ZarrPyramid {
             path: path.to_path_buf(),
             channel_first,
-            element_type: from_zarr_type(dt),
+            element_type: dt,
             mpp,
             arrays,
         };
@@ -480,36 +480,4 @@ fn chw_to_hwc(chw: &[u8], n: usize, c: usize, es: usize) -> Result<Vec<u8>> {
     let mut out = crate::io::try_alloc_zeroed(chw.len(), "a band of the Zarr input")?;
     crate::kernels::chw_to_hwc(chw, &mut out, n, c, es).map_err(|e| ConvertError::Usage(e.to_string()))?;
     Ok(out)
-}
-
-/// The Zarr data type of an element type.
-pub fn to_zarr_type(t: ElementType) -> DataType {
-    match t {
-        ElementType::U8 => DataType::U8,
-        ElementType::U16 => DataType::U16,
-        ElementType::U32 => DataType::U32,
-        ElementType::U64 => DataType::U64,
-        ElementType::I8 => DataType::I8,
-        ElementType::I16 => DataType::I16,
-        ElementType::I32 => DataType::I32,
-        ElementType::I64 => DataType::I64,
-        ElementType::F32 => DataType::F32,
-        _ => DataType::F64,
-    }
-}
-
-/// The element type of a Zarr data type.
-pub fn from_zarr_type(t: DataType) -> ElementType {
-    match t {
-        DataType::U8 => ElementType::U8,
-        DataType::U16 => ElementType::U16,
-        DataType::U32 => ElementType::U32,
-        DataType::U64 => ElementType::U64,
-        DataType::I8 => ElementType::I8,
-        DataType::I16 => ElementType::I16,
-        DataType::I32 => ElementType::I32,
-        DataType::I64 => ElementType::I64,
-        DataType::F32 => ElementType::F32,
-        DataType::F64 => ElementType::F64,
-    }
 }

@@ -592,7 +592,7 @@ fn commit(file: &File, temp: &Path, path: &Path, sync: bool) -> Result<()> {
     {
         return Err(IoError::NotRegularFile {
             path: path.into(),
-            kind: output::kind_name(m.file_type()),
+            kind: output::file_kind(m.file_type()),
         });
     }
     if sync {

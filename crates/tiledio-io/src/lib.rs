@@ -39,7 +39,7 @@ pub use file::{
     FileHandle, FileRead, FileWrite, FileWriter, ReadStats, Source, Target, WriteStats, read_files, write_files,
 };
 pub use memory::{check_memory, memory_budget, try_alloc_zeroed};
-pub use output::{OutputDir, OutputKind, check_output, remove_stale_temporaries, remove_temporaries};
+pub use output::{OutputDir, OutputKind, check_output, file_kind, remove_stale_temporaries, remove_temporaries};
 pub use plan::{ReadRange, WriteRange};
 pub use settings::{BackendChoice, Settings};
 

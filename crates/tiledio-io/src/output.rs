@@ -145,8 +145,14 @@ fn parent_dir(p: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// What a file-system entry is, for messages.
-pub(crate) fn kind_name(ft: std::fs::FileType) -> &'static str {
+/// What a file-system entry is, for messages ("a FIFO", "a symbolic link", ...).
+///
+/// ```
+/// let t = std::fs::symlink_metadata("/dev/null")?.file_type();
+/// assert_eq!(tiledio_io::file_kind(t), "a character device");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn file_kind(ft: std::fs::FileType) -> &'static str {
     if ft.is_symlink() {
         "a symbolic link"
     } else if ft.is_dir() {
@@ -243,7 +249,7 @@ pub fn check_output(output: &Path, inputs: &[&Path], kind: OutputKind) -> Result
         OutputKind::Directory if ft.is_file() => Err(bad("is an existing file, not a directory".into())),
         _ => Err(IoError::NotRegularFile {
             path: output.to_path_buf(),
-            kind: kind_name(ft),
+            kind: file_kind(ft),
         }),
     }
 }

@@ -41,7 +41,7 @@ pub(crate) fn open_regular(path: &Path) -> crate::Result<File> {
     if !ft.is_file() {
         return Err(crate::IoError::NotRegularFile {
             path: path.to_path_buf(),
-            kind: crate::output::kind_name(ft),
+            kind: crate::output::file_kind(ft),
         });
     }
     Ok(f)

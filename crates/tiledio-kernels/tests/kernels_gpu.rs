@@ -1,21 +1,11 @@
 //! GPU kernels against their CPU references on random data. Run on a machine with a CUDA GPU:
-//! `cargo test -p tiledio-kernels --test gpu -- --include-ignored`.
+//! `cargo test -p tiledio-kernels --test kernels_gpu -- --include-ignored`.
 
 use tiledio_io::ElementType;
 use tiledio_io::gpu::{self, DeviceBuffer};
 use tiledio_kernels::{ChunkLayout, LaunchArgs};
 
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s as u8
-        })
-        .collect()
-}
+use tiledio_test_support::random::random_bytes as noise;
 
 /// (shape, unit, inner, window origin, window shape, element bytes, byte swap)
 type Case = (Vec<u64>, Vec<u64>, Vec<u64>, Vec<i64>, Vec<u64>, usize, usize);

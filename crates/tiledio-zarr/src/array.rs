@@ -2,6 +2,7 @@
 
 use crate::error::{Result, ZarrError, fs_err, usage};
 use crate::layout::{self, kernel_err};
+use crate::spec::ZarrDataType;
 use crate::spec::{ArraySpec, DataType, ZarrVersion};
 use rayon::prelude::*;
 use serde_json::Value;
@@ -143,24 +144,6 @@ pub(crate) fn read_json(path: &Path) -> Result<Option<Value>> {
     })
 }
 
-/// What a file that is not regular is, for messages.
-fn kind_name(t: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
-}
-
 /// Opens a file that must be a regular file (symlinks to one are fine): never blocks (a FIFO
 /// is opened with `O_NONBLOCK` and refused), and returns its length from `fstat`. `None` when
 /// it does not exist.
@@ -169,7 +152,7 @@ pub(crate) fn open_regular(path: &Path) -> Result<Option<(std::fs::File, u64)>> 
     let not_regular = |t| {
         ZarrError::Io(tiledio_io::IoError::NotRegularFile {
             path: path.into(),
-            kind: kind_name(t),
+            kind: tiledio_io::file_kind(t),
         })
     };
     // stat first: devices are refused without being opened
@@ -1272,7 +1255,7 @@ impl ZarrArray {
                 match std::fs::metadata(&p) {
                     Ok(m) if !m.is_file() => Err(ZarrError::Io(tiledio_io::IoError::NotRegularFile {
                         path: p,
-                        kind: kind_name(m.file_type()),
+                        kind: tiledio_io::file_kind(m.file_type()),
                     })),
                     Ok(m) => Ok(Some(m.len())),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

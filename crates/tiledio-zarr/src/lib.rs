@@ -29,5 +29,5 @@ pub use array::{Durability, WriteOptions, ZarrArray};
 pub use error::{Result, ZarrError};
 /// The JSON crate of the metadata and attribute types ([`ArraySpec::attributes`]).
 pub use serde_json;
-pub use spec::{ArraySpec, BloscCompressor, Compression, DataType, ZarrVersion};
+pub use spec::{ArraySpec, BloscCompressor, Compression, DataType, ZarrDataType, ZarrVersion};
 pub use tiles::TileWriter;

@@ -7,6 +7,7 @@
 
 use crate::array::{ZarrArray, read_json, sync_fs, write_small};
 use crate::error::{Result, ZarrError, fs_err};
+use crate::spec::ZarrDataType;
 use crate::spec::{ArraySpec, ZarrVersion};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

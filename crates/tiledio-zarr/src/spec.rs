@@ -17,112 +17,58 @@ pub enum ZarrVersion {
     V3,
 }
 
-/// Element data type (stored little-endian).
+/// Element data type (stored little-endian): tiledio's one element-type enum
+/// ([`tiledio_io::ElementType`]), with Zarr's names through [`ZarrDataType`].
 ///
 /// ```
-/// use tiledio_zarr::DataType;
+/// use tiledio_zarr::{DataType, ZarrDataType};
 /// assert_eq!(DataType::U16.size(), 2);
 /// assert_eq!(DataType::from_name("float32"), Some(DataType::F32));
 /// assert_eq!(DataType::from_name("<u4"), Some(DataType::U32));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub enum DataType {
-    U8,
-    U16,
-    U32,
-    U64,
-    I8,
-    I16,
-    I32,
-    I64,
-    F32,
-    F64,
+pub use tiledio_io::ElementType as DataType;
+
+/// Zarr's names of an element type.
+pub trait ZarrDataType: Sized {
+    /// The Zarr v3 name (`"uint8"`, `"float32"`, ...).
+    fn v3_name(self) -> &'static str;
+    /// The Zarr v2 (NumPy) name, little-endian (`"|u1"`, `"<f4"`, ...).
+    fn v2_name(self) -> &'static str;
+    /// Parses a v3 name or a v2 NumPy name of either byte order (`">u2"` gives `U16`).
+    fn from_name(name: &str) -> Option<Self>;
 }
 
-impl DataType {
-    /// All supported types.
-    pub const ALL: [DataType; 10] = [
-        DataType::U8,
-        DataType::U16,
-        DataType::U32,
-        DataType::U64,
-        DataType::I8,
-        DataType::I16,
-        DataType::I32,
-        DataType::I64,
-        DataType::F32,
-        DataType::F64,
-    ];
-
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            DataType::U8 | DataType::I8 => 1,
-            DataType::U16 | DataType::I16 => 2,
-            DataType::U32 | DataType::I32 | DataType::F32 => 4,
-            DataType::U64 | DataType::I64 | DataType::F64 => 8,
-        }
+impl ZarrDataType for DataType {
+    fn v3_name(self) -> &'static str {
+        self.name()
     }
 
-    /// The Zarr v3 name (`"uint8"`, `"float32"`, ...).
-    pub fn v3_name(self) -> &'static str {
-        match self {
-            DataType::U8 => "uint8",
-            DataType::U16 => "uint16",
-            DataType::U32 => "uint32",
-            DataType::U64 => "uint64",
-            DataType::I8 => "int8",
-            DataType::I16 => "int16",
-            DataType::I32 => "int32",
-            DataType::I64 => "int64",
-            DataType::F32 => "float32",
-            DataType::F64 => "float64",
-        }
+    fn v2_name(self) -> &'static str {
+        self.npy_descr()
     }
 
-    /// The Zarr v2 (NumPy) name, little-endian (`"|u1"`, `"<f4"`, ...).
-    pub fn v2_name(self) -> &'static str {
-        match self {
-            DataType::U8 => "|u1",
-            DataType::U16 => "<u2",
-            DataType::U32 => "<u4",
-            DataType::U64 => "<u8",
-            DataType::I8 => "|i1",
-            DataType::I16 => "<i2",
-            DataType::I32 => "<i4",
-            DataType::I64 => "<i8",
-            DataType::F32 => "<f4",
-            DataType::F64 => "<f8",
-        }
-    }
-
-    /// Parses a v3 name or a v2 NumPy name of either byte order (`">u2"` gives `U16`).
-    pub fn from_name(name: &str) -> Option<DataType> {
+    fn from_name(name: &str) -> Option<DataType> {
         let v2 = name.trim_start_matches(['<', '>', '|', '=']);
         DataType::ALL
             .into_iter()
             .find(|d| d.v3_name() == name || d.v2_name().trim_start_matches(['<', '|']) == v2)
     }
+}
 
-    fn is_float(self) -> bool {
-        matches!(self, DataType::F32 | DataType::F64)
-    }
-
-    fn fill_json(self, v: f64) -> Value {
-        if self.is_float() {
-            if v.is_nan() {
-                json!("NaN")
-            } else if v.is_infinite() {
-                json!(if v > 0.0 { "Infinity" } else { "-Infinity" })
-            } else {
-                json!(v)
-            }
-        } else if matches!(self, DataType::U64 | DataType::U32 | DataType::U16 | DataType::U8) {
-            json!(v as u64)
+/// The fill value `v` as Zarr metadata writes it for elements of `t`.
+fn fill_json(t: DataType, v: f64) -> Value {
+    if t.is_float() {
+        if v.is_nan() {
+            json!("NaN")
+        } else if v.is_infinite() {
+            json!(if v > 0.0 { "Infinity" } else { "-Infinity" })
         } else {
-            json!(v as i64)
+            json!(v)
         }
+    } else if t.is_signed_int() {
+        json!(v as i64)
+    } else {
+        json!(v as u64)
     }
 }
 
@@ -400,7 +346,7 @@ impl ArraySpec {
     pub fn metadata(&self) -> Result<Value> {
         self.validate()?;
         let dt = self.data_type;
-        let fill = dt.fill_json(self.fill_value);
+        let fill = fill_json(dt, self.fill_value);
         Ok(match self.version {
             ZarrVersion::V3 => {
                 let bytes = if dt.size() == 1 {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tiledio_zarr::ome::{Axis, Level, MultiscaleWriter, OmeVersion, validate};
 use tiledio_zarr::serde_json;
-use tiledio_zarr::{ArraySpec, Compression, DataType, Durability, WriteOptions, ZarrArray, ZarrVersion};
+use tiledio_zarr::{ArraySpec, Compression, DataType, Durability, WriteOptions, ZarrArray, ZarrDataType, ZarrVersion};
 
 use random::random_bytes;
 use tiledio_test_support::random;
