@@ -1,7 +1,7 @@
 //! Gather/scatter between a row-major window of an N-d array and unit-major staging, on the
 //! CPU (rayon) and on the GPU (`cu/chunk_copy.cu`), with identical results.
 
-use crate::launch::LaunchArgs;
+use crate::launch::{LaunchArgs, ParamBlock};
 use crate::{Result, blocks, invalid, kernel};
 use rayon::prelude::*;
 use tiledio_io::gpu::DeviceBuffer;
@@ -467,7 +467,11 @@ impl ChunkLayout {
         }
         let (p, items) = self.device_params(Direction::Gather, units, fill)?;
         let k = kernel(MODULE, SRC, "chunk_copy")?;
-        let args = LaunchArgs::new().read(window).write(staging).read(&p).scalar(items);
+        let args = LaunchArgs::new()
+            .read(window)
+            .write(staging)
+            .read(p.buffer())
+            .scalar(items);
         // SAFETY: chunk_copy(u8* win, u8* staging, const u64* p, u64 items) reads the window
         // and writes the staging only inside the bounds `check` verified; it writes nothing
         // to the window when gathering.
@@ -496,14 +500,18 @@ impl ChunkLayout {
         }
         let (p, items) = self.device_params(Direction::Scatter, units, &[0])?;
         let k = kernel(MODULE, SRC, "chunk_copy")?;
-        let args = LaunchArgs::new().write(window).read(staging).read(&p).scalar(items);
+        let args = LaunchArgs::new()
+            .write(window)
+            .read(staging)
+            .read(p.buffer())
+            .scalar(items);
         // SAFETY: as in gather_device, with the window written and the staging read; units
         // are distinct (checked), so no two blocks write the same window bytes.
         unsafe { args.launch(&k, blocks(items, 1, 1 << 20), 128) }
     }
 
     /// The kernel's parameter block (header, geometry, units, fill) and its item count.
-    fn device_params(&self, dir: Direction, units: &[u64], fill: &[u8]) -> Result<(DeviceBuffer, u64)> {
+    fn device_params(&self, dir: Direction, units: &[u64], fill: &[u8]) -> Result<(ParamBlock, u64)> {
         let rb = self.row_bytes() as u64;
         let (seg, segs) = if rb > GPU_SEGMENT {
             (GPU_SEGMENT, rb.div_ceil(GPU_SEGMENT))
@@ -538,7 +546,7 @@ impl ChunkLayout {
             .checked_mul(units.len() as u64)
             .and_then(|r| r.checked_mul(segs))
             .ok_or_else(|| invalid("too many rows"))?;
-        Ok((DeviceBuffer::from_host(&bytes)?, items))
+        Ok((ParamBlock::upload(&bytes)?, items))
     }
 }
 
@@ -670,11 +678,11 @@ pub fn fill_device(dst: &mut DeviceBuffer, len: usize, pattern: &[u8]) -> Result
         return Ok(());
     }
     let k = kernel(MODULE, SRC, "chunk_fill")?;
-    let f = DeviceBuffer::from_host(pattern)?;
+    let f = ParamBlock::upload(pattern)?;
     let args = LaunchArgs::new()
         .write(dst)
         .scalar(len as u64)
-        .read(&f)
+        .read(f.buffer())
         .scalar(pattern.len() as u64);
     // SAFETY: chunk_fill(u8* p, u64 n, const u8* fill, u64 fill_len) writes n <= dst.len()
     // bytes and reads fill_len bytes of `f`.

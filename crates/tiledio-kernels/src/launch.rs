@@ -159,3 +159,47 @@ mod tests {
         assert_eq!(LaunchArgs::new().scalar(1u64).scalar(2i32).len(), 2);
     }
 }
+
+/// A kernel's parameter block (geometry, unit lists, fill patterns) in device memory, taken from
+/// a buffer the calling thread keeps between launches: a launch costs one small copy, not an
+/// allocation and a free (`cuMemFree` waits for the whole device). For blocking launches only
+/// ([`LaunchArgs::launch`]): the buffer is reused by the thread's next launch.
+pub(crate) struct ParamBlock(Option<DeviceBuffer>);
+
+thread_local!(static PARAMS: std::cell::RefCell<Option<DeviceBuffer>> = const { std::cell::RefCell::new(None) });
+
+/// Larger blocks are not kept (a one-off launch over millions of units).
+const KEEP_PARAMS: usize = 16 << 20;
+
+impl ParamBlock {
+    /// `bytes` copied to the device.
+    pub(crate) fn upload(bytes: &[u8]) -> Result<ParamBlock> {
+        let cached = PARAMS.with(|c| c.borrow_mut().take());
+        let mut buf = match cached {
+            Some(b) if b.len() >= bytes.len() => b,
+            _ => DeviceBuffer::new(bytes.len().max(64 << 10))?,
+        };
+        buf.copy_from_host_at(0, bytes)?;
+        Ok(ParamBlock(Some(buf)))
+    }
+
+    /// The device buffer (at least as long as the block).
+    pub(crate) fn buffer(&self) -> &DeviceBuffer {
+        self.0.as_ref().unwrap_or_else(|| unreachable!("present until drop"))
+    }
+}
+
+impl Drop for ParamBlock {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take()
+            && b.len() <= KEEP_PARAMS
+        {
+            PARAMS.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.as_ref().is_none_or(|old| old.len() < b.len()) {
+                    *c = Some(b);
+                }
+            });
+        }
+    }
+}
