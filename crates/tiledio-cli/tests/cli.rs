@@ -449,3 +449,38 @@ fn tiff_bytes(w: u32, h: u32, tw: u32, th: u32, tile: &[u8], n: u32) -> Vec<u8> 
     b.extend_from_slice(tile);
     b
 }
+
+/// A BitsPerSample tag of 400,000 values made a 1.2 MB error message: errors stay one short
+/// line whatever the file holds.
+#[test]
+fn a_huge_tag_gives_a_short_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bps.tif");
+    let n = 400_000u32;
+    let mut b = b"II*\0".to_vec();
+    b.extend_from_slice(&8u32.to_le_bytes());
+    let entries: [(u16, u16, u32, u32); 5] = [
+        (256, 4, 1, 16),
+        (257, 4, 1, 16),
+        (258, 3, n, 0),
+        (273, 4, 1, 0),
+        (279, 4, 1, 16),
+    ];
+    let data_at = 8 + 2 + 12 * entries.len() as u32 + 4;
+    b.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (tag, typ, count, value) in entries {
+        b.extend_from_slice(&tag.to_le_bytes());
+        b.extend_from_slice(&typ.to_le_bytes());
+        b.extend_from_slice(&count.to_le_bytes());
+        let v = if tag == 258 || tag == 273 { data_at } else { value };
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&0u32.to_le_bytes());
+    for i in 0..n {
+        b.extend_from_slice(&(if i % 2 == 0 { 8u16 } else { 16 }).to_le_bytes());
+    }
+    std::fs::write(&p, &b).unwrap();
+    let msg = one_error_line(&run(&["info", &s(&p)]));
+    assert!(msg.contains("BitsPerSample"), "{msg}");
+    assert!(msg.len() < 300, "{} characters: {msg}", msg.len());
+}
