@@ -18,21 +18,11 @@ pub(crate) enum BenchCommand {
         /// Backends: staged, cufile, mmap, host.
         #[arg(long, value_delimiter = ',', default_value = "staged,cufile,mmap,host")]
         backends: Vec<String>,
-        /// Thread counts to try.
-        #[arg(long, value_delimiter = ',', default_value = "16")]
-        threads: Vec<usize>,
         /// Task sizes in MiB to try.
         #[arg(long, value_delimiter = ',', default_value = "4")]
         task_mib: Vec<usize>,
-        /// Timed repeats per row (the median is printed).
-        #[arg(long, default_value_t = 5)]
-        repeats: usize,
-        /// Also measure with a cold page cache (drops caches before each repeat; needs root).
-        #[arg(long)]
-        cold: bool,
-        /// Use O_DIRECT (for the cold rows).
-        #[arg(long)]
-        direct: bool,
+        #[command(flatten)]
+        runs: Runs,
     },
     /// Read a whole slide level into one GPU array (or host array) with `Slide::read_level_device`
     /// (`read_level`): tile reads, decode if compressed, placement. Prints the median.
@@ -45,19 +35,26 @@ pub(crate) enum BenchCommand {
         /// gpu, cpu, or both.
         #[arg(long, default_value = "both", value_parser = ["gpu", "cpu", "both"])]
         device: String,
-        /// Thread counts to try.
-        #[arg(long, value_delimiter = ',', default_value = "16")]
-        threads: Vec<usize>,
-        /// Timed repeats per row (the median is printed).
-        #[arg(long, default_value_t = 5)]
-        repeats: usize,
-        /// Also measure with a cold page cache (needs root).
-        #[arg(long)]
-        cold: bool,
-        /// Use O_DIRECT (for the cold rows).
-        #[arg(long)]
-        direct: bool,
+        #[command(flatten)]
+        runs: Runs,
     },
+}
+
+/// How each benchmark row is run.
+#[derive(clap::Args)]
+pub(crate) struct Runs {
+    /// Thread counts to try.
+    #[arg(long, value_delimiter = ',', default_value = "16")]
+    threads: Vec<usize>,
+    /// Timed repeats per row (the median is printed).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Also measure with a cold page cache (drops caches before each repeat; needs root).
+    #[arg(long)]
+    cold: bool,
+    /// Use O_DIRECT (for the cold rows).
+    #[arg(long)]
+    direct: bool,
 }
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -66,20 +63,14 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             file,
             level,
             device,
-            threads,
-            repeats,
-            cold,
-            direct,
-        } => slide(&file, level, &device, &threads, repeats, cold, direct),
+            runs: r,
+        } => slide(&file, level, &device, &r.threads, r.repeats, r.cold, r.direct),
         BenchCommand::Read {
             file,
             backends,
-            threads,
             task_mib,
-            repeats,
-            cold,
-            direct,
-        } => read(&file, &backends, &threads, &task_mib, repeats, cold, direct),
+            runs: r,
+        } => read(&file, &backends, &r.threads, &task_mib, r.repeats, r.cold, r.direct),
     }
 }
 

@@ -7,7 +7,7 @@
 use crate::error::{Result, TiffError};
 use crate::image::{HostImage, SampleType};
 use crate::page::{Compression, Page};
-use crate::region::{Job, check_tiles, plan, read_decode, slot_ranges, window_bytes, window_inside};
+use crate::region::{Job, read_decode, slot_ranges, window_inside, window_jobs};
 use crate::slide::{ReadOptions, Slide};
 use crate::write::{WriteOptions, WriteReport, write_pyramid};
 use std::path::Path;
@@ -186,9 +186,7 @@ fn read_window_device(
     h: u64,
     background: u8,
 ) -> Result<DeviceBuffer> {
-    let len = window_bytes(page, w, h)?;
-    let jobs = plan(page, x, y, w, h);
-    check_tiles(fh, page, &jobs)?;
+    let (len, jobs) = window_jobs(fh, page, x, y, w, h)?;
     let mut out = DeviceBuffer::new(len)?;
     if !window_inside(page, x, y, w, h) || jobs.is_empty() {
         out.fill(background)?;

@@ -178,6 +178,14 @@ pub(crate) fn window_inside(page: &Page, x: i64, y: i64, w: u64, h: u64) -> bool
         && (y as u64).checked_add(h).is_some_and(|e| e <= page.height)
 }
 
+/// The output size of a window and the tiles it needs, checked against the file.
+pub(crate) fn window_jobs(fh: &FileHandle, page: &Page, x: i64, y: i64, w: u64, h: u64) -> Result<(usize, Vec<Job>)> {
+    let len = window_bytes(page, w, h)?;
+    let jobs = plan(page, x, y, w, h);
+    check_tiles(fh, page, &jobs)?;
+    Ok((len, jobs))
+}
+
 /// Reads a window of a page into a host buffer (row-major, `w × h × spp` samples).
 pub(crate) fn read_window(
     fh: &FileHandle,
@@ -188,9 +196,7 @@ pub(crate) fn read_window(
     h: u64,
     background: u8,
 ) -> Result<Vec<u8>> {
-    let len = window_bytes(page, w, h)?;
-    let jobs = plan(page, x, y, w, h);
-    check_tiles(fh, page, &jobs)?;
+    let (len, jobs) = window_jobs(fh, page, x, y, w, h)?;
     let inside = window_inside(page, x, y, w, h);
     let mut out = alloc(len, if inside { 0 } else { background })?;
     if page.compression == Compression::None {
