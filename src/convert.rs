@@ -305,7 +305,7 @@ fn to_zarr(
         compression: opts.codec.unwrap_or(zarr::Compression::Zstd { level: 3 }),
         version: OmeVersion::V05,
         mpp: src.mpp(),
-        write: Default::default(),
+        write: zarr::WriteOptions::from_env()?,
     };
     ome::write_pyramid(&ZarrSource { src, levels }, output, &p, &mut |d, t| progress(d, t))?;
     Ok(ConvertReport {

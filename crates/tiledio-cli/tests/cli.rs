@@ -210,6 +210,23 @@ fn errors_a_person_can_read() {
         .unwrap();
     let msg = one_error_line(&o);
     assert!(msg.contains("TILEDIO_THREADS"), "{msg}");
+    // Zarr writes report a bad TILEDIO_* value instead of ignoring it
+    let z = d.path().join("a.zarr");
+    ok(&run(&[
+        "convert",
+        &fixture("tifffile_deflate_rgb8.tif"),
+        &s(&z),
+        "--chunk",
+        "64",
+    ]));
+    let o = tiledio()
+        .args(["convert", &s(&z), &s(&d.path().join("b.zarr"))])
+        .env("TILEDIO_THREADS", "many")
+        .output()
+        .unwrap();
+    let msg = one_error_line(&o);
+    assert!(msg.contains("TILEDIO_THREADS"), "{msg}");
+    assert!(!d.path().join("b.zarr").exists());
     let msg = one_error_line(&run(&["demo", "--size-mib", "18446744073709551615"]));
     assert!(msg.contains("too large"), "{msg}");
     let o = run(&["backends"]);

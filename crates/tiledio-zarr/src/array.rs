@@ -48,12 +48,44 @@ pub struct WriteOptions {
 }
 
 impl Default for WriteOptions {
+    /// The built-in defaults, I/O settings included (no environment: see
+    /// [`WriteOptions::from_env`], which reports a bad `TILEDIO_*` value instead of ignoring it).
     fn default() -> Self {
         WriteOptions {
             durability: Durability::AtEnd,
             batch_bytes: 1 << 30,
-            settings: Settings::from_env().unwrap_or_default(),
+            settings: Settings::default(),
         }
+    }
+}
+
+impl WriteOptions {
+    /// The defaults with the I/O settings of the `TILEDIO_*` environment variables.
+    ///
+    /// ```
+    /// let o = tiledio_zarr::WriteOptions::from_env()?;
+    /// assert_eq!(o.durability, tiledio_zarr::Durability::AtEnd);
+    /// # Ok::<(), tiledio_zarr::ZarrError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ZarrError::Io`] naming the variable whose value cannot be used.
+    pub fn from_env() -> Result<WriteOptions> {
+        Ok(WriteOptions {
+            settings: Settings::from_env()?,
+            ..WriteOptions::default()
+        })
+    }
+
+    /// These options with the given I/O settings (threads, task size, backend).
+    ///
+    /// ```
+    /// let s = tiledio_io::Settings { threads: 4, ..Default::default() };
+    /// assert_eq!(tiledio_zarr::WriteOptions::default().with_settings(s).settings.threads, 4);
+    /// ```
+    pub fn with_settings(mut self, settings: Settings) -> WriteOptions {
+        self.settings = settings;
+        self
     }
 }
 
