@@ -92,6 +92,9 @@ pub enum TiffError {
     /// The caller asked for something that does not exist or does not fit.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// An internal invariant failed: a bug in tiledio, not a problem with the file.
+    #[error("internal error (a bug in tiledio): {0}")]
+    Internal(String),
     /// Reading the source of a streaming write failed ([`crate::RowSource`]).
     #[error("{0}")]
     Source(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -106,7 +106,8 @@ pub(crate) fn tile_layout(page: &Page, x: i64, y: i64, w: u64, h: u64, swap: boo
 pub(crate) fn kernel_err(e: KernelError) -> TiffError {
     match e {
         KernelError::Io(e) => TiffError::Io(e),
-        other => TiffError::InvalidArgument(other.to_string()),
+        // the layout is built here from a checked page: a refusal is our bug
+        other => TiffError::Internal(other.to_string()),
     }
 }
 
@@ -232,7 +233,7 @@ fn read_window_device(
         drop(tx);
         let up = uploader
             .join()
-            .unwrap_or_else(|_| Err(TiffError::InvalidArgument("upload thread panicked".into())));
+            .unwrap_or_else(|_| Err(TiffError::Internal("the upload thread panicked".into())));
         result.and(up)
     })?;
     place_device(page, &jobs, &slots, &mut out, (x, y), (w, h), false)?;

@@ -1,6 +1,6 @@
 //! [`ZarrArray`]: create, open, write and read.
 
-use crate::error::{Result, ZarrError, fs_err, usage};
+use crate::error::{Result, ZarrError, fs_err, internal, usage};
 use crate::layout::{self, kernel_err};
 use crate::spec::ZarrDataType;
 use crate::spec::{ArraySpec, DataType, ZarrVersion};
@@ -1006,7 +1006,9 @@ impl ZarrArray {
                                     .gather_device(d, st, batch, &self.fill)
                                     .map_err(kernel_err)
                                     .and_then(|()| st.copy_to_host_at(0, &mut host).map_err(ZarrError::from)),
-                                (Source::Device(_), None) => Err(usage("no staging")),
+                                (Source::Device(_), None) => {
+                                    Err(internal("no device staging buffer for a device transfer"))
+                                }
                             };
                             let failed = r.is_err();
                             if tx.send(r.map(|()| (bi, host))).is_err() || failed {
@@ -1262,7 +1264,7 @@ impl ZarrArray {
                     sd.copy_from_host_at(0, st)?;
                     l.scatter_device(sd, d, batch).map_err(kernel_err)?;
                 }
-                (Target::Device(_), None) => return Err(usage("no staging")),
+                (Target::Device(_), None) => return Err(internal("no device staging buffer for a device transfer")),
             }
         }
         Ok(())

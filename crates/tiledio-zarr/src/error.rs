@@ -73,6 +73,9 @@ pub enum ZarrError {
         /// What is wrong.
         what: String,
     },
+    /// An internal invariant failed: a bug in tiledio, not a problem with the input.
+    #[error("internal error (a bug in tiledio): {0}")]
+    Internal(String),
     /// A feature of the array that this crate does not handle (variable-length data types, ...).
     #[error("unsupported: {what}")]
     Unsupported {
@@ -83,6 +86,11 @@ pub enum ZarrError {
 
 /// The crate's result type.
 pub type Result<T, E = ZarrError> = std::result::Result<T, E>;
+
+/// An internal invariant failed (a bug in tiledio, not in the input).
+pub(crate) fn internal(what: impl Into<String>) -> ZarrError {
+    ZarrError::Internal(what.into())
+}
 
 pub(crate) fn usage(what: impl Into<String>) -> ZarrError {
     ZarrError::Usage { what: what.into() }
