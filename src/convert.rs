@@ -369,7 +369,12 @@ impl ZarrPyramid {
             // not an OME group: a plain array (its own error if it is not one either)
             Err(_) => (vec![ZarrArray::open(path)?], false, None),
         };
-        let first = &arrays[0];
+        let Some(first) = arrays.first() else {
+            return Err(ConvertError::Usage(format!(
+                "{}: an image without levels",
+                path.display()
+            )));
+        };
         let dt = first.data_type().ok_or_else(|| {
             ConvertError::Usage(format!(
                 "{}: its element type cannot be written to TIFF (u8-u64, i8-i64, f32, f64 can)",
