@@ -7,7 +7,7 @@
 use crate::error::{Result, TiffError};
 use crate::image::{HostImage, SampleType};
 use crate::page::{Compression, Page};
-use crate::region::{Job, read_decode, slot_ranges, window_inside, window_jobs};
+use crate::region::{Job, read_decode, slot_ranges, window_bytes, window_inside, window_jobs};
 use crate::slide::{ReadOptions, Slide};
 use crate::write::{WriteOptions, WriteReport, write_pyramid};
 use std::path::Path;
@@ -187,21 +187,42 @@ fn read_window_device(
     h: u64,
     background: u8,
 ) -> Result<DeviceBuffer> {
+    let mut out = DeviceBuffer::new(window_bytes(page, w, h)?)?;
+    read_window_device_into(fh, page, (x, y), (w, h), background, &mut out)?;
+    Ok(out)
+}
+
+/// Reads a window of a page into the first bytes of `out` (a buffer of ours or a view of a
+/// framework's memory).
+fn read_window_device_into(
+    fh: &FileHandle,
+    page: &Page,
+    (x, y): (i64, i64),
+    (w, h): (u64, u64),
+    background: u8,
+    out: &mut DeviceBuffer,
+) -> Result<()> {
     let (len, jobs) = window_jobs(fh, page, x, y, w, h)?;
-    let mut out = DeviceBuffer::new(len)?;
+    if out.len() < len {
+        return Err(TiffError::InvalidArgument(format!(
+            "a {w}x{h} region needs {len} bytes; the destination holds {}",
+            out.len()
+        )));
+    }
     if !window_inside(page, x, y, w, h) || jobs.is_empty() {
-        out.fill(background)?;
+        // the region's bytes only: a caller's buffer may be longer
+        tiledio_kernels::fill_device(out, len, &[background]).map_err(kernel_err)?;
     }
     if jobs.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     let tb = page.tile_bytes();
     let mut slots = Scratch::take(jobs.len() * tb)?;
     if page.compression == Compression::None {
         fh.read_ranges(&slot_ranges(page, &jobs), &mut *slots)?;
         let swap = page.big_endian && page.dtype.size() > 1;
-        place_device(page, &jobs, &slots, &mut out, (x, y), (w, h), swap)?;
-        return Ok(out);
+        place_device(page, &jobs, &slots, out, (x, y), (w, h), swap)?;
+        return Ok(());
     }
     // compressed: decode bands of ~64 MiB on the CPU; upload each while the next decodes
     let per_band = ((64usize << 20) / tb.max(1)).max(1);
@@ -236,8 +257,8 @@ fn read_window_device(
             .unwrap_or_else(|_| Err(TiffError::Internal("the upload thread panicked".into())));
         result.and(up)
     })?;
-    place_device(page, &jobs, &slots, &mut out, (x, y), (w, h), false)?;
-    Ok(out)
+    place_device(page, &jobs, &slots, out, (x, y), (w, h), false)?;
+    Ok(())
 }
 
 impl Slide {
@@ -281,6 +302,31 @@ impl Slide {
             shape: (size.1 as usize, size.0 as usize, page.spp),
             dtype: page.dtype,
         })
+    }
+
+    /// [`Slide::read_region_device`] into memory the caller owns, e.g. an array allocated by
+    /// CuPy or PyTorch seen through [`DeviceBuffer::from_raw_parts`]: the region's
+    /// `height × width × channels` samples fill its first bytes, row-major.
+    ///
+    /// ```no_run
+    /// use tiledio_io::gpu::DeviceBuffer;
+    /// let s = tiledio_tiff::Slide::open("slide.tif")?;
+    /// let mut d = DeviceBuffer::new(512 * 512 * 3)?;
+    /// s.read_region_device_into((0, 0), 0, (512, 512), &mut d)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Slide::read_region_device`]; [`TiffError::InvalidArgument`] when `out` is too small.
+    pub fn read_region_device_into(
+        &self,
+        location: (i64, i64),
+        level: usize,
+        size: (u64, u64),
+        out: &mut DeviceBuffer,
+    ) -> Result<()> {
+        let (page, x, y) = self.window(location, level, size)?;
+        read_window_device_into(self.file(), page, (x, y), size, 0, out)
     }
 
     /// Reads a whole level into GPU memory.

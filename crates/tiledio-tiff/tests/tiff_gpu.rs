@@ -1,5 +1,5 @@
 //! GPU reads equal host reads (run on a machine with a CUDA GPU:
-//! `cargo test -p tiledio --test tiff_gpu -- --include-ignored`).
+//! `cargo test -p tiledio-tiff --test tiff_gpu -- --include-ignored`).
 
 use tiledio_tiff::{
     Compression, DeviceImage, HostImage, ReadOptions, Slide, WriteOptions, write_pyramid, write_pyramid_device,
@@ -93,5 +93,71 @@ fn tiff_gpu_fixtures_equal_host_reads() {
         "tiffcp_tiled_lzw.tif",
     ] {
         compare(&Slide::open(dir.join(name)).unwrap());
+    }
+}
+
+/// CuPy allocates the destination in another process (plain `cudaMalloc`, its pool off) and
+/// shares it through a CUDA IPC handle; we open it, view it with `DeviceBuffer::from_raw_parts`
+/// and read a slide region straight into it; CuPy then compares its array with tifffile's.
+/// Needs Python with CuPy and tifffile (the GPU machine has both).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn tiff_gpu_reads_into_memory_cupy_allocated() {
+    use cudarc::driver::sys;
+    use std::io::{BufRead, Write};
+    const SCRIPT: &str = r#"
+import sys, cupy as cp, numpy as np, tifffile
+cp.cuda.set_allocator(None)  # one cudaMalloc per array: the IPC handle is the array's own
+path, x, y, w, h = sys.argv[1], *map(int, sys.argv[2:6])
+ref = tifffile.imread(path, key=0)
+if ref.ndim == 2: ref = ref[..., None]
+a = cp.zeros((h, w, ref.shape[2]), dtype=ref.dtype)
+print(bytes(cp.cuda.runtime.ipcGetMemHandle(a.data.ptr)).hex(), a.nbytes, flush=True)
+sys.stdin.readline()
+got = cp.asnumpy(a)
+print("equal" if np.array_equal(got, ref[y:y + h, x:x + w]) else "differ", flush=True)
+"#;
+    let g = tiledio_io::gpu::gpu().unwrap();
+    for (name, (x, y, w, h)) in [
+        ("tifffile_none_rgb8.tif", (17i64, 9i64, 200u64, 150u64)),
+        ("tifffile_deflate_rgb8.tif", (0, 0, 128, 96)),
+    ] {
+        let path = tiledio_test_support::testdata("tiff").join(name);
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", SCRIPT, path.to_str().unwrap()])
+            .args([x.to_string(), y.to_string(), w.to_string(), h.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 with cupy and tifffile");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let mut parts = line.split_whitespace();
+        let hex = parts.next().expect("an IPC handle from CuPy");
+        let nbytes: usize = parts.next().unwrap().parse().unwrap();
+        let mut handle = sys::CUipcMemHandle_st { reserved: [0; 64] };
+        for (i, b) in handle.reserved.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap() as std::ffi::c_char;
+        }
+        g.bind().unwrap();
+        let mut ptr: sys::CUdeviceptr = 0;
+        // SAFETY: a handle CuPy exported for a live allocation of `nbytes` bytes.
+        let r = unsafe { sys::cuIpcOpenMemHandle_v2(&mut ptr, handle, 1) };
+        assert_eq!(r, sys::CUresult::CUDA_SUCCESS);
+        {
+            // SAFETY: the opened allocation is `nbytes` long and nothing else writes it now.
+            let mut view = unsafe { tiledio_io::gpu::DeviceBuffer::from_raw_parts(ptr, nbytes) };
+            let slide = Slide::open(&path).unwrap();
+            slide.read_region_device_into((x, y), 0, (w, h), &mut view).unwrap();
+            g.synchronize().unwrap();
+        }
+        // SAFETY: opened above, closed once.
+        unsafe { sys::cuIpcCloseMemHandle(ptr) };
+        child.stdin.as_mut().unwrap().write_all(b"filled\n").unwrap();
+        let mut verdict = String::new();
+        out.read_line(&mut verdict).unwrap();
+        assert_eq!(verdict.trim(), "equal", "{name}: CuPy's array differs from tifffile");
+        assert!(child.wait().unwrap().success());
     }
 }
