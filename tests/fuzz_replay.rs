@@ -23,26 +23,11 @@ fn corpus(name: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Runs this binary's test `name` again in a child with the fuzz targets' environment.
+/// Runs this binary's test `name` again in a child with the fuzz targets' environment; true in
+/// the child.
 fn in_child(name: &str) -> bool {
-    if std::env::var_os("TILEDIO_REPLAY_CHILD").is_some() {
-        return true;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env("TILEDIO_REPLAY_CHILD", "1")
-        .env("TILEDIO_MAX_MEMORY", "256M")
-        .env("TILEDIO_THREADS", "2")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "replay {name} failed:\n{text}");
-    assert!(text.contains("1 passed"), "replay {name} did not run:\n{text}");
-    false
+    tiledio_test_support::run_in_child(name, &[("TILEDIO_MAX_MEMORY", "256M"), ("TILEDIO_THREADS", "2")], &[]);
+    tiledio_test_support::is_child()
 }
 
 #[test]

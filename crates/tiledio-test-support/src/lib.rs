@@ -29,6 +29,50 @@ pub mod random {
     }
 }
 
+/// The variable that marks a test re-run in a child process by [`run_in_child`].
+const CHILD: &str = "TILEDIO_TEST_CHILD";
+
+/// Whether this process is a child started by [`run_in_child`].
+pub fn is_child() -> bool {
+    std::env::var_os(CHILD).is_some()
+}
+
+/// Runs this test binary's test `name` again in a child process with `env` set (settings such
+/// as `TILEDIO_MAX_MEMORY` are read from the environment, which a test must not change in its
+/// own process), and fails unless the child ran that one test and it passed. `extra` adds
+/// arguments for the test harness (e.g. `--ignored`). Returns at once in the child itself.
+///
+/// ```no_run
+/// # fn my_test() {
+/// tiledio_test_support::run_in_child("my_test", &[("TILEDIO_MAX_MEMORY", "8M")], &[]);
+/// if !tiledio_test_support::is_child() { return; }
+/// // ... the part that runs under the small budget ...
+/// # }
+/// ```
+///
+/// # Panics
+/// When the child fails or did not run the test (the message holds its output).
+pub fn run_in_child(name: &str, env: &[(&str, &str)], extra: &[&str]) {
+    if is_child() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("cannot find the test binary: {e}"));
+    let out = std::process::Command::new(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .args(extra)
+        .env(CHILD, "1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start the child for {name}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child {name} failed:\n{text}");
+    assert!(text.contains("1 passed"), "child {name} did not run:\n{text}");
+}
+
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))

@@ -312,22 +312,11 @@ fn tiff_codecs_mutations_agree_with_tifffile() {
 /// depend on this machine's memory.
 #[test]
 fn tiff_codec_huge_declared_tiles_are_bounded() {
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "huge_tiles_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("TILEDIO_MAX_MEMORY", "8M")
-        .env("RAYON_NUM_THREADS", "4")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "{text}");
+    tiledio_test_support::run_in_child(
+        "huge_tiles_child",
+        &[("TILEDIO_MAX_MEMORY", "8M"), ("RAYON_NUM_THREADS", "4")],
+        &["--ignored"],
+    );
 }
 
 /// A little-endian TIFF of one page: `w × h` 8-bit pixels of `spp` samples in `tw × th` tiles

@@ -53,29 +53,13 @@ fn copy_tree(src: &Path, dst: &Path) {
     }
 }
 
-/// Runs this test binary's test `name` in a child process with `TILEDIO_MAX_MEMORY=budget`
-/// (the budget is read from the environment, which a test must not change in its own process).
+/// Runs this test binary's test `name` in a child process with `TILEDIO_MAX_MEMORY=budget`.
 fn in_child_with_budget(name: &str, budget: &str) {
-    if std::env::var_os("TILEDIO_MALFORMED_CHILD").is_some() {
-        return;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env("TILEDIO_MALFORMED_CHILD", "1")
-        .env("TILEDIO_MAX_MEMORY", budget)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "child {name} failed:\n{text}");
-    assert!(text.contains("1 passed"), "child {name} did not run:\n{text}");
+    tiledio_test_support::run_in_child(name, &[("TILEDIO_MAX_MEMORY", budget)], &[]);
 }
 
 fn is_child() -> bool {
-    std::env::var_os("TILEDIO_MALFORMED_CHILD").is_some()
+    tiledio_test_support::is_child()
 }
 
 #[test]
