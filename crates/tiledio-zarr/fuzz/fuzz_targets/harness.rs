@@ -1,5 +1,5 @@
 //! The Zarr fuzz harness, shared by the `cargo fuzz` target (`zarr_open.rs`) and the corpus
-//! replay in the normal test run (`tests/zarr_fuzz_replay.rs`, through `#[path]`).
+//! replay in the normal test run (`tests/fuzz_replay.rs`, through `#[path]`).
 //!
 //! An input is a little file tree: records of `name length (1 byte) | name | data length
 //! (4 bytes, little-endian, cut to what is left) | data`. Names are relative paths made of
