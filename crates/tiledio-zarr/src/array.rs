@@ -162,6 +162,21 @@ pub(crate) fn write_small(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
 /// Most bytes of one metadata document (`zarr.json`, `.zarray`, `.zattrs`, `.zgroup`).
 pub(crate) const MAX_METADATA_BYTES: u64 = 64 << 20;
 
+/// [`ZarrError::AlreadyExists`] when `path` is a folder with something in it.
+fn refuse_non_empty(path: &Path) -> Result<()> {
+    if path.is_dir() && std::fs::read_dir(path).map_err(fs_err(path, "list"))?.next().is_some() {
+        return Err(ZarrError::AlreadyExists { path: path.into() });
+    }
+    Ok(())
+}
+
+/// The temporary folder a new array or group at `path` is written in (see
+/// [`tiledio_io::OutputDir`]); a non-empty folder at `path` is [`ZarrError::AlreadyExists`].
+pub(crate) fn new_output_dir(path: &Path) -> Result<tiledio_io::OutputDir> {
+    refuse_non_empty(path)?;
+    Ok(tiledio_io::OutputDir::create(path)?)
+}
+
 pub(crate) fn read_json(path: &Path) -> Result<Option<Value>> {
     let Some(b) = read_regular(path, MAX_METADATA_BYTES, |n| ZarrError::Metadata {
         path: path.into(),
@@ -536,12 +551,8 @@ impl ZarrArray {
     /// [`ZarrError::Io`] for a path that cannot be an output, [`ZarrError::Fs`] if the folder
     /// cannot be created.
     pub fn create(path: impl AsRef<Path>, spec: &ArraySpec) -> Result<ZarrArray> {
-        let path = path.as_ref();
         spec.metadata()?;
-        if path.is_dir() && std::fs::read_dir(path).map_err(fs_err(path, "list"))?.next().is_some() {
-            return Err(ZarrError::AlreadyExists { path: path.into() });
-        }
-        let out = tiledio_io::OutputDir::create(path)?;
+        let out = new_output_dir(path.as_ref())?;
         let mut a = Self::create_in_place(out.path(), spec)?;
         a.output = Some(out);
         Ok(a)
@@ -552,12 +563,7 @@ impl ZarrArray {
     pub(crate) fn create_in_place(path: impl AsRef<Path>, spec: &ArraySpec) -> Result<ZarrArray> {
         let path = path.as_ref().to_path_buf();
         let meta = spec.metadata()?;
-        if path.exists() {
-            let mut rd = std::fs::read_dir(&path).map_err(fs_err(&path, "list"))?;
-            if rd.next().is_some() {
-                return Err(ZarrError::AlreadyExists { path });
-            }
-        }
+        refuse_non_empty(&path)?;
         std::fs::create_dir_all(&path).map_err(fs_err(&path, "create folder"))?;
         let meta_for_parts = meta.clone();
         let (zmeta, pending) = match spec.version {

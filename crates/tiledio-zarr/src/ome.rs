@@ -6,7 +6,7 @@
 //! an interrupted conversion is not a valid image.
 
 use crate::array::{ZarrArray, read_json, sync_fs, write_small};
-use crate::error::{Result, ZarrError, fs_err};
+use crate::error::{Result, ZarrError};
 use crate::spec::ZarrDataType;
 use crate::spec::{ArraySpec, ZarrVersion};
 use serde_json::{Value, json};
@@ -320,11 +320,7 @@ impl MultiscaleWriter {
     /// # Errors
     /// [`ZarrError::AlreadyExists`], [`ZarrError::Io`] for a path that cannot be an output.
     pub fn create(root: impl AsRef<Path>, version: OmeVersion) -> Result<MultiscaleWriter> {
-        let root = root.as_ref();
-        if root.is_dir() && std::fs::read_dir(root).map_err(fs_err(root, "list"))?.next().is_some() {
-            return Err(ZarrError::AlreadyExists { path: root.into() });
-        }
-        let out = tiledio_io::OutputDir::create(root)?;
+        let out = crate::array::new_output_dir(root.as_ref())?;
         Ok(MultiscaleWriter { out, version })
     }
 
