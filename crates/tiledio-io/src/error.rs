@@ -171,10 +171,6 @@ pub enum IoError {
         /// Why it cannot be written.
         reason: String,
     },
-    /// An internal invariant failed: a bug in tiledio, not a problem with the input (please
-    /// report it with the message).
-    #[error("internal error (a bug in tiledio): {0}")]
-    Internal(String),
     /// A setting (or its `TILEDIO_*` environment variable) has a value that cannot be used.
     #[error("invalid setting {name}={value:?}: {reason}")]
     Setting {
