@@ -59,18 +59,7 @@ print("ok")
 }
 
 fn image(t: SampleType, h: usize, w: usize, c: usize, seed: u64) -> HostImage {
-    let mut b = random::random_bytes(h * w * c * t.size(), seed);
-    if t.is_float() {
-        // finite values only (NaN never compares equal)
-        for (i, ch) in b.chunks_exact_mut(t.size()).enumerate() {
-            let v = (i % 997) as f64 * 0.25 - 50.0;
-            if t.size() == 4 {
-                ch.copy_from_slice(&(v as f32).to_ne_bytes());
-            } else {
-                ch.copy_from_slice(&v.to_ne_bytes());
-            }
-        }
-    }
+    let b = random::random_samples(h * w * c, t.size(), t.is_float(), seed);
     HostImage::from_bytes(h, w, c, t, b).unwrap()
 }
 

@@ -27,6 +27,24 @@ pub mod random {
             })
             .collect()
     }
+
+    /// `n` pseudo-random samples of `size` bytes (native order) from `seed`: random bits for
+    /// integers; for floats (`float`, `size` 4 or 8) finite values, since NaN never compares
+    /// equal.
+    pub fn random_samples(n: usize, size: usize, float: bool, seed: u64) -> Vec<u8> {
+        let mut b = random_bytes(n * size, seed);
+        if float {
+            for (i, ch) in b.chunks_exact_mut(size).enumerate() {
+                let v = (i % 997) as f64 * 0.25 - 50.0;
+                if size == 4 {
+                    ch.copy_from_slice(&(v as f32).to_ne_bytes());
+                } else {
+                    ch.copy_from_slice(&v.to_ne_bytes());
+                }
+            }
+        }
+        b
+    }
 }
 
 /// The variable that marks a test re-run in a child process by [`run_in_child`].

@@ -76,20 +76,7 @@ fn half_ref(img: &HostImage) -> HostImage {
 
 /// Random samples; floats kept finite (random bits could be NaN, which never compare equal).
 fn random_image(h: usize, w: usize, c: usize, t: SampleType, seed: u64) -> HostImage {
-    let mut b = random::random_bytes(h * w * c * t.size(), seed);
-    match t {
-        SampleType::F32 => {
-            for (i, ch) in b.chunks_exact_mut(4).enumerate() {
-                ch.copy_from_slice(&((i % 977) as f32 * 0.37 - 100.0).to_ne_bytes());
-            }
-        }
-        SampleType::F64 => {
-            for (i, ch) in b.chunks_exact_mut(8).enumerate() {
-                ch.copy_from_slice(&((i % 1009) as f64 * -1.3e-3 + 7.0).to_ne_bytes());
-            }
-        }
-        _ => {}
-    }
+    let b = random::random_samples(h * w * c, t.size(), t.is_float(), seed);
     HostImage::from_bytes(h, w, c, t, b).unwrap()
 }
 
