@@ -7,6 +7,7 @@
 //! memory is allocated once, not per call (kvikio#629), and each worker reads its next piece
 //! while the copy of the last one is still running (the double buffering kvikio#520 lacks).
 
+use crate::disjoint::DisjointBytes;
 use crate::error::{IoError, Result};
 use crate::gpu::{Event, PinnedBuffer, Stream, cuda_err};
 use crate::plan::{Piece, Segment};
@@ -15,30 +16,6 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-/// A raw view of the caller's buffer shared by the workers. Workers touch disjoint ranges only
-/// (destinations are checked not to overlap before any work starts).
-#[derive(Clone, Copy)]
-pub(crate) struct RawBuf {
-    pub(crate) ptr: *mut u8,
-    pub(crate) len: usize,
-}
-// SAFETY: workers access disjoint byte ranges of the buffer; the call outlives the workers.
-unsafe impl Send for RawBuf {}
-// SAFETY: as above.
-unsafe impl Sync for RawBuf {}
-
-impl RawBuf {
-    /// # Safety
-    /// The range must be inside the buffer and no other live slice may overlap it.
-    // A shared view hands out disjoint mutable slices to several workers: that is the point.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn slice_mut(&self, offset: usize, len: usize) -> &mut [u8] {
-        debug_assert!(offset + len <= self.len);
-        // SAFETY: per the function's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), len) }
-    }
-}
 
 /// Runs `work` on every index in `0..n` over up to `threads` scoped threads. Each thread builds
 /// its own state with `init` and hands it to `done` at the end (also after an error, so GPU
@@ -193,12 +170,13 @@ impl HostScratch {
 /// Copies a piece's segments out of `src` (the piece's bytes) into the destination.
 ///
 /// # Safety
-/// Segments' destination ranges must be inside `dst` and not touched by other workers.
-pub(crate) unsafe fn scatter(segs: &[Segment], src: &[u8], dst: RawBuf) {
+/// Segments' destination ranges must not be touched by other workers.
+pub(crate) unsafe fn scatter(segs: &[Segment], src: &[u8], dst: &DisjointBytes<'_>) -> Result<()> {
     for s in segs {
-        // SAFETY: per the function's contract.
-        unsafe { dst.slice_mut(s.buf_offset, s.len) }.copy_from_slice(&src[s.piece_offset..s.piece_offset + s.len]);
+        // SAFETY: per the function's contract (the bounds are checked by the view).
+        unsafe { dst.slice_mut(s.buf_offset, s.len)? }.copy_from_slice(&src[s.piece_offset..s.piece_offset + s.len]);
     }
+    Ok(())
 }
 
 /// Reads one piece into host memory: straight into the destination when the piece maps onto
@@ -207,19 +185,18 @@ pub(crate) fn host_read_piece(
     f: &Opened<'_>,
     path: &Path,
     p: &Piece,
-    dst: RawBuf,
+    dst: &DisjointBytes<'_>,
     scratch: &mut HostScratch,
 ) -> Result<()> {
     if let Some(off) = p.dense_offset() {
         // SAFETY: the piece's single destination range is checked and disjoint from others'.
-        let out = unsafe { dst.slice_mut(off, p.len) };
+        let out = unsafe { dst.slice_mut(off, p.len)? };
         return read_exact(f, path, p.file_offset, out, &mut scratch.direct);
     }
     scratch.piece.resize(p.len, 0);
     read_exact(f, path, p.file_offset, &mut scratch.piece[..p.len], &mut scratch.direct)?;
     // SAFETY: segment destinations are checked and disjoint from other pieces'.
-    unsafe { scatter(&p.segs, &scratch.piece[..p.len], dst) };
-    Ok(())
+    unsafe { scatter(&p.segs, &scratch.piece[..p.len], dst) }
 }
 
 /// One GPU worker's resources: a stream and pinned slots, each with an event marking when the

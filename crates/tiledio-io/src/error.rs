@@ -181,6 +181,10 @@ pub enum IoError {
         /// Why it cannot be used.
         reason: &'static str,
     },
+    /// An invariant of tiledio itself failed (a bug, not a problem with the input): a placement
+    /// planned outside its buffer.
+    #[error("internal error (please report): {0}")]
+    Internal(#[from] crate::disjoint::OutOfBounds),
 }
 
 impl IoError {

@@ -1,7 +1,8 @@
 //! [`FileHandle`] for reads, [`FileWriter`] for writes, and many-file calls.
 
 use crate::backend::{self, Backend, BackendReport, DeviceIo};
-use crate::engine::{self, FileRef, HostScratch, RawBuf, StagingSet};
+use crate::disjoint::DisjointBytes;
+use crate::engine::{self, FileRef, HostScratch, StagingSet};
 use crate::error::{IoError, Result};
 use crate::gpu::DeviceBuffer;
 use crate::output;
@@ -369,10 +370,7 @@ fn run_read<'f>(
 }
 
 fn read_host(files: &[FileRef<'_>], pieces: &[plan::Piece], buf: &mut [u8], s: &Settings) -> Result<()> {
-    let dst = RawBuf {
-        ptr: buf.as_mut_ptr(),
-        len: buf.len(),
-    };
+    let dst = DisjointBytes::new(buf);
     engine::run(
         pieces.len(),
         s.threads,
@@ -380,7 +378,7 @@ fn read_host(files: &[FileRef<'_>], pieces: &[plan::Piece], buf: &mut [u8], s: &
         |scratch, i| {
             let p = &pieces[i];
             let f = files[p.file].open(s.direct_io)?;
-            engine::host_read_piece(&f, files[p.file].path, p, dst, scratch)
+            engine::host_read_piece(&f, files[p.file].path, p, &dst, scratch)
         },
         |_| Ok(()),
     )

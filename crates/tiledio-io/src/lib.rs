@@ -20,6 +20,7 @@
 
 mod backend;
 mod cufile;
+mod disjoint;
 mod element;
 mod engine;
 mod error;
@@ -32,6 +33,7 @@ mod posix;
 mod settings;
 
 pub use backend::{Backend, BackendReport};
+pub use disjoint::{DisjointBytes, OutOfBounds};
 pub use element::ElementType;
 pub use engine::prewarm;
 pub use error::{IoError, Result};

@@ -4,6 +4,7 @@
 use crate::launch::{LaunchArgs, ParamBlock};
 use crate::{Result, blocks, invalid, kernel};
 use rayon::prelude::*;
+use tiledio_io::DisjointBytes;
 use tiledio_io::gpu::DeviceBuffer;
 
 const SRC: &str = include_str!("cu/chunk_copy.cu");
@@ -342,8 +343,9 @@ impl ChunkLayout {
         ))
     }
 
-    /// The CPU copy: tasks of whole rows of one unit (or one segment of a long row).
-    fn copy_host(&self, dir: Direction, window: SharedPtr, staging: SharedPtr, units: &[u64], fill: &[u8]) {
+    /// The CPU copy: tasks of whole rows of one unit (or one segment of a long row). A gather
+    /// reads `window` and writes `staging`; a scatter reads `staging` and writes `window`.
+    fn copy_host(&self, dir: Direction, src: &[u8], dst: &mut [u8], units: &[u64], fill: &[u8]) -> Result<()> {
         let rb = self.row_bytes();
         let rpu = self.rows_per_unit();
         let (rows_per_task, seg) = if rb > HOST_TASK {
@@ -357,42 +359,45 @@ impl ChunkLayout {
         let ig = self.inner_grid();
         let rpi: u64 = self.inner[..self.rank() - 1].iter().product();
         let sw = self.swap;
-        (0..units.len() as u64 * tasks_per_unit).into_par_iter().for_each(|t| {
-            let ui = (t / tasks_per_unit) as usize;
-            let rem = t % tasks_per_unit;
-            let (chunk, s) = (rem / segs, (rem % segs) as usize);
-            let (lo, hi) = (s * seg, ((s + 1) * seg).min(rb));
-            let mut uc = [0u64; MAX_RANK];
-            unravel(units[ui], &grid, &mut uc[..self.rank()]);
-            let mut g = [0u64; MAX_RANK];
-            let slot = ui * self.slot_bytes;
-            for row in chunk * rows_per_task..((chunk + 1) * rows_per_task).min(rpu) {
-                let so = slot + self.row_start(&uc, &ig, rpi, row, &mut g);
-                let (va, vb, wa) = match self.row_window(&g[..self.rank()]) {
-                    Some((wo, a, b)) if a.max(lo) < b.min(hi) => {
-                        let va = a.max(lo);
-                        (va, b.min(hi), wo + (va - a))
-                    }
-                    _ => (hi, hi, 0),
-                };
-                // SAFETY: `check` made sure that the staging holds every unit's slot and the
-                // window every cell inside it, so [so + lo, so + hi) and the window bytes
-                // [wa, wa + vb - va) are inside their buffers. Tasks cover disjoint staging
-                // bytes, and (units being distinct for scatters) disjoint window bytes.
-                unsafe {
-                    let srow = staging.ptr().add(so);
-                    let wrow = window.ptr().add(wa);
+        let dst = DisjointBytes::new(dst);
+        (0..units.len() as u64 * tasks_per_unit)
+            .into_par_iter()
+            .try_for_each(|t| -> Result<()> {
+                let ui = (t / tasks_per_unit) as usize;
+                let rem = t % tasks_per_unit;
+                let (chunk, s) = (rem / segs, (rem % segs) as usize);
+                let (lo, hi) = (s * seg, ((s + 1) * seg).min(rb));
+                let mut uc = [0u64; MAX_RANK];
+                unravel(units[ui], &grid, &mut uc[..self.rank()]);
+                let mut g = [0u64; MAX_RANK];
+                let slot = ui * self.slot_bytes;
+                for row in chunk * rows_per_task..((chunk + 1) * rows_per_task).min(rpu) {
+                    let so = slot + self.row_start(&uc, &ig, rpi, row, &mut g);
+                    let (va, vb, wa) = match self.row_window(&g[..self.rank()]) {
+                        Some((wo, a, b)) if a.max(lo) < b.min(hi) => {
+                            let va = a.max(lo);
+                            (va, b.min(hi), wo + (va - a))
+                        }
+                        _ => (hi, hi, 0),
+                    };
+                    // SAFETY (disjointness): tasks cover disjoint staging bytes (one unit's
+                    // rows, or one segment of a row) and, units being distinct for scatters
+                    // (`check`), disjoint window bytes. The view checks the bounds.
                     match dir {
                         Direction::Gather => {
-                            fill_at(srow, lo, va, fill);
-                            copy_bytes(srow.add(va), wrow, vb - va, sw);
-                            fill_at(srow, vb, hi, fill);
+                            let out = unsafe { dst.slice_mut(so + lo, hi - lo) }.map_err(tiledio_io::IoError::from)?;
+                            fill_from(&mut out[..va - lo], lo, fill);
+                            copy_bytes(&mut out[va - lo..vb - lo], bytes(src, wa, vb - va)?, sw);
+                            fill_from(&mut out[vb - lo..], vb, fill);
                         }
-                        Direction::Scatter => copy_bytes(wrow, srow.add(va), vb - va, sw),
+                        Direction::Scatter => {
+                            let out = unsafe { dst.slice_mut(wa, vb - va) }.map_err(tiledio_io::IoError::from)?;
+                            copy_bytes(out, bytes(src, so + va, vb - va)?, sw);
+                        }
                     }
                 }
-            }
-        });
+                Ok(())
+            })
     }
 
     /// CPU gather: staging slot `i` gets unit `units[i]` (a linear index in the unit grid,
@@ -413,9 +418,7 @@ impl ChunkLayout {
     /// or `fill` is empty or does not divide the element size.
     pub fn gather_host(&self, window: &[u8], staging: &mut [u8], units: &[u64], fill: &[u8]) -> Result<()> {
         self.check(Direction::Gather, window.len(), staging.len(), units, fill)?;
-        let w = SharedPtr(window.as_ptr().cast_mut());
-        self.copy_host(Direction::Gather, w, SharedPtr(staging.as_mut_ptr()), units, fill);
-        Ok(())
+        self.copy_host(Direction::Gather, window, staging, units, fill)
     }
 
     /// CPU scatter: the window cells inside the array and inside unit `units[i]` get their
@@ -434,9 +437,7 @@ impl ChunkLayout {
     /// or is listed twice.
     pub fn scatter_host(&self, staging: &[u8], window: &mut [u8], units: &[u64]) -> Result<()> {
         self.check(Direction::Scatter, window.len(), staging.len(), units, &[])?;
-        let s = SharedPtr(staging.as_ptr().cast_mut());
-        self.copy_host(Direction::Scatter, SharedPtr(window.as_mut_ptr()), s, units, &[]);
-        Ok(())
+        self.copy_host(Direction::Scatter, staging, window, units, &[])
     }
 
     /// [`ChunkLayout::gather_host`] on the GPU (same arguments, same result).
@@ -550,31 +551,24 @@ impl ChunkLayout {
     }
 }
 
-/// A raw pointer shared by the CPU workers (they touch disjoint bytes).
-#[derive(Clone, Copy)]
-struct SharedPtr(*mut u8);
-
-impl SharedPtr {
-    /// The pointer (a method, so closures capture the whole `Send + Sync` wrapper).
-    fn ptr(self) -> *mut u8 {
-        self.0
-    }
+/// `src[at..at + len]`, or an internal error when a planned range leaves the buffer.
+fn bytes(src: &[u8], at: usize, len: usize) -> Result<&[u8]> {
+    at.checked_add(len).and_then(|end| src.get(at..end)).ok_or_else(|| {
+        tiledio_io::IoError::from(tiledio_io::OutOfBounds {
+            offset: at,
+            len,
+            buf_len: src.len(),
+        })
+        .into()
+    })
 }
-// SAFETY: workers access disjoint parts (see ChunkLayout::copy_host).
-unsafe impl Send for SharedPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SharedPtr {}
 
-/// `row[i] = fill[i % fill.len()]` for `i` in `[from, to)`.
-///
-/// # Safety
-/// `row + [from, to)` must be valid for writes.
-unsafe fn fill_at(row: *mut u8, from: usize, to: usize, fill: &[u8]) {
-    if from >= to {
+/// Fills `dst`, which starts at byte `from` of a row, with the repeated element `fill`
+/// (`row[i] = fill[i % fill.len()]`).
+fn fill_from(dst: &mut [u8], from: usize, fill: &[u8]) {
+    if dst.is_empty() {
         return;
     }
-    // SAFETY: the caller guarantees the range.
-    let dst = unsafe { std::slice::from_raw_parts_mut(row.add(from), to - from) };
     if fill.iter().all(|b| *b == fill[0]) {
         dst.fill(fill[0]);
     } else {
@@ -584,30 +578,16 @@ unsafe fn fill_at(row: *mut u8, from: usize, to: usize, fill: &[u8]) {
     }
 }
 
-/// Copies `n` bytes, reversing each `sw`-byte sample when `sw > 1`.
-///
-/// # Safety
-/// Both ranges valid, not overlapping.
-unsafe fn copy_bytes(dst: *mut u8, src: *const u8, n: usize, sw: usize) {
-    if n == 0 {
-        return;
-    }
+/// Copies `src` into `dst` (same length), reversing each `sw`-byte sample when `sw > 1`.
+fn copy_bytes(dst: &mut [u8], src: &[u8], sw: usize) {
     if sw > 1 {
-        // SAFETY: the caller guarantees the ranges.
-        let (d, s) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(dst, n),
-                std::slice::from_raw_parts(src, n),
-            )
-        };
-        for (dc, sc) in d.chunks_exact_mut(sw).zip(s.chunks_exact(sw)) {
+        for (dc, sc) in dst.chunks_exact_mut(sw).zip(src.chunks_exact(sw)) {
             for (i, b) in dc.iter_mut().enumerate() {
                 *b = sc[sw - 1 - i];
             }
         }
     } else {
-        // SAFETY: the caller guarantees the ranges.
-        unsafe { std::ptr::copy_nonoverlapping(src, dst, n) };
+        dst.copy_from_slice(src);
     }
 }
 

@@ -211,14 +211,6 @@ pub(crate) fn read_window(
     Ok(out)
 }
 
-/// A raw pointer shared by the decode threads, each writing its own tile's rectangle.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut u8);
-// SAFETY: threads write disjoint byte ranges (distinct tiles cover disjoint rectangles).
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
 /// The decode scratch allowed in flight at once: a quarter of the memory budget
 /// (`TILEDIO_MAX_MEMORY`, default half of physical memory), at least 1 MiB.
 pub(crate) fn scratch_budget() -> u64 {
@@ -270,8 +262,7 @@ fn decode_place(fh: &FileHandle, page: &Page, jobs: &[Job], out: &mut [u8], out_
     let px = page.pixel_bytes();
     let tile_row = page.tile_w as usize * px;
     let out_row = out_w as usize * px;
-    let ptr = OutPtr(out.as_mut_ptr());
-    let out_len = out.len();
+    let out = tiledio_io::DisjointBytes::new(out);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     (0..workers).into_par_iter().try_for_each(|_| -> Result<()> {
@@ -290,16 +281,14 @@ fn decode_place(fh: &FileHandle, page: &Page, jobs: &[Job], out: &mut [u8], out_
                 for row in 0..j.h as usize {
                     let s = (j.src_y as usize + row) * tile_row + j.src_x as usize * px;
                     let d = (j.dst_y as usize + row) * out_row + j.dst_x as usize * px;
-                    if d + n > out_len || s + n > slot.len() {
-                        return Err(TiffError::InvalidArgument(format!(
-                            "internal: tile {} placement out of bounds",
-                            j.tile
-                        )));
-                    }
-                    let p = ptr;
-                    // SAFETY: in bounds (checked above); plan() gives each job a rectangle of
-                    // `out` no other job touches, so no two threads write the same bytes.
-                    unsafe { std::ptr::copy_nonoverlapping(slot.as_ptr().add(s), p.0.add(d), n) };
+                    let src = slot.get(s..s + n).ok_or_else(|| {
+                        TiffError::Internal(format!("tile {} placement outside its decoded tile", j.tile))
+                    })?;
+                    // SAFETY: plan() gives each job a rectangle of `out` no other job touches,
+                    // so no two threads write the same bytes (the view checks the bounds).
+                    unsafe { out.slice_mut(d, n) }
+                        .map_err(|e| TiffError::Internal(format!("tile {}: {e}", j.tile)))?
+                        .copy_from_slice(src);
                 }
                 Ok(())
             })();
