@@ -12,6 +12,8 @@
 //!   (CPU reference [`half_row`], GPU [`downsample2x_device`]).
 //! - [`hwc_to_chw`] / [`chw_to_hwc`]: interleaved ⇄ planar transposes for any element size
 //!   (GPU: [`hwc_to_chw_device`], [`chw_to_hwc_device`]).
+//! - [`PtychoPlan`] / [`PtychoDevice`]: fused ptychography frame preprocessing (dark, crop,
+//!   flat, mask, rebin, orientation, output type) in one pass; [`center_of_mass`].
 //! - [`LaunchArgs`]: typed kernel arguments (`&DeviceBuffer` read, `&mut DeviceBuffer` written,
 //!   typed scalars) instead of raw pointer arrays.
 //!
@@ -35,11 +37,15 @@
 mod chunk;
 mod downsample;
 mod launch;
+mod ptycho;
 mod transpose;
 
 pub use chunk::{ChunkLayout, Direction, fill_device, fill_host, ravel, unravel};
 pub use downsample::{downsample2x, downsample2x_device, half_row};
 pub use launch::{LaunchArgs, Scalar};
+pub use ptycho::{
+    ClampOrder, Orientation, OutputType, PtychoDevice, PtychoParams, PtychoPlan, Reduce, center_of_mass,
+};
 pub use transpose::{chw_to_hwc, chw_to_hwc_device, hwc_to_chw, hwc_to_chw_device};
 
 /// What can go wrong in a kernel or its CPU reference.

@@ -1,0 +1,111 @@
+// Fused ptychography frame preprocessing: dark subtraction (clamped to 0 per pixel, or after
+// binning), crop to an S x S window about a centre (zero outside the frame), optional flat-field
+// divide and bad-pixel mask (folded on the host into one `div` window: 0 = pixel contributes
+// nothing, else the pixel is divided by it), B x B rebin by sum or mean, orientation (transpose,
+// then flip up-down, then flip left-right) and conversion to f32, u32 or u16 (rounded half to
+// even, saturated and counted).
+//
+// The input holds `rows` rows (frame rows row0 .. row0 + rows) of each of `nf` frames of width
+// W, frame after frame. One thread per output pixel of a frame; a block's threads cover
+// consecutive output pixels, so a warp reads consecutive input columns (coalesced), and each
+// thread walks the frames of its frame group, reusing its index arithmetic. The arithmetic and
+// its order are exactly those of the CPU reference (`ptycho.rs`): for each input pixel of the
+// bin in row-major order, p = (float)raw - dark; clamp-first: p = p > 0 ? p : 0; with div:
+// skip the pixel when !(d > 0), else p = p / d; s += p. Then bin-then-clamp: s = s > 0 ? s : 0;
+// mean: s = s / (float)(B * B). No fast math, no contraction (there is no multiply-add).
+typedef unsigned long long u64;
+typedef unsigned int u32;
+typedef long long i64;
+
+template <typename T> __device__ __forceinline__ float load(const T* p) { return (float)__ldg(p); }
+
+template <typename O> __device__ __forceinline__ O convert(float s, u32& sat);
+template <> __device__ __forceinline__ float convert<float>(float s, u32&) { return s; }
+template <> __device__ __forceinline__ u32 convert<u32>(float s, u32& sat) {
+    const float r = rintf(s);
+    if (!(r > 0.0f)) return 0u;
+    if (r >= 4294967296.0f) { sat++; return 0xffffffffu; }
+    return (u32)r;
+}
+template <> __device__ __forceinline__ unsigned short convert<unsigned short>(float s, u32& sat) {
+    const float r = rintf(s);
+    if (!(r > 0.0f)) return 0;
+    if (r > 65535.0f) { sat++; return 0xffff; }
+    return (unsigned short)r;
+}
+
+// flags: 1 = clamp each pixel first (else clamp after binning), 2 = mean (else sum),
+// 4 = transpose, 8 = flip up-down, 16 = flip left-right
+template <typename T, typename O>
+__device__ void preprocess(const T* __restrict__ in, O* __restrict__ out, const float* __restrict__ dark,
+                           const float* __restrict__ div, u64* sat_count, u32 nf, u32 n, u32 S, u32 B, i64 y0,
+                           i64 x0, u32 H, u32 W, u32 row0, u32 rows, u32 flags, u32 pixel_blocks,
+                           u32 frames_per_group) {
+    const u32 nn = n * n;
+    const u32 pb = blockIdx.x % pixel_blocks;
+    const u32 group = blockIdx.x / pixel_blocks;
+    const u32 r = pb * blockDim.x + threadIdx.x;
+    if (r >= nn) return;
+    const u32 by = r / n, bx = r - by * n;
+    u32 oy = by, ox = bx;
+    if (flags & 4) { oy = bx; ox = by; }
+    if (flags & 8) oy = n - 1 - oy;
+    if (flags & 16) ox = n - 1 - ox;
+    const u32 o = oy * n + ox;
+    const bool clamp_first = flags & 1;
+    const float scale = (float)(B * B);
+    const u64 fstride = (u64)rows * W;
+    const u32 f0 = group * frames_per_group;
+    const u32 f1 = min(nf, f0 + frames_per_group);
+    u32 sat = 0;
+    for (u32 f = f0; f < f1; f++) {
+        const T* fr = in + (u64)f * fstride;
+        float s = 0.0f;
+        for (u32 dy = 0; dy < B; dy++) {
+            const u32 u = by * B + dy;
+            const i64 y = y0 + (i64)u;
+            if (y < 0 || y >= (i64)H) continue;
+            const T* row = fr + (u64)(y - (i64)row0) * W;
+            const float* drow = dark + (u64)u * S;
+            const float* vrow = div ? div + (u64)u * S : 0;
+            for (u32 dx = 0; dx < B; dx++) {
+                const u32 v = bx * B + dx;
+                const i64 x = x0 + (i64)v;
+                if (x < 0 || x >= (i64)W) continue;
+                float p = load(row + x) - drow[v];
+                if (clamp_first) p = p > 0.0f ? p : 0.0f;
+                if (vrow) {
+                    const float d = vrow[v];
+                    if (!(d > 0.0f)) continue;
+                    p = p / d;
+                }
+                s += p;
+            }
+        }
+        if (!clamp_first) s = s > 0.0f ? s : 0.0f;
+        if (flags & 2) s = s / scale;
+        out[(u64)f * nn + o] = convert<O>(s, sat);
+    }
+    if (sat) atomicAdd(sat_count, (u64)sat);
+}
+
+#define PRE(name, T, O)                                                                                        \
+    extern "C" __global__ void name(const T* in, O* out, const float* dark, const float* div, u64* sat, u32 nf, \
+                                    u32 n, u32 S, u32 B, i64 y0, i64 x0, u32 H, u32 W, u32 row0, u32 rows,     \
+                                    u32 flags, u32 pixel_blocks, u32 frames_per_group) {                       \
+        preprocess<T, O>(in, out, dark, div, sat, nf, n, S, B, y0, x0, H, W, row0, rows, flags, pixel_blocks,  \
+                         frames_per_group);                                                                    \
+    }
+
+PRE(ptycho_u8_f32, unsigned char, float)
+PRE(ptycho_u8_u32, unsigned char, u32)
+PRE(ptycho_u8_u16, unsigned char, unsigned short)
+PRE(ptycho_u16_f32, unsigned short, float)
+PRE(ptycho_u16_u32, unsigned short, u32)
+PRE(ptycho_u16_u16, unsigned short, unsigned short)
+PRE(ptycho_u32_f32, u32, float)
+PRE(ptycho_u32_u32, u32, u32)
+PRE(ptycho_u32_u16, u32, unsigned short)
+PRE(ptycho_f32_f32, float, float)
+PRE(ptycho_f32_u32, float, u32)
+PRE(ptycho_f32_u16, float, unsigned short)
