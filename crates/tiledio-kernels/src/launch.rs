@@ -145,6 +145,74 @@ impl<'a> LaunchArgs<'a> {
         unsafe { kernel.launch_on(stream, (grid.max(1), 1, 1), (block, 1, 1), 0, &mut ptrs)? };
         Ok(())
     }
+
+    /// [`LaunchArgs::launch_on`] with a 3-D grid and block and `shared_bytes` of dynamic
+    /// shared memory: queues `kernel` on `stream` and returns at once.
+    ///
+    /// ```no_run
+    /// use tiledio_io::gpu::{self, DeviceBuffer, Stream};
+    /// use tiledio_kernels::LaunchArgs;
+    /// let k = gpu::gpu()?.compile("two_d", r#"extern "C" __global__ void two_d(unsigned char* d) {
+    ///     d[blockIdx.y * 4 + threadIdx.x] = blockIdx.y; }"#)?.function("two_d")?;
+    /// let mut dst = DeviceBuffer::new(8)?;
+    /// let stream = Stream::new()?;
+    /// // SAFETY: the kernel takes (u8*) and writes bytes 0..8 of an 8-byte buffer.
+    /// unsafe { LaunchArgs::new().write(&mut dst).launch_on_dims(&k, (1, 2, 1), (4, 1, 1), 0, &stream)? };
+    /// stream.synchronize()?;
+    /// assert_eq!(dst.to_host_vec()?, vec![0, 0, 0, 0, 1, 1, 1, 1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Safety
+    /// As [`LaunchArgs::launch_on`]; `shared_bytes` must be what the kernel expects of its
+    /// `extern __shared__` array.
+    ///
+    /// # Errors
+    /// [`crate::KernelError::Io`] if the launch is refused (a dimension of 0 or over the
+    /// device's limits, too much shared memory).
+    pub unsafe fn launch_on_dims(
+        mut self,
+        kernel: &Kernel,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_bytes: u32,
+        stream: &Stream,
+    ) -> Result<()> {
+        let mut ptrs: Vec<*mut c_void> = self.slots.iter_mut().map(|s| (s as *mut u64).cast()).collect();
+        // SAFETY: as in launch_on: each pointer points at a live 8-byte slot; the caller
+        // guarantees the rest.
+        unsafe { kernel.launch_on(stream, grid, block, shared_bytes, &mut ptrs)? };
+        Ok(())
+    }
+
+    /// [`LaunchArgs::launch`] with a 3-D grid and block and dynamic shared memory: launches
+    /// and waits for the kernel (on the calling thread's stream that orders with the default
+    /// stream).
+    ///
+    /// # Safety
+    /// As [`LaunchArgs::launch_on_dims`].
+    ///
+    /// # Errors
+    /// [`crate::KernelError::Io`] if the launch is refused or the kernel fails.
+    pub unsafe fn launch_dims(
+        self,
+        kernel: &Kernel,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_bytes: u32,
+    ) -> Result<()> {
+        thread_local!(static STREAM: std::cell::OnceCell<Option<Stream>> = const { std::cell::OnceCell::new() });
+        STREAM.with(|cell| {
+            let stream = match cell.get_or_init(|| Stream::new_ordered_with_default().ok()) {
+                Some(s) => s,
+                None => &Stream::new_ordered_with_default()?,
+            };
+            // SAFETY: the caller's guarantees; the stream is waited for before returning.
+            unsafe { self.launch_on_dims(kernel, grid, block, shared_bytes, stream)? };
+            stream.synchronize()?;
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]

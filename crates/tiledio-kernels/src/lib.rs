@@ -14,6 +14,9 @@
 //!   (GPU: [`hwc_to_chw_device`], [`chw_to_hwc_device`]).
 //! - [`PtychoPlan`] / [`PtychoDevice`]: fused ptychography frame preprocessing (dark, crop,
 //!   flat, mask, rebin, orientation, output type) in one pass; [`center_of_mass`].
+//! - [`Sobel`]: scikit-image's Sobel filter (magnitude, `sobel_h`, `sobel_v`) of u8/u16/f32
+//!   grey or RGB images in one fused GPU pass, on a window of the image with the halo rule
+//!   that makes tiled output bit-identical to whole-image output ([`Rect`], [`SobelOutput`]).
 //! - [`LaunchArgs`]: typed kernel arguments (`&DeviceBuffer` read, `&mut DeviceBuffer` written,
 //!   typed scalars) instead of raw pointer arrays.
 //!
@@ -38,6 +41,7 @@ mod chunk;
 mod downsample;
 mod launch;
 mod ptycho;
+mod sobel;
 mod transpose;
 
 pub use chunk::{ChunkLayout, Direction, fill_device, fill_host, ravel, unravel};
@@ -46,6 +50,7 @@ pub use launch::{LaunchArgs, Scalar};
 pub use ptycho::{
     ClampOrder, Orientation, OutputType, PtychoDevice, PtychoParams, PtychoPlan, Reduce, center_of_mass,
 };
+pub use sobel::{Rect, Sobel, SobelOutput};
 pub use transpose::{chw_to_hwc, chw_to_hwc_device, hwc_to_chw, hwc_to_chw_device};
 
 /// What can go wrong in a kernel or its CPU reference.
