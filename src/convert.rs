@@ -27,7 +27,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::io::{ElementType, OutputKind, check_output};
+use crate::io::{Border, ElementType, OutputKind, Region, check_output};
 use crate::tiff::{self, HostImage, RowSource, Slide};
 use crate::zarr::ome::{self, OmeVersion, PyramidOptions, PyramidSource};
 use crate::zarr::{self, DataType, ZarrArray};
@@ -455,15 +455,15 @@ impl Pyramid for ZarrPyramid {
         let mut buf = crate::io::try_alloc_zeroed(len, "a band of the Zarr input")?;
         let data = match (a.shape().len(), self.channel_first) {
             (3, true) => {
-                a.read_region(&[0, y0, 0], &[c as u64, rows, w], &mut buf)?;
+                a.read_region(&Region::at(&[0, y0, 0], &[c as u64, rows, w]), Border::Reject, &mut buf)?;
                 chw_to_hwc(&buf, rows as usize * w as usize, c, es)?
             }
             (3, false) => {
-                a.read_region(&[y0, 0, 0], &[rows, w, c as u64], &mut buf)?;
+                a.read_region(&Region::at(&[y0, 0, 0], &[rows, w, c as u64]), Border::Reject, &mut buf)?;
                 buf
             }
             _ => {
-                a.read_region(&[y0, 0], &[rows, w], &mut buf)?;
+                a.read_region(&Region::at(&[y0, 0], &[rows, w]), Border::Reject, &mut buf)?;
                 buf
             }
         };

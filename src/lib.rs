@@ -8,7 +8,8 @@
 //! - [`zarr`]: Zarr v3/v2 arrays and OME-Zarr;
 //! - [`kernels`]: the CUDA kernels (chunk gather/scatter, fill, 2× downsample, HWC/CHW
 //!   transposes), each with its CPU reference;
-//! - [`convert`]: TIFF ⇄ (OME-)Zarr conversions in bounded memory.
+//! - [`convert`]: TIFF ⇄ (OME-)Zarr conversions in bounded memory;
+//! - [`bench`]: the checked, timed measurements behind `tiledio bench`.
 //!
 //! ```
 //! use tiledio::io::{FileHandle, ReadRange};
@@ -25,4 +26,5 @@ pub use tiledio_kernels as kernels;
 pub use tiledio_tiff as tiff;
 pub use tiledio_zarr as zarr;
 
+pub mod bench;
 pub mod convert;

@@ -3,9 +3,9 @@
 use anyhow::Context;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use tiledio::bench::{self, ReadInto};
 use tiledio::io::gpu::DeviceBuffer;
-use tiledio::io::{BackendChoice, FileHandle, ReadRange, Settings};
+use tiledio::io::{BackendChoice, FileHandle, Settings};
 use tiledio::tiff::Slide;
 
 #[derive(Subcommand)]
@@ -74,42 +74,6 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Tile offsets and byte counts of level 0, read back to back.
-fn tile_ranges(path: &Path) -> anyhow::Result<Vec<ReadRange>> {
-    let tiles = Slide::open(path)?.tile_ranges(0)?;
-    let mut dst = 0usize;
-    tiles
-        .into_iter()
-        .map(|(o, c)| {
-            let len = usize::try_from(c)?;
-            let r = ReadRange {
-                file_offset: o,
-                len,
-                dst_offset: dst,
-            };
-            dst = dst.checked_add(len).context("tile bytes overflow")?;
-            Ok(r)
-        })
-        .collect()
-}
-
-fn drop_caches() -> anyhow::Result<()> {
-    // SAFETY: sync(2) takes no arguments and cannot fail.
-    unsafe { libc_sync() };
-    std::fs::write("/proc/sys/vm/drop_caches", "3")
-        .map_err(|e| anyhow::anyhow!("cannot drop the page cache (needs root): {e}"))
-}
-
-unsafe extern "C" {
-    #[link_name = "sync"]
-    fn libc_sync();
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 #[allow(clippy::too_many_arguments)]
 fn read(
     path: &Path,
@@ -120,7 +84,7 @@ fn read(
     cold: bool,
     direct: bool,
 ) -> anyhow::Result<()> {
-    let ranges = tile_ranges(path)?;
+    let ranges = bench::tile_ranges(path, 0)?;
     let total: usize = ranges.iter().map(|r| r.len).sum();
     println!(
         "{}: {} tiles, {:.2} GB of tile data",
@@ -165,54 +129,26 @@ fn read(
                         direct_io: use_direct,
                         ..Settings::default()
                     };
-                    let fh = FileHandle::open_with(path, &s)?;
                     let to_gpu = b != "host";
-                    if to_gpu && dev.is_none() {
-                        continue;
-                    }
                     if to_gpu {
                         tiledio::io::prewarm(&s)?;
                     }
-                    let mut times = Vec::new();
-                    let mut used = String::new();
-                    for rep in 0..=repeats {
-                        if is_cold {
-                            drop_caches()?;
-                        }
-                        let t = Instant::now();
-                        let st = if to_gpu {
-                            fh.read_ranges(&ranges, dev.as_mut().expect("checked"))?
-                        } else {
-                            fh.read_ranges(&ranges, &mut host)?
-                        };
-                        let dt = t.elapsed().as_secs_f64();
-                        if rep == 0 {
-                            // The first read checks the bytes and warms up (not timed).
-                            let ok = if to_gpu {
-                                dev.as_ref().expect("checked").to_host_vec()? == reference
-                            } else {
-                                host == reference
-                            };
-                            anyhow::ensure!(ok, "{b}: bytes differ from the reference read");
-                            used = if to_gpu {
-                                fh.backend_report()?.to_string()
-                            } else {
-                                st.backend.to_string()
-                            };
-                            continue;
-                        }
-                        times.push(dt);
-                    }
-                    let m = median(times);
+                    let into = match (&mut dev, to_gpu) {
+                        (Some(d), true) => ReadInto::Device(d),
+                        (None, true) => continue,
+                        (_, false) => ReadInto::Host(&mut host),
+                    };
+                    let (t, used) = bench::time_ranges(path, &s, &ranges, into, &reference, repeats, is_cold)
+                        .with_context(|| format!("backend {b}"))?;
                     println!(
                         "{:<16} {:>7} {:>7}Mi {:>6} {:>7} {:>9.2} {:>9.1}  {}",
                         b,
                         th,
                         tm,
                         if is_cold { "cold" } else { "warm" },
-                        fh.direct_io(),
-                        total as f64 / m / 1e9,
-                        m * 1e3,
+                        use_direct,
+                        t.rate(total as u64) / 1e9,
+                        t.median * 1e3,
                         used.split(';').next().unwrap_or("")
                     );
                 }
@@ -271,33 +207,7 @@ fn slide(
                 if t == "gpu" {
                     tiledio::io::prewarm(&s)?;
                 }
-                let slide = Slide::open_with(path, &s)?;
-                let mut times = Vec::new();
-                for rep in 0..=repeats {
-                    if is_cold {
-                        drop_caches()?;
-                    }
-                    let start = Instant::now();
-                    let ok = if t == "gpu" {
-                        let img = slide.read_level_device(level)?;
-                        let dt = start.elapsed().as_secs_f64();
-                        if rep == 0 {
-                            anyhow::ensure!(
-                                img.to_host()?.bytes() == reference.bytes(),
-                                "GPU read differs from host read"
-                            );
-                        }
-                        times.push(dt);
-                        true
-                    } else {
-                        let img = slide.read_level(level)?;
-                        times.push(start.elapsed().as_secs_f64());
-                        img.bytes().len() == pixels
-                    };
-                    anyhow::ensure!(ok, "read returned the wrong size");
-                }
-                times.remove(0); // the first read checks the bytes and warms up
-                let m = median(times);
+                let m = bench::time_level(path, level, &s, t == "gpu", reference.bytes(), repeats, is_cold)?.median;
                 println!(
                     "{:<6} {:>7} {:>6} {:>7} {:>10.0} {:>9.2} {:>9.1}",
                     t,

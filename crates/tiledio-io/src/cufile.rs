@@ -167,22 +167,7 @@ impl CuFileHandle {
         size: usize,
         file_offset: u64,
     ) -> Result<usize, String> {
-        let api = api()?;
-        // SAFETY: the caller guarantees the device range is valid; the handle is registered.
-        let n = unsafe {
-            (api.read)(
-                self.handle,
-                dev_base as *mut c_void,
-                size,
-                file_offset as libc::off_t,
-                dev_offset as libc::off_t,
-            )
-        };
-        if n < 0 {
-            Err(format!("cuFileRead returned {n}"))
-        } else {
-            Ok(n as usize)
-        }
+        self.transfer(false, dev_base, dev_offset, size, file_offset)
     }
 
     /// Writes `size` bytes from device memory at `dev_base + dev_offset` to `file_offset`.
@@ -193,19 +178,34 @@ impl CuFileHandle {
         size: usize,
         file_offset: u64,
     ) -> Result<usize, String> {
+        self.transfer(true, dev_base, dev_offset, size, file_offset)
+    }
+
+    /// `cuFileWrite` (`write`) or `cuFileRead` of `size` bytes between the file at
+    /// `file_offset` and device memory at `dev_base + dev_offset`.
+    fn transfer(
+        &self,
+        write: bool,
+        dev_base: u64,
+        dev_offset: usize,
+        size: usize,
+        file_offset: u64,
+    ) -> Result<usize, String> {
         let api = api()?;
-        // SAFETY: as in read.
+        let (off, dev_off) = (file_offset as libc::off_t, dev_offset as libc::off_t);
+        // SAFETY: the caller guarantees the device range is valid; the handle is registered.
         let n = unsafe {
-            (api.write)(
-                self.handle,
-                dev_base as *const c_void,
-                size,
-                file_offset as libc::off_t,
-                dev_offset as libc::off_t,
-            )
+            if write {
+                (api.write)(self.handle, dev_base as *const c_void, size, off, dev_off)
+            } else {
+                (api.read)(self.handle, dev_base as *mut c_void, size, off, dev_off)
+            }
         };
         if n < 0 {
-            Err(format!("cuFileWrite returned {n}"))
+            Err(format!(
+                "{} returned {n}",
+                if write { "cuFileWrite" } else { "cuFileRead" }
+            ))
         } else {
             Ok(n as usize)
         }

@@ -7,6 +7,7 @@
 //! memory is allocated once, not per call (kvikio#629), and each worker reads its next piece
 //! while the copy of the last one is still running (the double buffering kvikio#520 lacks).
 
+use crate::context::Context;
 use crate::disjoint::DisjointBytes;
 use crate::error::{IoError, Result};
 use crate::gpu::{Event, PinnedBuffer, Stream, cuda_err};
@@ -14,15 +15,16 @@ use crate::plan::{Piece, Segment};
 use crate::posix::{self, AlignedBuf, DIRECT_ALIGN};
 use std::fs::File;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-/// Runs `work` on every index in `0..n` over up to `threads` scoped threads. Each thread builds
-/// its own state with `init` and hands it to `done` at the end (also after an error, so GPU
-/// work in flight is waited for). The first error stops the others early and is returned.
+/// Runs `work` on every index in `0..n` over up to `settings.threads` workers on the context's
+/// persistent I/O threads. Each worker builds its own state with `init` and hands it to `done`
+/// at the end (also after an error, so GPU work in flight is waited for). The first error stops
+/// the others early and is returned.
 pub(crate) fn run<S>(
+    ctx: &Context,
     n: usize,
-    threads: usize,
     init: impl Fn() -> Result<S> + Sync,
     work: impl Fn(&mut S, usize) -> Result<()> + Sync,
     done: impl Fn(S) -> Result<()> + Sync,
@@ -56,13 +58,14 @@ pub(crate) fn run<S>(
             fail(e);
         }
     };
-    let threads = threads.clamp(1, n);
+    let threads = ctx.settings().threads.clamp(1, n);
     if threads == 1 {
         worker();
     } else {
-        std::thread::scope(|s| {
+        let worker = &worker;
+        ctx.io_scope(|s| {
             for _ in 0..threads {
-                s.spawn(worker);
+                s.spawn(move |_| worker());
             }
         });
     }
@@ -206,9 +209,9 @@ pub(crate) struct StagingSet {
     slots: Vec<(PinnedBuffer, Event, bool)>,
     next: usize,
     slot_len: usize,
+    /// The context whose pool it goes back to.
+    home: Option<Arc<Context>>,
 }
-
-static STAGING: Mutex<Vec<StagingSet>> = Mutex::new(Vec::new());
 
 impl StagingSet {
     fn new(slot_len: usize, slots: usize) -> Result<StagingSet> {
@@ -221,23 +224,38 @@ impl StagingSet {
             slots,
             next: 0,
             slot_len,
+            home: None,
         })
     }
 
     /// Takes a set with slots of at least `task_size` bytes (plus direct-I/O slack) from the
     /// pool, or makes one.
-    pub(crate) fn take(task_size: usize, slots: usize) -> Result<StagingSet> {
+    pub(crate) fn take(ctx: &Arc<Context>, task_size: usize, slots: usize) -> Result<StagingSet> {
         crate::gpu::gpu()?;
         let slot_len = task_size + 2 * DIRECT_ALIGN;
-        let mut pool = STAGING.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = pool
-            .iter()
-            .position(|s| s.slot_len >= slot_len && s.slots.len() >= slots)
-        {
-            return Ok(pool.swap_remove(i));
+        match ctx.take_staging(slot_len, slots) {
+            Some(mut s) => {
+                s.home = Some(ctx.clone());
+                Ok(s)
+            }
+            None => {
+                let mut s = StagingSet::new(slot_len, slots)?;
+                s.home = Some(ctx.clone());
+                Ok(s)
+            }
         }
-        drop(pool);
-        StagingSet::new(slot_len, slots)
+    }
+
+    /// Whether the set has at least `slots` slots of `slot_len` bytes.
+    pub(crate) fn fits(&self, slot_len: usize, slots: usize) -> bool {
+        self.slot_len >= slot_len && self.slots.len() >= slots
+    }
+
+    /// Back to the pool of the context it came from.
+    fn keep(mut self) {
+        if let Some(ctx) = self.home.take() {
+            ctx.keep_staging(self);
+        }
     }
 
     /// Returns the set to the pool without waiting for its queued copies: `caller` waits for
@@ -246,7 +264,7 @@ impl StagingSet {
         let done = Event::new()?;
         done.record(&self.stream)?;
         caller.wait(&done)?;
-        STAGING.lock().unwrap_or_else(|p| p.into_inner()).push(self);
+        self.keep();
         Ok(())
     }
 
@@ -257,7 +275,7 @@ impl StagingSet {
             s.2 = false;
         }
         if r.is_ok() {
-            STAGING.lock().unwrap_or_else(|p| p.into_inner()).push(self);
+            self.keep();
         }
         r
     }
@@ -282,7 +300,13 @@ impl StagingSet {
 /// [`IoError::NoGpu`] without a GPU; [`IoError::Cuda`] if pinned memory cannot be allocated.
 pub fn prewarm(settings: &crate::Settings) -> Result<()> {
     let sets = (0..settings.threads)
-        .map(|_| StagingSet::take(settings.task_size, settings.staging_slots))
+        .map(|_| {
+            StagingSet::take(
+                &Context::for_settings(settings)?,
+                settings.task_size,
+                settings.staging_slots,
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     for s in sets {
         s.give_back()?;

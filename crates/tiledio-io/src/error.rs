@@ -181,6 +181,9 @@ pub enum IoError {
         /// Why it cannot be used.
         reason: &'static str,
     },
+    /// Arguments that do not describe a valid array, view or region.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// An invariant of tiledio itself failed (a bug, not a problem with the input): a placement
     /// planned outside its buffer.
     #[error("internal error (please report): {0}")]

@@ -1,6 +1,7 @@
 //! [`FileHandle`] for reads, [`FileWriter`] for writes, and many-file calls.
 
 use crate::backend::{self, Backend, BackendReport, DeviceIo};
+use crate::context::Context;
 use crate::disjoint::DisjointBytes;
 use crate::engine::{self, FileRef, HostScratch, StagingSet};
 use crate::error::{IoError, Result};
@@ -370,10 +371,11 @@ fn run_read<'f>(
 }
 
 fn read_host(files: &[FileRef<'_>], pieces: &[plan::Piece], buf: &mut [u8], s: &Settings) -> Result<()> {
+    let ctx = Context::for_settings(s)?;
     let dst = DisjointBytes::new(buf);
     engine::run(
+        &ctx,
         pieces.len(),
-        s.threads,
         || Ok(HostScratch::new(s.task_size)),
         |scratch, i| {
             let p = &pieces[i];
@@ -392,6 +394,7 @@ fn read_device(
     s: &Settings,
     order: Option<&crate::gpu::Stream>,
 ) -> Result<()> {
+    let ctx = Context::for_settings(s)?;
     let base = d.device_ptr();
     // stream order: the workers' copies start after the caller's earlier work, and the
     // caller's later work waits for the copies; no host wait
@@ -408,7 +411,7 @@ fn read_device(
         None => None,
     };
     let take = |slots: usize| -> Result<StagingSet> {
-        let set = StagingSet::take(s.task_size, slots)?;
+        let set = StagingSet::take(&ctx, s.task_size, slots)?;
         if let Some(e) = &start {
             set.stream.wait(e)?;
         }
@@ -420,8 +423,8 @@ fn read_device(
     };
     match io {
         DeviceIo::Staged => engine::run(
+            &ctx,
             pieces.len(),
-            s.threads,
             || take(s.staging_slots),
             |set, i| {
                 let p = &pieces[i];
@@ -431,8 +434,8 @@ fn read_device(
             give_back,
         ),
         DeviceIo::CuFile(h) => engine::run(
+            &ctx,
             pieces.len(),
-            s.threads,
             || crate::gpu::gpu().map(|_| ()),
             |(), i| {
                 let p = &pieces[i];
@@ -472,8 +475,8 @@ fn read_device(
             |()| Ok(()),
         ),
         DeviceIo::Mmap(m) => engine::run(
+            &ctx,
             pieces.len(),
-            s.threads,
             || take(1),
             |set, i| {
                 let p = &pieces[i];
@@ -705,11 +708,12 @@ impl FileWriter {
         let pieces = plan::plan(&items, 0, self.settings.task_size, false);
         let bytes_written = pieces.iter().map(|p| p.len as u64).sum();
         let s = &self.settings;
+        let ctx = Context::for_settings(s)?;
         let backend = match src {
             Source::Host(buf) => {
                 engine::run(
+                    &ctx,
                     pieces.len(),
-                    s.threads,
                     || Ok(()),
                     |(), i| engine::host_write_piece(&self.file, &self.temp, &pieces[i], buf),
                     |()| Ok(()),
@@ -720,8 +724,8 @@ impl FileWriter {
                 let base = d.device_ptr();
                 if let Some(h) = self.cufile_for_writes() {
                     engine::run(
+                        &ctx,
                         pieces.len(),
-                        s.threads,
                         || crate::gpu::gpu().map(|_| ()),
                         |(), i| {
                             let p = &pieces[i];
@@ -746,9 +750,9 @@ impl FileWriter {
                     Backend::CuFile
                 } else {
                     engine::run(
+                        &ctx,
                         pieces.len(),
-                        s.threads,
-                        || StagingSet::take(s.task_size, s.staging_slots),
+                        || StagingSet::take(&ctx, s.task_size, s.staging_slots),
                         |set, i| engine::staged_write_piece(&self.file, &self.temp, &pieces[i], base, set),
                         StagingSet::give_back,
                     )?;
@@ -902,6 +906,7 @@ pub fn write_files<'a>(
         .collect();
     plan::check_buffer(&items, src.len())?;
     let s = settings;
+    let ctx = Context::for_settings(s)?;
     let order = interleave_by_directory(files);
     // One job per file: a worker creates it, writes it in task-sized pieces, and renames it.
     let write_one = |job: usize, put: &mut dyn FnMut(&File, &Path, &plan::Piece) -> Result<()>| -> Result<()> {
@@ -925,8 +930,8 @@ pub fn write_files<'a>(
     let backend = match src {
         Source::Host(buf) => {
             engine::run(
+                &ctx,
                 files.len(),
-                s.threads,
                 || Ok(()),
                 |(), i| write_one(i, &mut |f, t, p| engine::host_write_piece(f, t, p, buf)),
                 |()| Ok(()),
@@ -936,9 +941,9 @@ pub fn write_files<'a>(
         Source::Device(d) => {
             let base = d.device_ptr();
             engine::run(
+                &ctx,
                 files.len(),
-                s.threads,
-                || StagingSet::take(s.task_size, s.staging_slots),
+                || StagingSet::take(&ctx, s.task_size, s.staging_slots),
                 |set, i| write_one(i, &mut |f, t, p| engine::staged_write_piece(f, t, p, base, set)),
                 StagingSet::give_back,
             )?;

@@ -18,7 +18,9 @@
 //!
 //! Settings have defaults and `TILEDIO_*` environment overrides ([`Settings`]).
 
+mod array;
 mod backend;
+mod context;
 mod cufile;
 mod disjoint;
 mod element;
@@ -32,7 +34,9 @@ mod plan;
 mod posix;
 mod settings;
 
+pub use array::{ArrayLayout, Border, DeviceArray, DeviceView, HostArray, Region};
 pub use backend::{Backend, BackendReport};
+pub use context::{Context, Scratch};
 pub use disjoint::{DisjointBytes, OutOfBounds};
 pub use element::ElementType;
 pub use engine::prewarm;

@@ -3,7 +3,7 @@
 use crate::error::{IoError, Result};
 
 /// Which backend moves bytes between files and GPU memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum BackendChoice {
     /// Pick per file: cuFile where GPUDirect Storage really works, else the staged POSIX engine.
     #[default]
@@ -43,7 +43,7 @@ impl std::str::FromStr for BackendChoice {
 /// assert_eq!(s.threads, 8);
 /// assert_eq!(s.task_size, 4 << 20);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Settings {
     /// Worker threads per call (`TILEDIO_THREADS`, default 16): I/O threads block in the kernel,
     /// so more threads than cores keeps the device queue full.
@@ -65,6 +65,12 @@ pub struct Settings {
     /// (`TILEDIO_MAX_MEMORY`, default half of physical memory): beyond it a read or convert
     /// fails with a typed error instead of aborting the process.
     pub max_memory: u64,
+    /// The CUDA device this process uses (`TILEDIO_DEVICE`, default 0). One device per process,
+    /// as Dask-CUDA and Slurm give each worker its own GPU.
+    pub device: i32,
+    /// The most device memory kept between calls as scratch (`TILEDIO_SCRATCH_CAP`, default
+    /// 4 GiB): larger scratch buffers are freed after use; [`crate::Context::trim`] frees the rest.
+    pub scratch_cap: u64,
 }
 
 impl Default for Settings {
@@ -77,6 +83,8 @@ impl Default for Settings {
             backend: BackendChoice::Auto,
             coalesce_gap: 64 << 10,
             max_memory: crate::memory::default_budget(),
+            device: 0,
+            scratch_cap: 4 << 30,
         }
     }
 }
@@ -106,6 +114,19 @@ fn parse_size(name: &'static str, v: &str) -> Result<u64> {
             name,
             value: v.into(),
             reason: "expected a size such as 4194304, 4M or 512KiB",
+        })
+}
+
+/// Parses `TILEDIO_DEVICE` (a device ordinal, 0 to 1023).
+pub(crate) fn device_ordinal(v: &str) -> Result<i32> {
+    v.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|d| (0..1024).contains(d))
+        .ok_or(IoError::Setting {
+            name: "TILEDIO_DEVICE",
+            value: v.into(),
+            reason: "expected a device ordinal such as 0 or 1",
         })
 }
 
@@ -160,6 +181,12 @@ impl Settings {
         }
         if let Some(v) = get("TILEDIO_MAX_MEMORY") {
             self.max_memory = parse_size("TILEDIO_MAX_MEMORY", &v)?;
+        }
+        if let Some(v) = get("TILEDIO_DEVICE") {
+            self.device = device_ordinal(&v)?;
+        }
+        if let Some(v) = get("TILEDIO_SCRATCH_CAP") {
+            self.scratch_cap = parse_size("TILEDIO_SCRATCH_CAP", &v)?;
         }
         self.validate()?;
         Ok(self)
@@ -220,11 +247,13 @@ mod tests {
                 ("TILEDIO_TASK_SIZE", "1MiB"),
                 ("TILEDIO_DIRECT_IO", "on"),
                 ("TILEDIO_BACKEND", "staged"),
+                ("TILEDIO_DEVICE", "1"),
+                ("TILEDIO_SCRATCH_CAP", "0"),
             ]))
             .unwrap();
         assert_eq!(
-            (s.threads, s.task_size, s.direct_io, s.backend),
-            (4, 1 << 20, true, BackendChoice::Staged)
+            (s.threads, s.task_size, s.direct_io, s.backend, s.device, s.scratch_cap),
+            (4, 1 << 20, true, BackendChoice::Staged, 1, 0)
         );
     }
 
@@ -239,6 +268,9 @@ mod tests {
             ("TILEDIO_THREADS", "0"),
             ("TILEDIO_MAX_MEMORY", "lots"),
             ("TILEDIO_MAX_MEMORY", "1k"),
+            ("TILEDIO_DEVICE", "-1"),
+            ("TILEDIO_DEVICE", "gpu0"),
+            ("TILEDIO_SCRATCH_CAP", "big"),
         ] {
             let err = Settings::default().with_vars(vars(&[(k, v)])).unwrap_err();
             assert!(matches!(err, IoError::Setting { .. }), "{k}={v}: {err}");

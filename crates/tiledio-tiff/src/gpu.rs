@@ -11,8 +11,8 @@ use crate::region::{Job, read_decode, slot_ranges, window_bytes, window_inside, 
 use crate::slide::{ReadOptions, Slide};
 use crate::write::{WriteOptions, WriteReport, write_pyramid};
 use std::path::Path;
-use tiledio_io::FileHandle;
 use tiledio_io::gpu::DeviceBuffer;
+use tiledio_io::{DeviceArray, DeviceView, FileHandle};
 use tiledio_kernels::{ChunkLayout, KernelError};
 
 /// An image in GPU memory: `height × width × channels` samples, row-major, native order.
@@ -64,6 +64,20 @@ impl DeviceImage {
             shape: img.shape(),
             dtype: img.dtype(),
         })
+    }
+
+    /// The image as an `height × width × channels` [`DeviceArray`] (the vocabulary shared with
+    /// the Zarr crate and the kernels).
+    ///
+    /// # Errors
+    /// [`TiffError::Io`] if the buffer is shorter than the shape (never for images of ours).
+    pub fn into_array(self) -> Result<DeviceArray> {
+        let (h, w, c) = self.shape;
+        Ok(DeviceArray::from_buffer(
+            self.buffer,
+            self.dtype,
+            &[h as u64, w as u64, c as u64],
+        )?)
     }
 }
 
@@ -134,61 +148,16 @@ fn place_device(
         .map_err(kernel_err)
 }
 
-/// The tile-major scratch buffer of a GPU read, kept between calls: allocating and freeing a
-/// buffer the size of a whole level costs milliseconds each time, a noticeable part of a read
-/// that takes tens. One buffer is kept (the largest used so far); concurrent reads allocate
-/// their own.
-struct Scratch(Option<DeviceBuffer>);
-
-static SCRATCH: std::sync::Mutex<Option<DeviceBuffer>> = std::sync::Mutex::new(None);
-
-impl Scratch {
-    fn take(len: usize) -> Result<Scratch> {
-        let cached = SCRATCH.lock().unwrap_or_else(|p| p.into_inner()).take();
-        match cached {
-            Some(b) if b.len() >= len => Ok(Scratch(Some(b))),
-            other => {
-                drop(other);
-                Ok(Scratch(Some(DeviceBuffer::new(len)?)))
-            }
-        }
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = DeviceBuffer;
-    fn deref(&self) -> &DeviceBuffer {
-        self.0.as_ref().expect("present until drop")
-    }
-}
-
-impl std::ops::DerefMut for Scratch {
-    fn deref_mut(&mut self) -> &mut DeviceBuffer {
-        self.0.as_mut().expect("present until drop")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let mut cache = SCRATCH.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.as_ref().is_none_or(|c| c.len() < self.len()) {
-            *cache = self.0.take();
-        }
-    }
-}
-
 /// Reads a window of a page into a new device buffer.
 fn read_window_device(
     fh: &FileHandle,
     page: &Page,
-    x: i64,
-    y: i64,
-    w: u64,
-    h: u64,
+    at: (i64, i64),
+    size: (u64, u64),
     background: u8,
 ) -> Result<DeviceBuffer> {
-    let mut out = DeviceBuffer::new(window_bytes(page, w, h)?)?;
-    read_window_device_into(fh, page, (x, y), (w, h), background, &mut out)?;
+    let mut out = DeviceBuffer::new(window_bytes(page, size.0, size.1)?)?;
+    read_window_device_into(fh, page, at, size, background, &mut out)?;
     Ok(out)
 }
 
@@ -217,7 +186,10 @@ fn read_window_device_into(
         return Ok(());
     }
     let tb = page.tile_bytes();
-    let mut slots = Scratch::take(jobs.len() * tb)?;
+    // the tile-major scratch is kept by the handle's context between calls (allocating a
+    // level-sized buffer costs milliseconds of a read that takes tens), within its cap
+    let ctx = tiledio_io::Context::for_settings(fh.settings())?;
+    let mut slots = ctx.scratch(jobs.len() * tb)?;
     if page.compression == Compression::None {
         fh.read_ranges(&slot_ranges(page, &jobs), &mut *slots)?;
         let swap = page.big_endian && page.dtype.size() > 1;
@@ -296,7 +268,7 @@ impl Slide {
         opts: &ReadOptions,
     ) -> Result<DeviceImage> {
         let (page, x, y) = self.window(location, level, size)?;
-        let buffer = read_window_device(self.file(), page, x, y, size.0, size.1, opts.background)?;
+        let buffer = read_window_device(self.file(), page, (x, y), size, opts.background)?;
         Ok(DeviceImage {
             buffer,
             shape: (size.1 as usize, size.0 as usize, page.spp),
@@ -304,28 +276,30 @@ impl Slide {
         })
     }
 
-    /// [`Slide::read_region_device`] into memory the caller owns, e.g. an array allocated by
-    /// CuPy or PyTorch seen through [`DeviceBuffer::from_raw_parts`]: the region's
-    /// `height × width × channels` samples fill its first bytes, row-major.
+    /// [`Slide::read_region_device`] into a GPU array the caller owns: a [`DeviceArray`] of
+    /// ours, or an array allocated by CuPy or PyTorch seen through [`DeviceView::from_raw`]. The
+    /// array must be C-order `height × width × channels` of the slide's sample type.
     ///
     /// ```no_run
-    /// use tiledio_io::gpu::DeviceBuffer;
+    /// use tiledio_io::DeviceArray;
     /// let s = tiledio_tiff::Slide::open("slide.tif")?;
-    /// let mut d = DeviceBuffer::new(512 * 512 * 3)?;
-    /// s.read_region_device_into((0, 0), 0, (512, 512), &mut d)?;
+    /// let mut a = DeviceArray::zeros(s.sample_type(), &[512, 512, s.channels() as u64])?;
+    /// s.read_region_device_into((0, 0), 0, (512, 512), &mut a.view_mut())?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// As [`Slide::read_region_device`]; [`TiffError::InvalidArgument`] when `out` is too small.
+    /// As [`Slide::read_region_device`]; [`TiffError::Io`] with `InvalidArgument` when the
+    /// array's type, shape or strides differ.
     pub fn read_region_device_into(
         &self,
         location: (i64, i64),
         level: usize,
         size: (u64, u64),
-        out: &mut DeviceBuffer,
+        out: &mut DeviceView<'_>,
     ) -> Result<()> {
         let (page, x, y) = self.window(location, level, size)?;
+        let out = out.expect_mut(page.dtype, &[size.1, size.0, page.spp as u64])?;
         read_window_device_into(self.file(), page, (x, y), size, 0, out)
     }
 
@@ -341,7 +315,7 @@ impl Slide {
     /// As [`Slide::read_region_device`].
     pub fn read_level_device(&self, level: usize) -> Result<DeviceImage> {
         let page = self.page(level)?;
-        let buffer = read_window_device(self.file(), page, 0, 0, page.width, page.height, 0)?;
+        let buffer = read_window_device(self.file(), page, (0, 0), (page.width, page.height), 0)?;
         Ok(DeviceImage {
             buffer,
             shape: (page.height as usize, page.width as usize, page.spp),

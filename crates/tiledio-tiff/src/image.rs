@@ -154,6 +154,22 @@ impl HostImage {
         self.data
     }
 
+    /// The image as an `height × width × channels` [`tiledio_io::HostArray`] (the vocabulary
+    /// shared with the Zarr crate and the kernels).
+    ///
+    /// ```
+    /// let img = tiledio_tiff::HostImage::from_u8(2, 3, 1, vec![0; 6])?;
+    /// assert_eq!(img.into_array()?.layout().shape(), &[2, 3, 1]);
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never for a valid image (the sizes were checked when it was made).
+    pub fn into_array(self) -> Result<tiledio_io::HostArray> {
+        let shape = [self.height as u64, self.width as u64, self.channels as u64];
+        Ok(tiledio_io::HostArray::from_bytes(self.dtype, &shape, self.data)?)
+    }
+
     /// The samples as `u8` (only for [`SampleType::U8`]).
     ///
     /// ```

@@ -8,7 +8,7 @@ use crate::props;
 use crate::region::read_window;
 use std::collections::BTreeMap;
 use std::path::Path;
-use tiledio_io::{FileHandle, Settings};
+use tiledio_io::{Border, FileHandle, Region, Settings};
 
 /// One resolution level of a slide.
 #[derive(Clone, Debug, PartialEq)]
@@ -467,24 +467,34 @@ impl Slide {
         HostImage::from_bytes(size.1 as usize, size.0 as usize, page.spp, page.dtype, data)
     }
 
-    /// Reads a region of a level by that level's own pixel coordinates: `(x, y)` is the
-    /// top-left corner and `(w, h)` the size, both in pixels of `level` (no round trip through
-    /// level-0 coordinates, so levels that are not exact halves read exactly). Parts outside
-    /// the level are filled with 0.
+    /// Reads a region of a level by that level's own pixel coordinates: `region` is `[y, x]`
+    /// origin and `[height, width]` shape in pixels of `level` (no round trip through level-0
+    /// coordinates, so levels that are not exact halves read exactly). Pixels outside the level
+    /// are 0 under [`Border::Fill`]; under [`Border::Reject`] such a region is an error — the
+    /// same [`Region`] and policy as a Zarr array's `read_region`.
     ///
     /// ```no_run
+    /// use tiledio_io::{Border, Region};
     /// let s = tiledio_tiff::Slide::open("slide.tif")?;
-    /// let band = s.read_level_region(2, (0, 256), (s.level_dimensions()[2].0, 256))?;
+    /// let w = s.level_dimensions()[2].0;
+    /// let band = s.read_level_region(2, &Region::new(&[256, 0], &[256, w]), Border::Fill)?;
     /// # Ok::<(), tiledio_tiff::TiffError>(())
     /// ```
     ///
     /// # Errors
-    /// As [`Slide::read_region`].
-    pub fn read_level_region(&self, level: usize, location: (i64, i64), size: (u64, u64)) -> Result<HostImage> {
+    /// As [`Slide::read_region`]; [`TiffError::InvalidArgument`] for a region of rank other
+    /// than 2, or outside the level under [`Border::Reject`].
+    pub fn read_level_region(&self, level: usize, region: &Region, border: Border) -> Result<HostImage> {
         let page = self.page(level)?;
-        self.window((0, 0), level, size)?;
-        let data = read_window(&self.fh, page, location.0, location.1, size.0, size.1, 0)?;
-        HostImage::from_bytes(size.1 as usize, size.0 as usize, page.spp, page.dtype, data)
+        region
+            .check(&[page.height, page.width], border)
+            .map_err(|e| TiffError::InvalidArgument(format!("{}: level {level}: {e}", self.path().display())))?;
+        let (&[y, x], &[h, w]) = (region.origin(), region.shape()) else {
+            return Err(TiffError::Internal("a checked region has rank 2".into()));
+        };
+        self.window((0, 0), level, (w, h))?;
+        let data = read_window(&self.fh, page, x, y, w, h, 0)?;
+        HostImage::from_bytes(h as usize, w as usize, page.spp, page.dtype, data)
     }
 
     /// Where the stored bytes of each tile (or strip) of a level lie in the file, in tile order
@@ -577,6 +587,7 @@ impl crate::RowSource for LevelRows<'_> {
     fn read_rows(&self, y0: u64, rows: u64) -> Result<HostImage> {
         let (w, _) = self.dimensions();
         let y0 = i64::try_from(y0).map_err(|_| TiffError::InvalidArgument(format!("row {y0}")))?;
-        self.slide.read_level_region(self.level, (0, y0), (w, rows))
+        self.slide
+            .read_level_region(self.level, &Region::new(&[y0, 0], &[rows, w]), Border::Reject)
     }
 }

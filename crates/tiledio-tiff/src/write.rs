@@ -76,35 +76,43 @@ impl Default for WriteOptions {
     }
 }
 
+/// A builder method `name(value)` setting the field of the same name.
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $t:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $name: $t) -> Self {
+            self.$name = $name;
+            self
+        }
+    };
+}
+
 impl WriteOptions {
-    /// Sets the tile size.
-    ///
-    /// ```
-    /// assert_eq!(tiledio_tiff::WriteOptions::default().tile(128).tile, 128);
-    /// ```
-    pub fn tile(mut self, tile: u32) -> Self {
-        self.tile = tile;
-        self
-    }
-    /// Sets the compression.
-    ///
-    /// ```
-    /// use tiledio_tiff::{Compression, WriteOptions};
-    /// assert_eq!(WriteOptions::default().compression(Compression::Deflate).compression, Compression::Deflate);
-    /// ```
-    pub fn compression(mut self, c: Compression) -> Self {
-        self.compression = c;
-        self
-    }
-    /// Sets the JPEG quality.
-    ///
-    /// ```
-    /// assert_eq!(tiledio_tiff::WriteOptions::default().quality(75).quality, 75);
-    /// ```
-    pub fn quality(mut self, q: u8) -> Self {
-        self.quality = q;
-        self
-    }
+    setter!(
+        /// Sets the tile size.
+        ///
+        /// ```
+        /// assert_eq!(tiledio_tiff::WriteOptions::default().tile(128).tile, 128);
+        /// ```
+        tile: u32
+    );
+    setter!(
+        /// Sets the compression.
+        ///
+        /// ```
+        /// use tiledio_tiff::{Compression, WriteOptions};
+        /// assert_eq!(WriteOptions::default().compression(Compression::Deflate).compression, Compression::Deflate);
+        /// ```
+        compression: Compression
+    );
+    setter!(
+        /// Sets the JPEG quality.
+        ///
+        /// ```
+        /// assert_eq!(tiledio_tiff::WriteOptions::default().quality(75).quality, 75);
+        /// ```
+        quality: u8
+    );
     /// Sets the number of levels.
     ///
     /// ```
@@ -114,25 +122,23 @@ impl WriteOptions {
         self.levels = Some(n);
         self
     }
-    /// Sets the BigTIFF choice.
-    ///
-    /// ```
-    /// use tiledio_tiff::{BigTiff, WriteOptions};
-    /// assert_eq!(WriteOptions::default().bigtiff(BigTiff::Always).bigtiff, BigTiff::Always);
-    /// ```
-    pub fn bigtiff(mut self, b: BigTiff) -> Self {
-        self.bigtiff = b;
-        self
-    }
-    /// Writes reduced levels as SubIFDs (OME-TIFF).
-    ///
-    /// ```
-    /// assert!(tiledio_tiff::WriteOptions::default().subifds(true).subifds);
-    /// ```
-    pub fn subifds(mut self, yes: bool) -> Self {
-        self.subifds = yes;
-        self
-    }
+    setter!(
+        /// Sets the BigTIFF choice.
+        ///
+        /// ```
+        /// use tiledio_tiff::{BigTiff, WriteOptions};
+        /// assert_eq!(WriteOptions::default().bigtiff(BigTiff::Always).bigtiff, BigTiff::Always);
+        /// ```
+        bigtiff: BigTiff
+    );
+    setter!(
+        /// Writes reduced levels as SubIFDs (OME-TIFF).
+        ///
+        /// ```
+        /// assert!(tiledio_tiff::WriteOptions::default().subifds(true).subifds);
+        /// ```
+        subifds: bool
+    );
     /// Sets the first page's ImageDescription.
     ///
     /// ```

@@ -97,7 +97,7 @@ fn tiff_gpu_fixtures_equal_host_reads() {
 }
 
 /// CuPy allocates the destination in another process (plain `cudaMalloc`, its pool off) and
-/// shares it through a CUDA IPC handle; we open it, view it with `DeviceBuffer::from_raw_parts`
+/// shares it through a CUDA IPC handle; we open it, view it with `DeviceView::from_raw`
 /// and read a slide region straight into it; CuPy then compares its array with tifffile's.
 /// Needs Python with CuPy and tifffile (the GPU machine has both).
 #[test]
@@ -146,8 +146,12 @@ print("equal" if np.array_equal(got, ref[y:y + h, x:x + w]) else "differ", flush
         let r = unsafe { sys::cuIpcOpenMemHandle_v2(&mut ptr, handle, 1) };
         assert_eq!(r, sys::CUresult::CUDA_SUCCESS);
         {
-            // SAFETY: the opened allocation is `nbytes` long and nothing else writes it now.
-            let mut view = unsafe { tiledio_io::gpu::DeviceBuffer::from_raw_parts(ptr, nbytes) };
+            // SAFETY: the opened allocation is `nbytes` long (checked against the shape) and
+            // nothing else writes it now.
+            let shape = [h, w, 3];
+            assert_eq!(shape.iter().product::<u64>() as usize, nbytes);
+            let mut view =
+                unsafe { tiledio_io::DeviceView::from_raw(ptr, tiledio_io::ElementType::U8, &shape, None) }.unwrap();
             let slide = Slide::open(&path).unwrap();
             slide.read_region_device_into((x, y), 0, (w, h), &mut view).unwrap();
             g.synchronize().unwrap();

@@ -214,7 +214,13 @@ with tifffile.TiffWriter(out) as t:
         let (lw, lh) = s.level_dimensions()[l];
         for y0 in [0u64, 63, 64, 128, lh - 7] {
             let rows = 7.min(lh - y0);
-            let got = s.read_level_region(l, (0, y0 as i64), (lw, rows)).unwrap();
+            let got = s
+                .read_level_region(
+                    l,
+                    &tiledio_io::Region::new(&[y0 as i64, 0], &[rows, lw]),
+                    tiledio_io::Border::Reject,
+                )
+                .unwrap();
             let row = lw as usize;
             assert_eq!(
                 got.bytes(),

@@ -10,7 +10,7 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tiledio_io::gpu::DeviceBuffer;
-use tiledio_io::{FileRead, FileWrite, Settings, Source, Target};
+use tiledio_io::{Border, DeviceView, FileRead, FileWrite, Region, Settings, Source, Target};
 use zarrs::array::{Array, ArrayBytes, ArrayMetadata, ArrayToBytesCodecTraits, CodecOptions};
 use zarrs::filesystem::FilesystemStore;
 
@@ -96,7 +96,7 @@ impl WriteOptions {
 /// chunks: an interrupted write leaves no metadata and is not mistaken for an array.
 ///
 /// ```
-/// use tiledio_zarr::{ArraySpec, DataType, ZarrArray};
+/// use tiledio_zarr::{ArraySpec, Border, DataType, Region, ZarrArray};
 /// # let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("a.zarr");
 /// let data: Vec<u8> = (0..100 * 70).map(|i| (i % 251) as u8).collect();
@@ -106,7 +106,7 @@ impl WriteOptions {
 /// let b = ZarrArray::open(&path)?;
 /// assert_eq!(b.read_to_vec()?, data);
 /// let mut region = vec![0u8; 4];
-/// b.read_region(&[1, 2], &[2, 2], &mut region)?;
+/// b.read_region(&Region::at(&[1, 2], &[2, 2]), Border::Reject, &mut region)?;
 /// assert_eq!(region, [data[72], data[73], data[142], data[143]]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -133,6 +133,9 @@ pub struct ZarrArray {
     /// For a new array: the temporary folder it is written in, renamed into place by
     /// [`ZarrArray::finish`].
     output: Option<tiledio_io::OutputDir>,
+    /// I/O settings of reads ([`ZarrArray::open_with`]; writes take theirs from
+    /// [`WriteOptions`]).
+    settings: Settings,
 }
 
 impl std::fmt::Debug for ZarrArray {
@@ -605,6 +608,22 @@ impl ZarrArray {
     /// [`ZarrError::Zarrs`] when it is invalid, [`ZarrError::Unsupported`] for variable-length
     /// data types.
     pub fn open(path: impl AsRef<Path>) -> Result<ZarrArray> {
+        Self::open_with(path, &Settings::from_env()?)
+    }
+
+    /// [`ZarrArray::open`] with the I/O settings its reads use (threads, task size, backend),
+    /// instead of the `TILEDIO_*` environment.
+    ///
+    /// ```no_run
+    /// let s = tiledio_io::Settings { threads: 4, ..Default::default() };
+    /// let a = tiledio_zarr::ZarrArray::open_with("image.zarr", &s)?;
+    /// # Ok::<(), tiledio_zarr::ZarrError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ZarrArray::open`]; [`ZarrError::Io`] for settings out of range.
+    pub fn open_with(path: impl AsRef<Path>, settings: &Settings) -> Result<ZarrArray> {
+        settings.validate()?;
         let path = path.as_ref().to_path_buf();
         // The metadata is read here (regular files, bounded), checked, and only then given to
         // zarrs, which never reads it from the store itself.
@@ -669,7 +688,9 @@ impl ZarrArray {
                 message: e.to_string(),
             })
         })?;
-        Self::from_parts(path, store, array, version, meta)
+        let mut a = Self::from_parts(path, store, array, version, meta)?;
+        a.settings = settings.clone();
+        Ok(a)
     }
 
     fn from_parts(
@@ -765,6 +786,7 @@ impl ZarrArray {
             raw: raw && cfg!(target_endian = "little"),
             shard_index: g.index,
             output: None,
+            settings: Settings::default(),
         })
     }
 
@@ -1164,45 +1186,118 @@ impl ZarrArray {
     /// # Errors
     /// As [`ZarrArray::read_region`].
     pub fn read_all<'a>(&self, dst: impl Into<Target<'a>>) -> Result<()> {
-        let zeros = vec![0; self.shape.len()];
-        let shape = self.shape.clone();
-        self.read_region(&zeros, &shape, dst)
+        self.read_region(&Region::whole(&self.shape), Border::Reject, dst)
     }
 
     /// Reads a region into a new GPU buffer.
     ///
     /// # Errors
     /// As [`ZarrArray::read_region`]; [`ZarrError::Io`] when there is no GPU.
-    pub fn read_region_to_device(&self, origin: &[u64], shape: &[u64]) -> Result<DeviceBuffer> {
-        let n = if shape.len() == self.shape.len() {
-            self.region_bytes(shape)?
-        } else {
-            0
-        };
+    pub fn read_region_to_device(&self, region: &Region, border: Border) -> Result<DeviceBuffer> {
+        let n = self.region_bytes(region.shape())?;
         let mut d = DeviceBuffer::new(n.max(1))?;
-        if n == 0 && shape.len() == self.shape.len() {
-            return Ok(d);
-        }
-        self.read_region_into(origin, shape, Target::Device(&mut d), n)?;
+        self.read_region(region, border, Target::Device(&mut d))?;
         Ok(d)
     }
 
-    /// Reads the region `[origin, origin + shape)` into `dst` (C order; host or GPU memory).
-    /// Missing chunks read as the fill value. Raw chunks are read straight into staging (GPU
-    /// staging for GPU targets) and placed by one gather pass; compressed chunks are read and
-    /// decoded in parallel on the CPU.
+    /// Reads a region into a GPU array the caller owns (a [`DeviceArray`](tiledio_io::DeviceArray)
+    /// of ours, or a CuPy/PyTorch array seen through [`DeviceView::from_raw`]), checking its
+    /// element type and shape.
+    ///
+    /// ```no_run
+    /// use tiledio_io::{Border, DeviceArray, Region};
+    /// let a = tiledio_zarr::ZarrArray::open("image.zarr")?;
+    /// let mut out = DeviceArray::zeros(a.data_type().unwrap(), &[256, 256])?;
+    /// a.read_region_into_view(&Region::at(&[0, 0], &[256, 256]), Border::Reject, &mut out.view_mut())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// [`ZarrError::Usage`] for a region outside the array or a buffer of the wrong size;
-    /// [`ZarrError::Chunk`] for a chunk that is malformed (wrong size, bad shard index, codec
-    /// failure); [`ZarrError::Io`].
-    pub fn read_region<'a>(&self, origin: &[u64], shape: &[u64], dst: impl Into<Target<'a>>) -> Result<()> {
-        let dst = dst.into();
+    /// [`ZarrError::Io`] with `InvalidArgument` when the view's type or shape differs (or the
+    /// array's type has no [`DataType`]); as [`ZarrArray::read_region`] otherwise.
+    pub fn read_region_into_view(&self, region: &Region, border: Border, out: &mut DeviceView<'_>) -> Result<()> {
+        let dtype = self.dtype.ok_or_else(|| {
+            usage(format!(
+                "{}: the array's data type has no tiledio element type",
+                self.path.display()
+            ))
+        })?;
+        let buf = out.expect_mut(dtype, region.shape())?;
+        self.read_region(region, border, Target::Device(buf))
+    }
+
+    /// Reads `region` into `dst` (C order; host or GPU memory; exactly the region's bytes).
+    /// Missing chunks read as the fill value. Under [`Border::Fill`] the cells of the region
+    /// outside the array read as the fill value too; under [`Border::Reject`] such a region is
+    /// an error. Raw chunks are read straight into staging (GPU staging for GPU targets) and
+    /// placed by one gather pass; compressed chunks are read and decoded in parallel on the CPU.
+    ///
+    /// ```no_run
+    /// use tiledio_io::{Border, Region};
+    /// let a = tiledio_zarr::ZarrArray::open("image.zarr")?;
+    /// let mut tile = vec![0u8; 64 * 64 * a.element_size()];
+    /// // a tile with a 1-pixel halo at the array's corner: the outside cells get the fill value
+    /// a.read_region(&Region::new(&[-1, -1], &[64, 64]), Border::Fill, &mut tile[..])?;
+    /// # Ok::<(), tiledio_zarr::ZarrError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ZarrError::Usage`] for a region of the wrong rank, outside the array under
+    /// [`Border::Reject`], or a buffer of the wrong size; [`ZarrError::Chunk`] for a chunk that
+    /// is malformed (wrong size, bad shard index, codec failure); [`ZarrError::Io`].
+    pub fn read_region<'a>(&self, region: &Region, border: Border, dst: impl Into<Target<'a>>) -> Result<()> {
+        let mut dst = dst.into();
         let len = match &dst {
             Target::Host(b) => b.len(),
             Target::Device(d) => d.len(),
         };
-        self.read_region_into(origin, shape, dst, len)
+        let inside = region
+            .check(&self.shape, border)
+            .map_err(|e| usage(format!("{}: {e}", self.path.display())))?;
+        let need = self.region_bytes(region.shape())?;
+        if len != need {
+            return Err(usage(format!("buffer of {len} bytes for a region of {need} bytes")));
+        }
+        let Some(inside) = inside else {
+            return self.fill_target(&mut dst, len);
+        };
+        let at: Vec<u64> = inside.origin().iter().map(|o| *o as u64).collect();
+        if inside == *region {
+            return self.read_region_into(&at, inside.shape(), dst, len);
+        }
+        // partly outside: the fill value everywhere, then the inside part read on its own and
+        // placed at its offset by the chunk scatter (the inside block as the only unit of an
+        // array whose window is the region)
+        self.fill_target(&mut dst, len)?;
+        let n = self.region_bytes(inside.shape())?;
+        let offset: Vec<i64> = region
+            .origin()
+            .iter()
+            .zip(inside.origin())
+            .map(|(r, i)| r - i)
+            .collect();
+        let l = layout::Layout::new(
+            inside.shape(),
+            inside.shape(),
+            inside.shape(),
+            &offset,
+            region.shape(),
+            self.esize,
+            0,
+        )
+        .map_err(kernel_err)?;
+        match dst {
+            Target::Host(out) => {
+                let mut part = tiledio_io::try_alloc_zeroed(n, &format!("{}: a region", self.path.display()))?;
+                self.read_region_into(&at, inside.shape(), Target::Host(&mut part), n)?;
+                l.scatter_host(&part, out, &[0]).map_err(kernel_err)
+            }
+            Target::Device(out) => {
+                let mut part = DeviceBuffer::new(n.max(1))?;
+                self.read_region_into(&at, inside.shape(), Target::Device(&mut part), n)?;
+                l.scatter_device(&part, out, &[0]).map_err(kernel_err)
+            }
+        }
     }
 
     fn read_region_into(&self, origin: &[u64], shape: &[u64], mut dst: Target<'_>, len: usize) -> Result<()> {
@@ -1210,7 +1305,7 @@ impl ZarrArray {
         if len == 0 {
             return Ok(());
         }
-        let settings = Settings::from_env().unwrap_or_default();
+        let settings = &self.settings;
         if self.raw {
             let (units, reads, missing) = match &self.inner {
                 None => self.plan_raw_chunks(origin, shape)?,
@@ -1237,12 +1332,12 @@ impl ZarrArray {
                         staging_len,
                         &format!("{}: staging for {} chunks", self.path.display(), units.len()),
                     )?;
-                    tiledio_io::read_files(&reads, &mut st, &settings)?;
+                    tiledio_io::read_files(&reads, &mut st, settings)?;
                     l.scatter_host(&st, b, &units).map_err(kernel_err)?;
                 }
                 Target::Device(d) => {
                     let mut st = DeviceBuffer::new(staging_len)?;
-                    tiledio_io::read_files(&reads, &mut st, &settings)?;
+                    tiledio_io::read_files(&reads, &mut st, settings)?;
                     l.scatter_device(&st, d, &units).map_err(kernel_err)?;
                 }
             }

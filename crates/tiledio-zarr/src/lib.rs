@@ -30,4 +30,5 @@ pub use error::{Result, ZarrError};
 /// The JSON crate of the metadata and attribute types ([`ArraySpec::attributes`]).
 pub use serde_json;
 pub use spec::{ArraySpec, BloscCompressor, Compression, DataType, ZarrDataType, ZarrVersion};
+pub use tiledio_io::{Border, Region};
 pub use tiles::TileWriter;

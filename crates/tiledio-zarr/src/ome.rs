@@ -410,13 +410,11 @@ pub fn read_multiscales(root: impl AsRef<Path>) -> Result<Multiscales> {
             unit: a["unit"].as_str().map(Into::into),
         })
         .collect();
-    for d in m["datasets"].as_array().into_iter().flatten() {
+    let datasets = || m["datasets"].as_array().into_iter().flatten();
+    for d in datasets() {
         dataset_dir(root, d["path"].as_str().unwrap_or(""))?;
     }
-    let levels = m["datasets"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let levels = datasets()
         .map(|d| Level {
             path: d["path"].as_str().unwrap_or("").into(),
             scale: d["coordinateTransformations"][0]["scale"]

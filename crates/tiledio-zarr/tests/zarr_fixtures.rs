@@ -2,7 +2,7 @@
 //! whole arrays, regions, into host memory (and GPU memory in zarr_gpu.rs).
 
 use std::path::PathBuf;
-use tiledio_zarr::ZarrArray;
+use tiledio_zarr::{Border, Region, ZarrArray};
 
 fn fixtures() -> Vec<(String, PathBuf, Vec<u8>)> {
     let dir = tiledio_test_support::workspace_root().join("testdata/zarr");
@@ -42,7 +42,7 @@ fn fixture_regions_read_back_exactly() {
         let origin: Vec<u64> = shape.iter().map(|s| s / 3).collect();
         let rs: Vec<u64> = shape.iter().zip(&origin).map(|(s, o)| ((s - o) / 2).max(1)).collect();
         let mut got = vec![0u8; rs.iter().product::<u64>() as usize * es];
-        a.read_region(&origin, &rs, &mut got)
+        a.read_region(&Region::at(&origin, &rs), Border::Reject, &mut got)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         // Expected by indexing the whole array.
         let r = shape.len();

@@ -4,7 +4,7 @@
 
 use tiledio_io::gpu::DeviceBuffer;
 use tiledio_zarr::{
-    ArraySpec, BloscCompressor, Compression, DataType, Durability, WriteOptions, ZarrArray, ZarrVersion,
+    ArraySpec, BloscCompressor, Border, Compression, DataType, Durability, Region, WriteOptions, ZarrArray, ZarrVersion,
 };
 
 use random::random_bytes;
@@ -75,9 +75,13 @@ fn gpu_round_trips_every_codec_dtype_sharded_or_not() {
                         "{version:?} {shards:?} {c:?} {dt:?}: GPU read"
                     );
                     let (o, s) = ([70u64, 33, 0], [150u64, 200, 3]);
-                    let reg = a.read_region_to_device(&o, &s).unwrap().to_host_vec().unwrap();
+                    let reg = a
+                        .read_region_to_device(&Region::at(&o, &s), Border::Reject)
+                        .unwrap()
+                        .to_host_vec()
+                        .unwrap();
                     let mut host = vec![0u8; reg.len()];
-                    a.read_region(&o, &s, &mut host).unwrap();
+                    a.read_region(&Region::at(&o, &s), Border::Reject, &mut host).unwrap();
                     assert!(reg == host, "{c:?} {dt:?}: GPU region");
                 }
             }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
-use tiledio_zarr::{ZarrArray, ZarrError, ome};
+use tiledio_zarr::{Border, Region, ZarrArray, ZarrError, ome};
 
 fn mal(name: &str) -> PathBuf {
     tiledio_test_support::workspace_root()
@@ -77,7 +77,10 @@ fn zarr_malformed_chunk_near_2p63() {
     // A region read as well.
     if let Ok(a) = ZarrArray::open(mal("chunk_near_2p63.zarr")) {
         let mut b = [0u8; 4];
-        assert!(a.read_region(&[0, 0], &[2, 2], &mut b[..]).is_err());
+        assert!(
+            a.read_region(&Region::at(&[0, 0], &[2, 2]), Border::Reject, &mut b[..])
+                .is_err()
+        );
     }
 }
 
@@ -125,7 +128,8 @@ fn zarr_malformed_huge_declared_is_refused() {
     assert!(m.contains("memory budget"), "{m}");
     // A small region still reads (all fill value).
     let mut b = [1u8; 12];
-    a.read_region(&[5, 5, 0], &[2, 2, 3], &mut b[..]).unwrap();
+    a.read_region(&Region::at(&[5, 5, 0], &[2, 2, 3]), Border::Reject, &mut b[..])
+        .unwrap();
     assert_eq!(b, [0; 12]);
 }
 

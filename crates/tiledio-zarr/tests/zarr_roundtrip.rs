@@ -2,7 +2,8 @@
 //! type, sharded and not, v3 and v2; regions; tile-by-tile writes; crash safety.
 
 use tiledio_zarr::{
-    ArraySpec, Compression, DataType, Durability, TileWriter, WriteOptions, ZarrArray, ZarrError, ZarrVersion,
+    ArraySpec, Border, Compression, DataType, Durability, Region, TileWriter, WriteOptions, ZarrArray, ZarrError,
+    ZarrVersion,
 };
 
 use random::random_bytes;
@@ -75,7 +76,7 @@ fn every_codec_dtype_sharded_or_not_round_trips() {
                     // A region across chunk and shard edges.
                     let (o, s) = ([10u64, 14, 1], [30u64, 20, 2]);
                     let mut reg = vec![0u8; (s.iter().product::<u64>() as usize) * dt.size()];
-                    b.read_region(&o, &s, &mut reg).unwrap();
+                    b.read_region(&Region::at(&o, &s), Border::Reject, &mut reg).unwrap();
                     let es = dt.size();
                     let mut k = 0;
                     for y in 0..s[0] {
@@ -238,11 +239,11 @@ fn bad_requests_are_typed_errors() {
     assert!(matches!(a.write_all(&buf[..99], &opts()), Err(ZarrError::Usage { .. })));
     let mut out = vec![0u8; 4];
     assert!(matches!(
-        a.read_region(&[9, 9], &[2, 2], &mut out),
+        a.read_region(&Region::at(&[9, 9], &[2, 2]), Border::Reject, &mut out),
         Err(ZarrError::Usage { .. })
     ));
     assert!(matches!(
-        a.read_region(&[0], &[2], &mut out),
+        a.read_region(&Region::at(&[0], &[2]), Border::Reject, &mut out),
         Err(ZarrError::Usage { .. })
     ));
     assert!(ZarrArray::create(t.path().join("c.zarr"), &ArraySpec::new(&[10], &[0], DataType::U8)).is_err());

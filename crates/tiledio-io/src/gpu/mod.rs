@@ -82,7 +82,16 @@ fn probe() -> std::result::Result<Gpu, String> {
         if count == 0 {
             return Err("the driver reports no CUDA device".into());
         }
-        let dev = result::device::get(0).map_err(|e| format!("cuDeviceGet(0) failed: {e}"))?;
+        let ordinal = match std::env::var("TILEDIO_DEVICE") {
+            Ok(v) => crate::settings::device_ordinal(&v).map_err(|e| e.to_string())?,
+            Err(_) => 0,
+        };
+        if ordinal >= count {
+            return Err(format!(
+                "TILEDIO_DEVICE={ordinal}, but the driver reports {count} device(s)"
+            ));
+        }
+        let dev = result::device::get(ordinal).map_err(|e| format!("cuDeviceGet({ordinal}) failed: {e}"))?;
         let name = result::device::get_name(dev).unwrap_or_else(|_| "unknown GPU".into());
         // SAFETY: dev is a valid device handle from cuDeviceGet.
         let total_memory =
@@ -106,7 +115,7 @@ fn probe() -> std::result::Result<Gpu, String> {
         let ctx =
             unsafe { result::primary_ctx::retain(dev) }.map_err(|e| format!("cuDevicePrimaryCtxRetain failed: {e}"))?;
         Ok(Gpu {
-            ordinal: 0,
+            ordinal,
             ctx,
             name,
             total_memory,
@@ -147,6 +156,11 @@ impl Gpu {
             unsafe { result::ctx::set_current(self.ctx) }.map_err(|e| cuda_err("cuCtxSetCurrent", e))?;
         }
         Ok(())
+    }
+
+    /// The device ordinal (`TILEDIO_DEVICE`).
+    pub fn ordinal(&self) -> i32 {
+        self.ordinal
     }
 
     /// The device's name, e.g. "NVIDIA H200".

@@ -11,7 +11,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
-use tiledio_zarr::{ZarrArray, ome};
+use tiledio_zarr::{Border, Region, ZarrArray, ome};
 
 /// Most bytes a whole-array read may take (a valid but huge array must not allocate much).
 const MAX_WHOLE: usize = 4 << 20;
@@ -100,16 +100,23 @@ pub fn exercise_array(path: &Path) {
     if let Some(count) = count.filter(|&c| c <= MAX_WHOLE as u64) {
         let mut buf = vec![0u8; count as usize];
         let zeros = vec![0u64; shape.len()];
-        let _ = a.read_region(&zeros, &small, &mut buf[..]);
+        let _ = a.read_region(&Region::at(&zeros, &small), Border::Reject, &mut buf[..]);
         let far: Vec<u64> = shape.iter().zip(&small).map(|(s, r)| s - r).collect();
-        let _ = a.read_region(&far, &small, &mut buf[..]);
+        let _ = a.read_region(&Region::at(&far, &small), Border::Reject, &mut buf[..]);
         // Bad arguments give errors.
         let mut one = vec![0u8; es];
         let ones = vec![1u64; shape.len()];
         let past: Vec<u64> = shape.clone();
-        assert!(a.read_region(&past, &ones, &mut one[..]).is_err());
+        assert!(
+            a.read_region(&Region::at(&past, &ones), Border::Reject, &mut one[..])
+                .is_err()
+        );
     }
-    assert!(a.read_region(&[], &[], &mut [][..]).is_err() || shape.is_empty());
+    assert!(
+        a.read_region(&Region::at(&[], &[]), Border::Reject, &mut [][..])
+            .is_err()
+            || shape.is_empty()
+    );
 }
 
 /// The whole harness: write the tree, then open and read it every way.

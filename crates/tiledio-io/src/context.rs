@@ -1,0 +1,191 @@
+//! The per-settings context: what used to be process globals (the staging pool, the I/O
+//! threads, the GPU scratch buffer) now belongs to a [`Context`], one per distinct [`Settings`],
+//! shared by every handle and call made with those settings.
+
+use crate::engine::StagingSet;
+use crate::error::{IoError, Result};
+use crate::gpu::DeviceBuffer;
+use crate::settings::Settings;
+use std::sync::{Arc, Mutex};
+
+/// The resources of every call made with one [`Settings`]: a persistent pool of I/O threads
+/// (`settings.threads` of them, as KvikIO keeps one thread pool), the pinned staging sets of GPU
+/// transfers, and a capped cache of GPU scratch memory. Contexts are made on first use and kept;
+/// [`Context::trim`] gives back the memory they cache.
+///
+/// ```
+/// use tiledio_io::{Context, Settings};
+/// let s = Settings { threads: 4, ..Default::default() };
+/// let a = Context::for_settings(&s)?;
+/// let b = Context::for_settings(&s)?;
+/// assert!(std::sync::Arc::ptr_eq(&a, &b)); // one context per distinct settings
+/// assert_eq!(a.settings().threads, 4);
+/// a.trim();
+/// # Ok::<(), tiledio_io::IoError>(())
+/// ```
+pub struct Context {
+    settings: Settings,
+    io_pool: rayon::ThreadPool,
+    staging: Mutex<Vec<StagingSet>>,
+    scratch: Mutex<Vec<DeviceBuffer>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+static CONTEXTS: Mutex<Vec<Arc<Context>>> = Mutex::new(Vec::new());
+
+impl Context {
+    /// The context of `settings` (made on first use).
+    ///
+    /// # Errors
+    /// [`IoError::Setting`] for settings out of range; [`IoError::Internal`]-free: a thread pool
+    /// that cannot be started is reported as [`IoError::Setting`] on `TILEDIO_THREADS`.
+    pub fn for_settings(settings: &Settings) -> Result<Arc<Context>> {
+        let mut all = CONTEXTS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = all.iter().find(|c| c.settings == *settings) {
+            return Ok(c.clone());
+        }
+        settings.validate()?;
+        let io_pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(settings.threads)
+            .thread_name(|i| format!("tiledio-io-{i}"))
+            .build()
+            .map_err(|_| IoError::Setting {
+                name: "TILEDIO_THREADS",
+                value: settings.threads.to_string(),
+                reason: "the I/O threads could not be started",
+            })?;
+        let c = Arc::new(Context {
+            settings: settings.clone(),
+            io_pool,
+            staging: Mutex::new(Vec::new()),
+            scratch: Mutex::new(Vec::new()),
+        });
+        all.push(c.clone());
+        Ok(c)
+    }
+
+    /// The context of the defaults with the `TILEDIO_*` environment applied.
+    ///
+    /// # Errors
+    /// [`IoError::Setting`] naming a variable whose value cannot be used (never swallowed).
+    pub fn from_env() -> Result<Arc<Context>> {
+        Self::for_settings(&Settings::from_env()?)
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Frees the staging sets and the scratch memory this context keeps (pinned host memory and
+    /// device memory), e.g. before handing the GPU to another library.
+    pub fn trim(&self) {
+        self.staging.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.scratch.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Frees the cached memory of every context.
+    pub fn trim_all() {
+        for c in CONTEXTS.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            c.trim();
+        }
+    }
+
+    /// Device scratch of at least `len` bytes: a kept buffer when one is large enough, else a
+    /// new one. Given back when the guard drops, and kept if within `settings.scratch_cap`.
+    ///
+    /// # Errors
+    /// As [`DeviceBuffer::new`].
+    pub fn scratch(&self, len: usize) -> Result<Scratch<'_>> {
+        let mut kept = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let buf = match kept.iter().position(|b| b.len() >= len) {
+            Some(i) => kept.swap_remove(i),
+            None => {
+                // a larger buffer replaces the smaller ones (freed outside the lock)
+                let old = std::mem::take(&mut *kept);
+                drop(kept);
+                drop(old);
+                DeviceBuffer::new(len)?
+            }
+        };
+        Ok(Scratch {
+            ctx: self,
+            buf: Some(buf),
+        })
+    }
+
+    /// Bytes of device scratch kept now.
+    pub fn scratch_kept(&self) -> u64 {
+        self.scratch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|b| b.len() as u64)
+            .sum()
+    }
+
+    /// Runs `f` on the I/O threads' pool (tasks spawned in it run on those threads).
+    pub(crate) fn io_scope<'s, R: Send>(&self, f: impl FnOnce(&rayon::Scope<'s>) -> R + Send) -> R {
+        self.io_pool.scope(f)
+    }
+
+    /// A staging set with slots of at least `slot_len` bytes from this context's pool, or none.
+    pub(crate) fn take_staging(&self, slot_len: usize, slots: usize) -> Option<StagingSet> {
+        let mut pool = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        let i = pool.iter().position(|s| s.fits(slot_len, slots))?;
+        Some(pool.swap_remove(i))
+    }
+
+    /// Keeps a staging set for the next call.
+    pub(crate) fn keep_staging(&self, set: StagingSet) {
+        self.staging.lock().unwrap_or_else(|p| p.into_inner()).push(set);
+    }
+}
+
+/// Device scratch memory lent by a [`Context`]; derefs to the [`DeviceBuffer`].
+pub struct Scratch<'a> {
+    ctx: &'a Context,
+    buf: Option<DeviceBuffer>,
+}
+
+impl std::fmt::Debug for Scratch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scratch({:?})", self.buf)
+    }
+}
+
+impl std::ops::Deref for Scratch<'_> {
+    type Target = DeviceBuffer;
+    fn deref(&self) -> &DeviceBuffer {
+        self.buf.as_ref().unwrap_or_else(|| unreachable!("present until drop"))
+    }
+}
+
+impl std::ops::DerefMut for Scratch<'_> {
+    fn deref_mut(&mut self) -> &mut DeviceBuffer {
+        self.buf.as_mut().unwrap_or_else(|| unreachable!("present until drop"))
+    }
+}
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take()
+            && b.len() as u64 <= self.ctx.settings.scratch_cap
+        {
+            let mut kept = self.ctx.scratch.lock().unwrap_or_else(|p| p.into_inner());
+            // one buffer kept: the largest within the cap
+            if kept.iter().all(|k| k.len() < b.len()) {
+                let old = std::mem::replace(&mut *kept, vec![b]);
+                drop(kept);
+                drop(old);
+            }
+        }
+    }
+}
