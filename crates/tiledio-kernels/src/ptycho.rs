@@ -648,11 +648,15 @@ impl PtychoDevice {
             .as_ref()
             .map(|d| DeviceBuffer::from_host(&f32_bytes(d)))
             .transpose()?;
+        let saturated = DeviceBuffer::zeroed(8)?;
+        // a synchronous copy from pageable memory may return before its DMA ends: wait once
+        // here, so kernels on any stream see the windows
+        tiledio_io::gpu::gpu()?.synchronize()?;
         Ok(PtychoDevice {
             plan: plan.clone(),
             dark,
             div,
-            saturated: DeviceBuffer::zeroed(8)?,
+            saturated,
         })
     }
 

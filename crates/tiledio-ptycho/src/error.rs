@@ -1,0 +1,80 @@
+//! The error type of frame stores and preprocessing.
+
+use std::path::PathBuf;
+
+/// What can go wrong reading a frame store or preprocessing frames. Messages are one line and
+/// name the file (and for HDF5 the dataset, chunk and byte offset).
+///
+/// ```
+/// let e = tiledio_ptycho::NpyStore::open("/nonexistent.npy").unwrap_err();
+/// assert!(matches!(e, tiledio_ptycho::PtychoError::Io(_)));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PtychoError {
+    /// Reading a file, GPU memory, the memory budget ([`tiledio_io`]).
+    #[error(transparent)]
+    Io(#[from] tiledio_io::IoError),
+    /// Invalid preprocessing options or a kernel failure ([`tiledio_kernels`]).
+    #[error(transparent)]
+    Kernel(#[from] tiledio_kernels::KernelError),
+    /// Reading or writing a Zarr array ([`tiledio_zarr`]).
+    #[error(transparent)]
+    Zarr(#[from] tiledio_zarr::ZarrError),
+    /// A file whose header or metadata is malformed (raw, `.npy`, HDF5 structure).
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the byte offset where it applies.
+        message: String,
+    },
+    /// A chunk of an HDF5 dataset that does not decode to exactly its size.
+    #[error("{path}:{dataset}: chunk {chunk} at byte {offset}: {message}")]
+    Chunk {
+        /// The file holding the chunk.
+        path: PathBuf,
+        /// The dataset.
+        dataset: String,
+        /// The chunk's index (frame order).
+        chunk: u64,
+        /// The chunk's file offset.
+        offset: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// A valid file using a feature this reader does not implement (a filter, a layout, a
+    /// big-endian type).
+    #[error("{path}: unsupported: {what}")]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// The feature.
+        what: String,
+    },
+    /// A request that does not fit the store (frames past the end, rows outside the frame, a
+    /// destination of the wrong size, a missing dataset name).
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The result type of this crate.
+pub type Result<T, E = PtychoError> = std::result::Result<T, E>;
+
+pub(crate) fn format_err(path: &std::path::Path, message: impl Into<String>) -> PtychoError {
+    PtychoError::Format {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+pub(crate) fn usage(message: impl Into<String>) -> PtychoError {
+    PtychoError::Usage(message.into())
+}
+
+pub(crate) fn unsupported(path: &std::path::Path, what: impl Into<String>) -> PtychoError {
+    PtychoError::Unsupported {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}

@@ -1,0 +1,75 @@
+//! Detector frame stacks on tiledio's GPU-direct path, and fused ptychography preprocessing.
+//!
+//! A [`FrameStore`] is a stack of 2-D frames `(N, H, W)` read by frame index. Every store
+//! reduces a request to byte ranges of its file and reads them with one
+//! [`tiledio_io::FileHandle::read_ranges`] call (many frames in flight) straight into host or
+//! GPU memory:
+//!
+//! - [`RawStore`]: a header, then frames at a fixed stride ([`RawLayout`]);
+//! - [`NpyStore`]: NumPy `.npy` (header parsed strictly: [`parse_npy_header`]);
+//! - [`ZarrStore`]: a 3-D Zarr array through `tiledio-zarr` (any chunking; raw chunks go
+//!   through staging, compressed ones are decoded in parallel).
+//!
+//! **Read only what the crop needs**: with a fixed centre, the crop's rows are one contiguous
+//! range per frame in an uncompressed store, and [`preprocess`] reads only those
+//! ([`BatchPreprocessor::rows`]).
+//!
+//! [`preprocess`] runs the fused kernel of [`tiledio_kernels`] (dark, crop, flat, mask, rebin by
+//! sum or mean, orientation, f32/u32/u16) batch by batch on the GPU or the CPU and returns the
+//! `(N, S/B, S/B)` stack in host or GPU memory, or writes it as a Zarr array;
+//! [`BatchPreprocessor`] is the part a live stream source shares. [`dark_frame`] averages dark
+//! frames from any store; [`auto_center`] finds the centre of mass.
+//!
+//! DECTRIS chunks are decoded on the CPU: [`decode_bitshuffle_lz4`] (HDF5 filter 32008, our
+//! own bit transpose with 8×8 bit-matrix `u64` tricks, LZ4 blocks by `lz4_flex`) and
+//! [`decode_lz4`] (filter 32004); a chunk must decode to exactly its size.
+//!
+//! ## HDF5: the choice
+//!
+//! The GPU machines that run our binaries have no Rust toolchain and get binaries built
+//! elsewhere, and nothing is linked at build time that the target may lack. A libhdf5 binding
+//! (`hdf5-metno`) needs libhdf5 (and its plugin path for bitshuffle) at build *and* run time,
+//! and libhdf5 reads through its own I/O layer, never into GPU memory. What we need from an
+//! HDF5 file is only metadata: a dataset's shape, type, layout, filter pipeline and the file
+//! offset and size of each chunk (or the contiguous block), across external links; the bytes
+//! themselves go through `read_ranges` like every other format. The pure-Rust readers that
+//! exist (`hdf5-reader`, `hdf5-pure`) read data through their own buffers (whole-file maps or
+//! vectors), keep chunk addresses internal (`hdf5-reader`'s public `Dataset` exposes decoded
+//! chunks, not their file offsets) and bring a large dependency tree (ndarray, lru, parking_lot).
+//! So the plan is a bounded minimal reader of what h5py/libhdf5 1.10+ and DECTRIS write
+//! (superblock v0/v2/v3, object headers v1/v2, link messages incl. external links, symbol-table
+//! groups, dataspace/datatype/layout/filter-pipeline messages, the v1 B-tree chunk index and the
+//! 1.10 single-chunk / fixed-array indexes), every read bounded and every error naming the
+//! file, dataset, chunk and offset. **It is not written yet**: HDF5 datasets are not readable
+//! by this crate today.
+//!
+//! ```
+//! use tiledio_ptycho::{Device, Frames, FrameStore, NpyStore, Output, PreprocessOptions, preprocess};
+//! # let dir = tempfile::tempdir()?; let path = dir.path().join("stack.npy");
+//! # let mut f = b"\x93NUMPY\x01\x00".to_vec();
+//! # let mut h = "{'descr': '<u2', 'fortran_order': False, 'shape': (4, 16, 16), }".to_string();
+//! # while (10 + h.len() + 1) % 64 != 0 { h.push(' '); } h.push('\n');
+//! # f.extend((h.len() as u16).to_le_bytes()); f.extend(h.as_bytes());
+//! # f.extend((0..4 * 16 * 16u16).flat_map(|v| v.to_le_bytes()));
+//! # std::fs::write(&path, f)?;
+//! let stack = NpyStore::open(&path)?; // (4, 16, 16) uint16
+//! let mut opts = PreprocessOptions::new(8, 2); // crop 8 about the centre, bin 2 (sum)
+//! opts.device = Device::Cpu;
+//! let out = preprocess(&stack, None, &opts, Output::Host, &mut |done, total| eprintln!("{done}/{total}"))?;
+//! assert_eq!((out.frames, out.side), (4, 4));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod bslz4;
+mod error;
+mod preprocess;
+mod store;
+
+pub use bslz4::{DecodeError, declared_size, decode_bitshuffle_lz4, decode_lz4};
+pub use error::{PtychoError, Result};
+pub use preprocess::{
+    BatchPreprocessor, Center, Device, Frames, Output, PreprocessOptions, Preprocessed, auto_center, dark_frame,
+    preprocess,
+};
+pub use store::{FrameStore, NpyHeader, NpyStore, RawLayout, RawStore, ZarrStore, parse_npy_header};
+pub use tiledio_kernels::{ClampOrder, Orientation, OutputType, Reduce};

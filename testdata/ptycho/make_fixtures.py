@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Writes the ptychography frame-store fixtures of tiledio-ptycho's tests (a few hundred KB).
+
+Run from this folder: `python3 make_fixtures.py` (numpy; h5py and hdf5plugin for the HDF5
+files). Frames: 6 frames of 64x80 uint16 (a bright spot on Poisson noise over a dark level);
+a dark stack of 4 frames. The preprocessing reference is written step by step in NumPy with
+integer-valued data, so float32 sums are exact and the comparison is bitwise.
+"""
+import json
+import os
+
+import numpy as np
+
+rng = np.random.default_rng(1234)
+N, H, W = 6, 64, 80
+yy, xx = np.mgrid[:H, :W]
+spot = 3000.0 * np.exp(-((yy - 30) ** 2 + (xx - 44) ** 2) / 40.0)
+dark_level = 100 + rng.integers(0, 5, size=(H, W))
+frames = np.stack([rng.poisson(spot) + dark_level + rng.integers(-3, 4, size=(H, W)) for _ in range(N)]).astype(np.uint16)
+darks = np.stack([dark_level + rng.integers(-2, 3, size=(H, W)) for _ in range(4)]).astype(np.uint16)
+
+np.save("frames.npy", frames)
+np.save("darks.npy", darks)
+# raw: a 512-byte header, frames at a stride of the frame size + 64 bytes of padding
+with open("frames.raw", "wb") as f:
+    f.write(b"\xab" * 512)
+    for fr in frames:
+        f.write(fr.astype("<u2").tobytes())
+        f.write(b"\xcd" * 64)
+
+
+def preprocess(frames, dark, crop, bin_, center, reduce, clamp_first, orientation, out):
+    """The documented semantics: crop (zero outside), dark, clamp, bin, orient, convert."""
+    cy, cx = center if center is not None else (H // 2, W // 2)
+    y0, x0 = cy - crop // 2, cx - crop // 2
+    res = []
+    for fr in frames:
+        win = np.zeros((crop, crop), np.float32)
+        valid = np.zeros((crop, crop), bool)
+        for u in range(crop):
+            for v in range(crop):
+                y, x = y0 + u, x0 + v
+                if 0 <= y < H and 0 <= x < W:
+                    win[u, v] = np.float32(fr[y, x]) - np.float32(dark[y, x])
+                    valid[u, v] = True
+        if clamp_first:
+            win = np.where(win > 0, win, np.float32(0))
+        win[~valid] = 0
+        n = crop // bin_
+        b = win.reshape(n, bin_, n, bin_).sum(axis=(1, 3), dtype=np.float32)
+        if not clamp_first:
+            b = np.where(b > 0, b, np.float32(0))
+        if reduce == "mean":
+            b = b / np.float32(bin_ * bin_)
+        t, ud, lr = orientation & 4, orientation & 2, orientation & 1
+        if t:
+            b = b.T
+        if ud:
+            b = b[::-1, :]
+        if lr:
+            b = b[:, ::-1]
+        if out == "uint16":
+            b = np.clip(np.rint(b), 0, 65535).astype(np.uint16)
+        res.append(np.ascontiguousarray(b))
+    return np.stack(res)
+
+
+dark = darks.astype(np.float64).mean(axis=0).astype(np.float32)
+cases = [
+    dict(name="sum_centre", crop=32, bin=2, center=None, reduce="sum", clamp_first=True, orientation=0, out="float32"),
+    dict(name="mean_edge", crop=40, bin=4, center=[10, 70], reduce="mean", clamp_first=False, orientation=5, out="float32"),
+    dict(name="sum_u16", crop=48, bin=3, center=[30, 40], reduce="sum", clamp_first=True, orientation=6, out="uint16"),
+]
+for c in cases:
+    ref = preprocess(frames, dark, c["crop"], c["bin"], c["center"], c["reduce"], c["clamp_first"], c["orientation"], c["out"])
+    np.save(f"ref_{c['name']}.npy", ref)
+with open("cases.json", "w") as f:
+    json.dump(cases, f, indent=1)
+
+try:
+    import h5py
+    import hdf5plugin
+except ImportError:  # the HDF5 fixtures need h5py and hdf5plugin
+    raise SystemExit(0)
+
+with h5py.File("h5_contiguous.h5", "w") as f:
+    f.create_dataset("entry/data/data", data=frames)
+with h5py.File("h5_chunked.h5", "w") as f:
+    f.create_dataset("entry/data/data", data=frames, chunks=(1, H, W))
+with h5py.File("h5_chunked_latest.h5", "w", libver="latest") as f:
+    f.create_dataset("entry/data/data", data=frames, chunks=(1, H, W))
+with h5py.File("h5_bslz4.h5", "w") as f:
+    f.create_dataset("entry/data/data", data=frames, chunks=(1, H, W), **hdf5plugin.Bitshuffle(cname="lz4"))
+with h5py.File("h5_lz4.h5", "w") as f:
+    f.create_dataset("entry/data/data", data=frames, chunks=(1, H, W), **hdf5plugin.LZ4())
+# Eiger-like: a data file with frames 0..3 and one with 3..6, a master linking to both
+for i, (a, b) in enumerate([(0, 3), (3, 6)], start=1):
+    with h5py.File(f"eiger_data_{i:06d}.h5", "w") as f:
+        f.create_dataset("entry/data/data", data=frames[a:b], chunks=(1, H, W), **hdf5plugin.Bitshuffle(cname="lz4"))
+with h5py.File("eiger_master.h5", "w") as f:
+    g = f.create_group("entry/data")
+    for i in (1, 2):
+        g[f"data_{i:06d}"] = h5py.ExternalLink(f"eiger_data_{i:06d}.h5", "/entry/data/data")
+print("fixtures written:", sorted(os.listdir(".")))
