@@ -60,15 +60,22 @@ __device__ void sobel(const T* __restrict__ src, float* __restrict__ dst, i64 ih
         for (i64 bx = blockIdx.x; bx < nbx; bx += gridDim.x) {
             const i64 ty0 = oy0 + by * TH, tx0 = ox0 + bx * TX;  // tile origin (image coordinates)
             __syncthreads();  // the previous tile's reads of s are done
-            for (int k = tid; k < SH * SW; k += TX * TY) {
-                const int ly = k / SW, lx = k - ly * SW;
-                // clamp to the rows/columns the output rectangle needs, then reflect at the image
-                i64 gy = ty0 - 1 + ly, gx = tx0 - 1 + lx;
-                gy = gy > oy0 + oh ? oy0 + oh : gy;
-                gx = gx > ox0 + ow ? ox0 + ow : gx;
-                gy = reflect(gy, ih) - wy0;
-                gx = reflect(gx, iw) - wx0;
-                s[ly][lx] = grey<T, C>(src + (gy * ww + gx) * C);
+            // Shared row ly holds image row ty0 - 1 + ly, column lx image column tx0 - 1 + lx;
+            // both clamped to what the output rectangle needs, then reflected at the image
+            // border. Each thread loads column tx (and the two halo columns 32, 33 for tx < 2)
+            // of every TY-th row: no division, one load a row, coalesced along the row.
+            const i64 xend = ox0 + ow, yend = oy0 + oh;
+            const i64 c0 = (reflect(min(tx0 - 1 + tx, xend), iw) - wx0) * C;
+            const i64 c1 = (reflect(min(tx0 - 1 + TX + tx, xend), iw) - wx0) * C;
+#pragma unroll
+            for (int j = 0; j < (SH + TY - 1) / TY; j++) {
+                const int ly = ty + j * TY;
+                if (ly < SH) {
+                    const i64 gy = reflect(min(ty0 - 1 + ly, yend), ih) - wy0;
+                    const T* row = src + gy * ww * C;
+                    s[ly][tx] = grey<T, C>(row + c0);
+                    if (tx < 2) s[ly][TX + tx] = grey<T, C>(row + c1);
+                }
             }
             __syncthreads();
             const i64 x = tx0 + tx;
