@@ -17,6 +17,11 @@
 //! - [`Sobel`]: scikit-image's Sobel filter (magnitude, `sobel_h`, `sobel_v`) of u8/u16/f32
 //!   grey or RGB images in one fused GPU pass, on a window of the image with the halo rule
 //!   that makes tiled output bit-identical to whole-image output ([`Rect`], [`SobelOutput`]).
+//! - [`ColourMap`] ([`ColourOp`]): scikit-image's `rgb2gray`, `rgb2hed`, `hed2rgb` and cuCIM's
+//!   optical density, per pixel (RGB → float → log → stains fused), CPU and GPU bit-identical.
+//! - Macenko stain normalisation as cuCIM does it, tile by tile in bounded memory: reduction
+//!   passes [`StainCovariance`] → [`StainAngles`] → [`StainConcentrations`], then the map pass
+//!   [`MacenkoNormalizer`] on the CPU or the GPU ([`MacenkoParams`]: cuCIM's defaults).
 //! - [`LaunchArgs`]: typed kernel arguments (`&DeviceBuffer` read, `&mut DeviceBuffer` written,
 //!   typed scalars) instead of raw pointer arrays.
 //!
@@ -38,15 +43,21 @@
 //! [`ElementType`]: tiledio_io::ElementType
 
 mod chunk;
+mod colour;
 mod downsample;
 mod launch;
+mod macenko;
 mod ptycho;
 mod sobel;
 mod transpose;
 
 pub use chunk::{ChunkLayout, Direction, fill_device, fill_host, ravel, unravel};
+pub use colour::{ColourMap, ColourOp, HED_FROM_RGB, RGB_FROM_HED};
 pub use downsample::{downsample2x, downsample2x_device, half_row};
 pub use launch::{LaunchArgs, Scalar};
+pub use macenko::{
+    MacenkoNormalizer, MacenkoParams, StainAngles, StainConcentrations, StainCovariance, StainMatrix, StainPlane,
+};
 pub use ptycho::{
     ClampOrder, Orientation, OutputType, PtychoDevice, PtychoParams, PtychoPlan, Reduce, center_of_mass,
 };

@@ -9,7 +9,10 @@
 //! colour: `1e-6 * (|expected| + 1)`. The measured maxima are printed (`--nocapture`).
 
 use tiledio_io::ElementType;
-use tiledio_kernels::{Rect, Sobel, SobelOutput};
+use tiledio_kernels::{
+    ColourMap, ColourOp, MacenkoNormalizer, MacenkoParams, Rect, Sobel, SobelOutput, StainAngles, StainConcentrations,
+    StainCovariance,
+};
 use tiledio_test_support::random::random_samples;
 
 /// A `.npy` array: its dtype descr (`<u1`, `<u2`, `<f4`, `<f8`), shape and raw data.
@@ -55,6 +58,11 @@ impl Npy {
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
             .collect()
+    }
+
+    fn u8s(&self) -> Vec<u8> {
+        assert!(self.descr == "|u1" || self.descr == "<u1");
+        self.data.clone()
     }
 
     fn element(&self) -> ElementType {
@@ -244,4 +252,177 @@ fn sobel_refuses_bad_arguments() {
     assert!(s.host(&[0; 199], &mut [0.0; 100]).is_err());
     assert!(s.host(&[0; 200], &mut [0.0; 99]).is_err());
     s.host(&[0; 200], &mut [0.0; 100]).unwrap();
+}
+
+#[test]
+fn colour_matches_scikit_image() {
+    let rgb = Npy::load("colour_rgb_u8.npy");
+    let pixels = (rgb.shape[0] * rgb.shape[1]) as usize;
+    for (op, file) in [
+        (ColourOp::Gray, "colour_gray.npy"),
+        (ColourOp::RgbToHed, "colour_hed.npy"),
+        (
+            ColourOp::OpticalDensity {
+                source_intensity: 240.0,
+            },
+            "colour_od.npy",
+        ),
+    ] {
+        let m = ColourMap::new(op, ElementType::U8, pixels).unwrap();
+        let mut got = vec![0f32; m.output_values()];
+        m.host(&rgb.data, &mut got).unwrap();
+        let err = max_rel(&got, &Npy::load(file).f64s(), 1.0);
+        println!("{op:?}: max |ours - reference| / (|reference| + 1) = {err:.3e}");
+        assert!(err <= 1e-6, "{op:?}: {err:e}");
+    }
+    let hed = Npy::load("colour_hed_f32.npy");
+    let m = ColourMap::new(ColourOp::HedToRgb, ElementType::F32, pixels).unwrap();
+    let mut got = vec![0f32; m.output_values()];
+    m.host(&hed.data, &mut got).unwrap();
+    let err = max_rel(&got, &Npy::load("colour_hed2rgb.npy").f64s(), 1.0);
+    println!("hed2rgb: max |ours - skimage| / (|skimage| + 1) = {err:.3e}");
+    assert!(err <= 1e-6, "hed2rgb: {err:e}");
+}
+
+#[test]
+fn colour_input_types_agree() {
+    // the same image as u8, as u16 (v * 257) and as f32 (v / 255 in f32) gives the same grey
+    // and stains to within float32 rounding of the input
+    let rgb = Npy::load("colour_rgb_u8.npy").u8s();
+    let n = rgb.len() / 3;
+    let u16s: Vec<u8> = rgb.iter().flat_map(|&v| (v as u16 * 257).to_ne_bytes()).collect();
+    let f32s: Vec<u8> = rgb.iter().flat_map(|&v| (v as f32 / 255.0).to_ne_bytes()).collect();
+    for op in [ColourOp::Gray, ColourOp::RgbToHed] {
+        let run = |t: ElementType, src: &[u8]| {
+            let m = ColourMap::new(op, t, n).unwrap();
+            let mut o = vec![0f32; m.output_values()];
+            m.host(src, &mut o).unwrap();
+            o
+        };
+        let a = run(ElementType::U8, &rgb);
+        assert_eq!(a, run(ElementType::U16, &u16s), "{op:?}");
+        let b = run(ElementType::F32, &f32s);
+        let want: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+        assert!(max_rel(&b, &want, 1.0) < 1e-6, "{op:?}");
+    }
+}
+
+#[test]
+fn colour_refuses_bad_arguments() {
+    let bad =
+        |r: tiledio_kernels::Result<ColourMap>| assert!(matches!(r, Err(tiledio_kernels::KernelError::Invalid(_))));
+    bad(ColourMap::new(ColourOp::Gray, ElementType::F64, 1));
+    bad(ColourMap::new(ColourOp::HedToRgb, ElementType::U8, 1));
+    bad(ColourMap::new(
+        ColourOp::OpticalDensity { source_intensity: 0.5 },
+        ElementType::U8,
+        1,
+    ));
+    bad(ColourMap::new(
+        ColourOp::OpticalDensity {
+            source_intensity: f64::NAN,
+        },
+        ElementType::U8,
+        1,
+    ));
+    bad(ColourMap::new(ColourOp::Gray, ElementType::F32, usize::MAX / 4));
+    let m = ColourMap::new(ColourOp::RgbToHed, ElementType::U8, 2).unwrap();
+    assert!(m.host(&[0; 5], &mut [0.0; 6]).is_err());
+    assert!(m.host(&[0; 6], &mut [0.0; 5]).is_err());
+    ColourMap::new(ColourOp::Gray, ElementType::U8, 0)
+        .unwrap()
+        .host(&[], &mut [])
+        .unwrap();
+}
+
+#[test]
+fn macenko_matches_cucim_algorithm() {
+    let img = Npy::load("macenko_rgb_u8.npy").u8s();
+    let n = MacenkoNormalizer::fit(&img, MacenkoParams::default()).unwrap();
+    let want_stain = Npy::load("macenko_stain.npy").f64s();
+    let want_max = Npy::load("macenko_maxc.npy").f64s();
+    let stain_err = (0..6)
+        .map(|i| (n.stains[i / 2][i % 2] - want_stain[i]).abs())
+        .fold(0.0, f64::max);
+    let max_err = (0..2)
+        .map(|i| (n.max_concentrations[i] - want_max[i]).abs() / want_max[i])
+        .fold(0.0, f64::max);
+    let mut out = vec![0u8; img.len()];
+    n.host(&img, &mut out).unwrap();
+    let want = Npy::load("macenko_out.npy").u8s();
+    let diffs: Vec<i32> = out
+        .iter()
+        .zip(&want)
+        .map(|(&a, &b)| (a as i32 - b as i32).abs())
+        .collect();
+    let off = diffs.iter().filter(|&&d| d > 0).count();
+    let worst = diffs.iter().max().copied().unwrap_or(0);
+    println!(
+        "macenko vs cuCIM's algorithm: stain matrix max abs error {stain_err:.2e}, max concentrations max rel error \
+         {max_err:.2e}, output: {off} of {} values differ, by at most {worst}",
+        out.len()
+    );
+    assert!(stain_err < 2e-3, "{stain_err:e}");
+    assert!(max_err < 5e-3, "{max_err:e}");
+    assert!(worst <= 2 && off * 50 < out.len(), "{off} values off, worst {worst}");
+}
+
+#[test]
+fn macenko_tile_by_tile_equals_whole_image() {
+    let img = Npy::load("macenko_rgb_u8.npy").u8s();
+    let p = MacenkoParams::default();
+    let whole = MacenkoNormalizer::fit(&img, p).unwrap();
+    // tiles of uneven sizes (whole pixels), accumulated by two "workers" and merged
+    let cuts = [0usize, 3 * 17, 3 * 1000, 3 * 1001, 3 * 2500, img.len()];
+    let tiles: Vec<&[u8]> = cuts.windows(2).map(|w| &img[w[0]..w[1]]).collect();
+    let (mut c1, mut c2) = (StainCovariance::new(p).unwrap(), StainCovariance::new(p).unwrap());
+    for (i, t) in tiles.iter().enumerate() {
+        if i % 2 == 0 { &mut c1 } else { &mut c2 }.accumulate(t).unwrap();
+    }
+    c1.merge(&c2);
+    let plane = c1.finish().unwrap();
+    let (mut a1, mut a2) = (StainAngles::new(plane), StainAngles::new(plane));
+    for (i, t) in tiles.iter().enumerate() {
+        if i % 2 == 0 { &mut a1 } else { &mut a2 }.accumulate(t).unwrap();
+    }
+    a1.merge(&a2);
+    let stains = a1.finish().unwrap();
+    let mut k = StainConcentrations::new(stains).unwrap();
+    for t in &tiles {
+        k.accumulate(t).unwrap();
+    }
+    let tiled = k.finish().unwrap();
+    for i in 0..6 {
+        assert!((tiled.stains[i / 2][i % 2] - whole.stains[i / 2][i % 2]).abs() < 1e-9);
+    }
+    for i in 0..2 {
+        assert!((tiled.max_concentrations[i] / whole.max_concentrations[i] - 1.0).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn macenko_refuses_bad_input() {
+    let p = MacenkoParams::default();
+    // all background: no tissue pixel
+    assert!(MacenkoNormalizer::fit(&[240; 300], p).is_err());
+    assert!(MacenkoNormalizer::fit(&[], p).is_err());
+    let mut c = StainCovariance::new(p).unwrap();
+    assert!(c.accumulate(&[1, 2]).is_err());
+    for bad in [
+        MacenkoParams { alpha: 101.0, ..p },
+        MacenkoParams { beta: -1.0, ..p },
+        MacenkoParams {
+            source_intensity: 0.0,
+            ..p
+        },
+        MacenkoParams {
+            reference_max_concentrations: [f64::NAN, 1.0],
+            ..p
+        },
+    ] {
+        assert!(StainCovariance::new(bad).is_err());
+    }
+    let n = MacenkoNormalizer::fit(&Npy::load("macenko_rgb_u8.npy").u8s(), p).unwrap();
+    assert!(n.host(&[0; 4], &mut [0; 4]).is_err());
+    assert!(n.host(&[0; 6], &mut [0; 5]).is_err());
 }
