@@ -159,31 +159,9 @@ impl CuFileHandle {
         Ok(CuFileHandle { handle, _file: file })
     }
 
-    /// Reads `size` bytes at `file_offset` into device memory at `dev_base + dev_offset`.
-    pub(crate) fn read(
-        &self,
-        dev_base: u64,
-        dev_offset: usize,
-        size: usize,
-        file_offset: u64,
-    ) -> Result<usize, String> {
-        self.transfer(false, dev_base, dev_offset, size, file_offset)
-    }
-
-    /// Writes `size` bytes from device memory at `dev_base + dev_offset` to `file_offset`.
-    pub(crate) fn write(
-        &self,
-        dev_base: u64,
-        dev_offset: usize,
-        size: usize,
-        file_offset: u64,
-    ) -> Result<usize, String> {
-        self.transfer(true, dev_base, dev_offset, size, file_offset)
-    }
-
     /// `cuFileWrite` (`write`) or `cuFileRead` of `size` bytes between the file at
     /// `file_offset` and device memory at `dev_base + dev_offset`.
-    fn transfer(
+    pub(crate) fn transfer(
         &self,
         write: bool,
         dev_base: u64,

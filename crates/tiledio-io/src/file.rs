@@ -453,7 +453,7 @@ fn read_device(
                 for sg in segs {
                     let off = p.file_offset + sg.piece_offset as u64;
                     let n = h
-                        .read(base, sg.buf_offset, sg.len, off)
+                        .transfer(false, base, sg.buf_offset, sg.len, off)
                         .map_err(|message| IoError::CuFile {
                             path: path.into(),
                             op: "read",
@@ -738,7 +738,7 @@ impl FileWriter {
                                     len: sg.len as u64,
                                     message,
                                 };
-                                let n = h.write(base, sg.buf_offset, sg.len, off).map_err(werr)?;
+                                let n = h.transfer(true, base, sg.buf_offset, sg.len, off).map_err(werr)?;
                                 if n < sg.len {
                                     return Err(werr(format!("wrote {n} of {} bytes", sg.len)));
                                 }

@@ -58,9 +58,7 @@ pub use launch::{LaunchArgs, Scalar};
 pub use macenko::{
     MacenkoNormalizer, MacenkoParams, StainAngles, StainConcentrations, StainCovariance, StainMatrix, StainPlane,
 };
-pub use ptycho::{
-    ClampOrder, Orientation, OutputType, PtychoDevice, PtychoParams, PtychoPlan, Reduce, center_of_mass,
-};
+pub use ptycho::{ClampOrder, Orientation, OutputType, PtychoDevice, PtychoParams, PtychoPlan, Reduce, center_of_mass};
 pub use sobel::{Rect, Sobel, SobelOutput};
 pub use transpose::{chw_to_hwc, chw_to_hwc_device, hwc_to_chw, hwc_to_chw_device};
 

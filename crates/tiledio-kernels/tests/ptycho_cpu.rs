@@ -7,19 +7,7 @@ use tiledio_kernels::{
     ClampOrder, KernelError, Orientation, OutputType, PtychoParams, PtychoPlan, Reduce, center_of_mass,
 };
 
-/// A small deterministic generator (xorshift).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use tiledio_test_support::random::Rng;
 
 /// The preprocessing written out step by step on whole frames.
 #[allow(clippy::too_many_arguments)]

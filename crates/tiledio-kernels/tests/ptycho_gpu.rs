@@ -8,18 +8,7 @@ use tiledio_io::ElementType;
 use tiledio_io::gpu::{DeviceBuffer, Event, Stream};
 use tiledio_kernels::{ClampOrder, Orientation, OutputType, PtychoDevice, PtychoParams, PtychoPlan, Reduce};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use tiledio_test_support::random::Rng;
 
 fn random_frames(rng: &mut Rng, n: usize, t: ElementType, max: u64) -> Vec<u8> {
     (0..n)

@@ -80,18 +80,7 @@ pub fn decode_bitshuffle_lz4(chunk: &[u8], elem_size: usize, out: &mut [u8]) -> 
     while n - done >= 8 {
         let len = if n - done >= block { block } else { (n - done) & !7 };
         let bytes = len * elem_size;
-        let csize = chunk
-            .get(pos..pos + 4)
-            .map(be_u32)
-            .ok_or_else(|| format!("truncated at byte {pos} (block at element {done})"))? as usize;
-        pos += 4;
-        let src = chunk.get(pos..pos.saturating_add(csize)).ok_or_else(|| {
-            format!(
-                "block at byte {pos} of {csize} bytes runs past the chunk ({})",
-                chunk.len()
-            )
-        })?;
-        pos += csize;
+        let src = next_block(chunk, &mut pos, || format!("element {done}"))?;
         scratch.resize(bytes, 0);
         lz4_block(src, &mut scratch).map_err(|e| format!("{e} (block at element {done})"))?;
         bitunshuffle(
@@ -149,18 +138,8 @@ pub fn decode_lz4(chunk: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
     let mut done = 0usize;
     while done < out.len() {
         let len = block.min(out.len() - done);
-        let csize = chunk
-            .get(pos..pos + 4)
-            .map(be_u32)
-            .ok_or_else(|| format!("truncated at byte {pos} (block at byte {done})"))? as usize;
-        pos += 4;
-        let src = chunk.get(pos..pos.saturating_add(csize)).ok_or_else(|| {
-            format!(
-                "block at byte {pos} of {csize} bytes runs past the chunk ({})",
-                chunk.len()
-            )
-        })?;
-        pos += csize;
+        let src = next_block(chunk, &mut pos, || format!("byte {done}"))?;
+        let csize = src.len();
         let dst = &mut out[done..done + len];
         if csize == len {
             dst.copy_from_slice(src);
@@ -222,6 +201,25 @@ pub(crate) fn bitshuffle(src: &[u8], n: usize, es: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The next compressed block of a chunk at `*pos` (a 4-byte big-endian size, then the block),
+/// moving `*pos` past it; `at` names the block's place in the output for errors.
+fn next_block<'a>(chunk: &'a [u8], pos: &mut usize, at: impl Fn() -> String) -> Result<&'a [u8], String> {
+    let p = *pos;
+    let csize = chunk
+        .get(p..p.saturating_add(4))
+        .map(be_u32)
+        .ok_or_else(|| format!("truncated at byte {p} (block at {})", at()))? as usize;
+    let src = chunk.get(p + 4..(p + 4).saturating_add(csize)).ok_or_else(|| {
+        format!(
+            "block at byte {} of {csize} bytes runs past the chunk ({})",
+            p + 4,
+            chunk.len()
+        )
+    })?;
+    *pos = p + 4 + csize;
+    Ok(src)
 }
 
 #[cfg(test)]

@@ -15,6 +15,25 @@ pub mod python;
 
 /// Deterministic pseudo-random test data.
 pub mod random {
+    /// A small deterministic generator (xorshift), for random test cases.
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        /// The next 64 random bits.
+        #[allow(clippy::should_implement_trait)]
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// A number in `0..n` (`n` > 0).
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
     /// `n` pseudo-random bytes from `seed` (xorshift): never all zeros, the same on every run.
     pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

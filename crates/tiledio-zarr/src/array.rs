@@ -541,6 +541,14 @@ impl Geometry {
     }
 }
 
+/// The metadata document we built, as zarrs' typed metadata (v3 or v2).
+fn parse_meta<T: serde::de::DeserializeOwned>(path: &Path, meta: &Value) -> Result<T> {
+    serde_json::from_value(meta.clone()).map_err(|e| ZarrError::Metadata {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 impl ZarrArray {
     /// Prepares a new array at `path` (which must not exist, or be an empty folder). The array
     /// is written in a hidden temporary folder beside `path` and renamed into place by
@@ -570,22 +578,13 @@ impl ZarrArray {
         std::fs::create_dir_all(&path).map_err(fs_err(&path, "create folder"))?;
         let meta_for_parts = meta.clone();
         let (zmeta, pending) = match spec.version {
-            ZarrVersion::V3 => {
-                let m: zarrs::array::ArrayMetadataV3 =
-                    serde_json::from_value(meta.clone()).map_err(|e| ZarrError::Metadata {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
-                (ArrayMetadata::V3(m), vec![("zarr.json", meta)])
-            }
+            ZarrVersion::V3 => (ArrayMetadata::V3(parse_meta(&path, &meta)?), vec![("zarr.json", meta)]),
             ZarrVersion::V2 => {
-                let m: zarrs::array::ArrayMetadataV2 =
-                    serde_json::from_value(meta.clone()).map_err(|e| ZarrError::Metadata {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
                 let attrs = Value::Object(spec.attributes.clone());
-                (ArrayMetadata::V2(m), vec![(".zattrs", attrs), (".zarray", meta)])
+                (
+                    ArrayMetadata::V2(parse_meta(&path, &meta)?),
+                    vec![(".zattrs", attrs), (".zarray", meta)],
+                )
             }
         };
         let store = Arc::new(FilesystemStore::new(&path).map_err(|e| ZarrError::Zarrs {
