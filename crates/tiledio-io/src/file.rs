@@ -637,10 +637,7 @@ pub struct FileWriter {
 
 impl std::fmt::Debug for FileWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileWriter")
-            .field("path", &self.path)
-            .field("temp", &self.temp)
-            .finish()
+        write!(f, "FileWriter({} via {})", self.path.display(), self.temp.display())
     }
 }
 

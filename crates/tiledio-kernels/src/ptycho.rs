@@ -270,7 +270,7 @@ impl PtychoParams {
 /// let saturated = plan.run_host(&raw, 2, 0, 4, &mut out)?;
 /// let v: Vec<f32> = out.chunks(4).map(|c| f32::from_ne_bytes(c.try_into().unwrap())).collect();
 /// // first bin: max(0-1,0) + (1-1) + (4-1) + (5-1) = 7
-/// assert_eq!(&v[..4], &[7.0, 15.0, 39.0, 47.0]);
+/// assert_eq!(&v[..4], &[7.0, 14.0, 38.0, 46.0]); // then (2+3+6+7) - 4 = 14, ...
 /// assert_eq!(saturated, 0);
 /// # Ok::<(), tiledio_kernels::KernelError>(())
 /// ```

@@ -3,11 +3,12 @@
 //! frames, for many option sets; and its validation messages.
 
 use tiledio_io::ElementType;
-use tiledio_kernels::{
-    ClampOrder, KernelError, Orientation, OutputType, PtychoParams, PtychoPlan, Reduce, center_of_mass,
-};
+use tiledio_kernels::{ClampOrder, KernelError, OutputType, PtychoParams, PtychoPlan, Reduce, center_of_mass};
 
 use tiledio_test_support::random::Rng;
+
+#[path = "common/ptycho_options.rs"]
+mod common;
 
 /// The preprocessing written out step by step on whole frames.
 #[allow(clippy::too_many_arguments)]
@@ -141,14 +142,7 @@ fn cpu_reference_equals_the_naive_steps_for_many_option_sets() {
             0 => None,
             _ => Some((rng.below(h as u64 + 10) as i64 - 5, rng.below(w as u64 + 10) as i64 - 5)),
         };
-        p.reduce = if rng.below(2) == 0 { Reduce::Sum } else { Reduce::Mean };
-        p.clamp = if rng.below(2) == 0 {
-            ClampOrder::ClampThenBin
-        } else {
-            ClampOrder::BinThenClamp
-        };
-        p.orientation = Orientation::from_bits(rng.below(8) as u8).unwrap();
-        p.output = [OutputType::F32, OutputType::U32, OutputType::U16][rng.below(3) as usize];
+        common::randomise(&mut p, &mut rng);
         let max = match input {
             ElementType::U8 => 255,
             ElementType::U16 | ElementType::F32 => 65535,

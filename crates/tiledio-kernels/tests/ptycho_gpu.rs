@@ -6,9 +6,12 @@
 use std::time::Instant;
 use tiledio_io::ElementType;
 use tiledio_io::gpu::{DeviceBuffer, Event, Stream};
-use tiledio_kernels::{ClampOrder, Orientation, OutputType, PtychoDevice, PtychoParams, PtychoPlan, Reduce};
+use tiledio_kernels::{PtychoDevice, PtychoParams, PtychoPlan};
 
 use tiledio_test_support::random::Rng;
+
+#[path = "common/ptycho_options.rs"]
+mod common;
 
 fn random_frames(rng: &mut Rng, n: usize, t: ElementType, max: u64) -> Vec<u8> {
     (0..n)
@@ -41,14 +44,7 @@ fn gpu_equals_cpu_on_random_frames() {
         if rng.below(2) == 0 {
             p.center = Some((rng.below(h as u64) as i64, rng.below(w as u64) as i64));
         }
-        p.reduce = if rng.below(2) == 0 { Reduce::Sum } else { Reduce::Mean };
-        p.clamp = if rng.below(2) == 0 {
-            ClampOrder::ClampThenBin
-        } else {
-            ClampOrder::BinThenClamp
-        };
-        p.orientation = Orientation::from_bits(rng.below(8) as u8).unwrap();
-        p.output = [OutputType::F32, OutputType::U32, OutputType::U16][rng.below(3) as usize];
+        common::randomise(&mut p, &mut rng);
         let max = if input == ElementType::U8 { 255 } else { 65535 };
         // integer-valued darks keep sums exact (the bitwise comparison holds for any values)
         let dark: Vec<f32> = (0..h * w).map(|_| rng.below(max / 2) as f32).collect();
