@@ -230,3 +230,41 @@ with tifffile.TiffWriter(out) as t:
         }
     }
 }
+
+/// `read_level_region` follows the region's border policy: `Fill` gives 0 outside the level and
+/// the level's pixels inside; `Reject` refuses a region reaching outside, and a region of the
+/// wrong rank is an error either way.
+#[test]
+fn level_regions_follow_the_border_policy() {
+    use tiledio_io::{Border, Region};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.tif");
+    let (h, w) = (40usize, 30usize);
+    let px: Vec<u8> = (0..h * w).map(|i| (i % 250) as u8 + 1).collect();
+    let img = tiledio_tiff::HostImage::from_u8(h, w, 1, px.clone()).unwrap();
+    tiledio_tiff::write_pyramid(&path, &img, &tiledio_tiff::WriteOptions::default().tile(16).levels(1)).unwrap();
+    let s = tiledio_tiff::Slide::open(&path).unwrap();
+    let r = Region::new(&[-2, 25], &[5, 8]);
+    let got = s.read_level_region(0, &r, Border::Fill).unwrap();
+    for y in 0..5i64 {
+        for x in 0..8i64 {
+            let (gy, gx) = (y - 2, x + 25);
+            let want = if gy >= 0 && gx < w as i64 {
+                px[gy as usize * w + gx as usize]
+            } else {
+                0
+            };
+            assert_eq!(got.bytes()[(y * 8 + x) as usize], want, "at {y},{x}");
+        }
+    }
+    let e = s.read_level_region(0, &r, Border::Reject).unwrap_err();
+    assert!(e.to_string().contains("outside"), "{e}");
+    assert!(s.read_level_region(0, &Region::new(&[0], &[4]), Border::Fill).is_err());
+    let inside = s
+        .read_level_region(0, &Region::new(&[3, 4], &[2, 2]), Border::Reject)
+        .unwrap();
+    assert_eq!(
+        inside.bytes(),
+        &[px[3 * w + 4], px[3 * w + 5], px[4 * w + 4], px[4 * w + 5]]
+    );
+}

@@ -307,3 +307,53 @@ fn corrupt_chunks_and_shards_are_typed_errors() {
         Err(ZarrError::Chunk { .. })
     ));
 }
+
+/// `Border::Fill`: the cells of a region outside the array read as the fill value, the cells
+/// inside as the data, for regions reaching past every edge, and a region wholly outside reads
+/// as fill only; `Border::Reject` refuses the same regions.
+#[test]
+fn regions_past_the_edge_read_the_fill_value_under_border_fill() {
+    let t = tempfile::tempdir().unwrap();
+    let (h, w) = (23u64, 17u64);
+    let data: Vec<u8> = (0..h * w).map(|i| (i % 200) as u8 + 1).collect();
+    for (k, shards) in [None, Some([16u64, 16])].into_iter().enumerate() {
+        let mut spec = ArraySpec::new(&[h, w], &[8, 8], DataType::U8).with_fill_value(255.0);
+        if let Some(s) = shards {
+            spec = spec.with_shards(&s);
+        }
+        let path = t.path().join(format!("f{k}.zarr"));
+        let a = ZarrArray::create(&path, &spec).unwrap();
+        a.write_all(&data[..], &opts()).unwrap();
+        a.finish().unwrap();
+        let a = ZarrArray::open(&path).unwrap();
+        for (origin, shape) in [
+            ([-3i64, -2i64], [9u64, 7u64]),
+            ([20, 10], [6, 12]),
+            ([-1, -1], [25, 19]),
+            ([30, 0], [2, 2]),
+        ] {
+            let r = Region::new(&origin, &shape);
+            let mut got = vec![0u8; (shape[0] * shape[1]) as usize];
+            a.read_region(&r, Border::Fill, &mut got[..]).unwrap();
+            for y in 0..shape[0] as i64 {
+                for x in 0..shape[1] as i64 {
+                    let (gy, gx) = (origin[0] + y, origin[1] + x);
+                    let want = if (0..h as i64).contains(&gy) && (0..w as i64).contains(&gx) {
+                        data[(gy as u64 * w + gx as u64) as usize]
+                    } else {
+                        255
+                    };
+                    assert_eq!(
+                        got[(y * shape[1] as i64 + x) as usize],
+                        want,
+                        "{origin:?}+{shape:?} at {y},{x}"
+                    );
+                }
+            }
+            assert!(matches!(
+                a.read_region(&r, Border::Reject, &mut got[..]),
+                Err(ZarrError::Usage { .. })
+            ));
+        }
+    }
+}
