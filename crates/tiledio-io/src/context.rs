@@ -61,6 +61,12 @@ impl Context {
                 value: settings.threads.to_string(),
                 reason: "the I/O threads could not be started",
             })?;
+        // pinned staging is the memory a context holds most of (threads × slots × task size):
+        // the contexts made before give theirs back, so a process that moves between settings
+        // (a benchmark sweep) holds one context's worth, not one per setting ever used
+        for old in all.iter() {
+            old.free_staging();
+        }
         let c = Arc::new(Context {
             settings: settings.clone(),
             io_pool,
@@ -87,8 +93,18 @@ impl Context {
     /// Frees the staging sets and the scratch memory this context keeps (pinned host memory and
     /// device memory), e.g. before handing the GPU to another library.
     pub fn trim(&self) {
-        self.staging.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.free_staging();
         self.scratch.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Frees the kept staging sets, each after the copies queued on its stream have finished
+    /// (a set is kept as soon as its copies are queued; its pinned slots must outlive them).
+    fn free_staging(&self) {
+        let sets = std::mem::take(&mut *self.staging.lock().unwrap_or_else(|p| p.into_inner()));
+        for set in sets {
+            // a failed wait means the context is unusable anyway; the memory is freed regardless
+            let _ = set.stream.synchronize();
+        }
     }
 
     /// Frees the cached memory of every context.

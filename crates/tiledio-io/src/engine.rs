@@ -233,17 +233,12 @@ impl StagingSet {
     pub(crate) fn take(ctx: &Arc<Context>, task_size: usize, slots: usize) -> Result<StagingSet> {
         crate::gpu::gpu()?;
         let slot_len = task_size + 2 * DIRECT_ALIGN;
-        match ctx.take_staging(slot_len, slots) {
-            Some(mut s) => {
-                s.home = Some(ctx.clone());
-                Ok(s)
-            }
-            None => {
-                let mut s = StagingSet::new(slot_len, slots)?;
-                s.home = Some(ctx.clone());
-                Ok(s)
-            }
-        }
+        let mut set = match ctx.take_staging(slot_len, slots) {
+            Some(set) => set,
+            None => StagingSet::new(slot_len, slots)?,
+        };
+        set.home = Some(ctx.clone());
+        Ok(set)
     }
 
     /// Whether the set has at least `slots` slots of `slot_len` bytes.
