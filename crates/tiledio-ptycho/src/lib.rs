@@ -62,8 +62,11 @@
 
 mod bslz4;
 mod error;
+mod hdf5;
 mod preprocess;
+pub mod simulate;
 mod store;
+pub mod stream;
 
 pub use bslz4::{DecodeError, declared_size, decode_bitshuffle_lz4, decode_lz4};
 pub use error::{PtychoError, Result};

@@ -1,0 +1,1 @@
+//! HDF5 datasets as frame stores (being written: see the crate docs).

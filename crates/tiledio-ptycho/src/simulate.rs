@@ -1,0 +1,1 @@
+//! A simulated ptychography detector (being written).

@@ -1,0 +1,1 @@
+//! Live frame streams over ZeroMQ (being written).
