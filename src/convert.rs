@@ -243,7 +243,8 @@ fn to_tiff(
         .tile(opts.tile.unwrap_or(512))
         .compression(opts.compression.unwrap_or(tiff::Compression::None))
         .quality(opts.quality.unwrap_or(90))
-        .bigtiff(tiff::BigTiff::Auto);
+        .bigtiff(tiff::BigTiff::Auto)
+        .settings(tiledio_io::Settings::from_env()?);
     if let Some(n) = opts.levels {
         w = w.levels(n);
     }

@@ -1,6 +1,7 @@
 //! The per-settings context: what used to be process globals (the staging pool, the I/O
-//! threads, the GPU scratch buffer) now belongs to a [`Context`], one per distinct [`Settings`],
-//! shared by every handle and call made with those settings.
+//! threads, rayon's global pool for CPU work, the GPU scratch buffer) now belongs to a
+//! [`Context`], one per distinct [`Settings`], shared by every handle and call made with those
+//! settings.
 
 use crate::engine::StagingSet;
 use crate::error::{IoError, Result};
@@ -9,7 +10,8 @@ use crate::settings::Settings;
 use std::sync::{Arc, Mutex};
 
 /// The resources of every call made with one [`Settings`]: a persistent pool of I/O threads
-/// (`settings.threads` of them, as KvikIO keeps one thread pool), the pinned staging sets of GPU
+/// (`settings.threads` of them, as KvikIO keeps one thread pool), a pool of compute threads for
+/// CPU work (`settings.compute_threads`, [`Context::compute`]), the pinned staging sets of GPU
 /// transfers, and a capped cache of GPU scratch memory. Contexts are made on first use and kept;
 /// [`Context::trim`] gives back the memory they cache.
 ///
@@ -20,12 +22,16 @@ use std::sync::{Arc, Mutex};
 /// let b = Context::for_settings(&s)?;
 /// assert!(std::sync::Arc::ptr_eq(&a, &b)); // one context per distinct settings
 /// assert_eq!(a.settings().threads, 4);
+/// // CPU work of the format crates runs on the context's compute threads
+/// let sum: u64 = a.compute(|| { use rayon::prelude::*; (0..1000u64).into_par_iter().sum() });
+/// assert_eq!(sum, 499_500);
 /// a.trim();
 /// # Ok::<(), tiledio_io::IoError>(())
 /// ```
 pub struct Context {
     settings: Settings,
     io_pool: rayon::ThreadPool,
+    compute_pool: rayon::ThreadPool,
     staging: Mutex<Vec<StagingSet>>,
     scratch: Mutex<Vec<DeviceBuffer>>,
 }
@@ -61,6 +67,15 @@ impl Context {
                 value: settings.threads.to_string(),
                 reason: "the I/O threads could not be started",
             })?;
+        let compute_pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(settings.compute_threads)
+            .thread_name(|i| format!("tiledio-cpu-{i}"))
+            .build()
+            .map_err(|_| IoError::Setting {
+                name: "TILEDIO_COMPUTE_THREADS",
+                value: settings.compute_threads.to_string(),
+                reason: "the compute threads could not be started",
+            })?;
         // pinned staging is the memory a context holds most of (threads × slots × task size):
         // the contexts made before give theirs back, so a process that moves between settings
         // (a benchmark sweep) holds one context's worth, not one per setting ever used
@@ -70,6 +85,7 @@ impl Context {
         let c = Arc::new(Context {
             settings: settings.clone(),
             io_pool,
+            compute_pool,
             staging: Mutex::new(Vec::new()),
             scratch: Mutex::new(Vec::new()),
         });
@@ -147,6 +163,19 @@ impl Context {
             .sum()
     }
 
+    /// Runs `f` on this context's compute threads: rayon's parallel iterators inside `f` use
+    /// them (not rayon's global pool), so two libraries in one process, or two settings, do not
+    /// fight over one pool. The format crates run their decoding, encoding and CPU kernels
+    /// inside it; a call from within the pool runs `f` directly.
+    pub fn compute<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.compute_pool.install(f)
+    }
+
+    /// The number of compute threads ([`Context::compute`]).
+    pub fn compute_threads(&self) -> usize {
+        self.compute_pool.current_num_threads()
+    }
+
     /// Runs `f` on the I/O threads' pool (tasks spawned in it run on those threads).
     pub(crate) fn io_scope<'s, R: Send>(&self, f: impl FnOnce(&rayon::Scope<'s>) -> R + Send) -> R {
         self.io_pool.scope(f)
@@ -203,5 +232,32 @@ impl Drop for Scratch<'_> {
                 drop(old);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compute_runs_on_the_contexts_own_threads() {
+        let s = Settings {
+            compute_threads: 3,
+            threads: 2,
+            ..Default::default()
+        };
+        let ctx = Context::for_settings(&s).unwrap();
+        assert_eq!(ctx.compute_threads(), 3);
+        let names: Vec<String> = ctx.compute(|| {
+            use rayon::prelude::*;
+            (0..64)
+                .into_par_iter()
+                .map(|_| std::thread::current().name().unwrap_or("").to_string())
+                .collect()
+        });
+        assert!(names.iter().all(|n| n.starts_with("tiledio-cpu-")), "{names:?}");
+        // nested: a call from inside the pool runs directly, on the same threads
+        let inner = ctx.compute(|| ctx.compute(|| std::thread::current().name().map(str::to_string)));
+        assert!(inner.is_some_and(|n| n.starts_with("tiledio-cpu-")));
     }
 }

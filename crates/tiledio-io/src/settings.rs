@@ -71,6 +71,10 @@ pub struct Settings {
     /// The most device memory kept between calls as scratch (`TILEDIO_SCRATCH_CAP`, default
     /// 4 GiB): larger scratch buffers are freed after use; [`crate::Context::trim`] frees the rest.
     pub scratch_cap: u64,
+    /// Threads of the CPU work of a call: tile decoding and encoding, CPU kernels, placement
+    /// (`TILEDIO_COMPUTE_THREADS`, default 0: one per core). Separate from the I/O threads,
+    /// which mostly wait on the storage.
+    pub compute_threads: usize,
 }
 
 impl Default for Settings {
@@ -85,6 +89,7 @@ impl Default for Settings {
             max_memory: crate::memory::default_budget(),
             device: 0,
             scratch_cap: 4 << 30,
+            compute_threads: 0,
         }
     }
 }
@@ -188,6 +193,13 @@ impl Settings {
         if let Some(v) = get("TILEDIO_SCRATCH_CAP") {
             self.scratch_cap = parse_size("TILEDIO_SCRATCH_CAP", &v)?;
         }
+        if let Some(v) = get("TILEDIO_COMPUTE_THREADS") {
+            self.compute_threads = v.trim().parse().map_err(|_| IoError::Setting {
+                name: "TILEDIO_COMPUTE_THREADS",
+                value: v.clone(),
+                reason: "expected a whole number (0: one per core)",
+            })?;
+        }
         self.validate()?;
         Ok(self)
     }
@@ -216,6 +228,13 @@ impl Settings {
                 name: "TILEDIO_STAGING_SLOTS",
                 value: self.staging_slots.to_string(),
                 reason: "must be 1 to 16",
+            });
+        }
+        if self.compute_threads > 1024 {
+            return Err(IoError::Setting {
+                name: "TILEDIO_COMPUTE_THREADS",
+                value: self.compute_threads.to_string(),
+                reason: "must be 0 (one per core) to 1024",
             });
         }
         if self.max_memory < 1 << 20 {
@@ -249,11 +268,12 @@ mod tests {
                 ("TILEDIO_BACKEND", "staged"),
                 ("TILEDIO_DEVICE", "1"),
                 ("TILEDIO_SCRATCH_CAP", "0"),
+                ("TILEDIO_COMPUTE_THREADS", "3"),
             ]))
             .unwrap();
         assert_eq!(
-            (s.threads, s.task_size, s.direct_io, s.backend, s.device, s.scratch_cap),
-            (4, 1 << 20, true, BackendChoice::Staged, 1, 0)
+            (s.threads, s.task_size, s.direct_io, s.backend, s.device, s.scratch_cap, s.compute_threads),
+            (4, 1 << 20, true, BackendChoice::Staged, 1, 0, 3)
         );
     }
 
@@ -271,6 +291,8 @@ mod tests {
             ("TILEDIO_DEVICE", "-1"),
             ("TILEDIO_DEVICE", "gpu0"),
             ("TILEDIO_SCRATCH_CAP", "big"),
+            ("TILEDIO_COMPUTE_THREADS", "-2"),
+            ("TILEDIO_COMPUTE_THREADS", "5000"),
         ] {
             let err = Settings::default().with_vars(vars(&[(k, v)])).unwrap_err();
             assert!(matches!(err, IoError::Setting { .. }), "{k}={v}: {err}");

@@ -3,7 +3,10 @@
 //! Each kernel's CUDA C source is a `.cu` file under `src/cu/`, embedded in the binary and
 //! compiled once per process with NVRTC through [`tiledio_io::gpu::Gpu::compile`] (nothing
 //! from CUDA is needed to build). Every GPU function has a CPU function (rayon) with the same
-//! semantics, byte for byte; the tests compare them on random data.
+//! semantics, byte for byte; the tests compare them on random data. The CPU functions run on
+//! the rayon pool they are called in: the format crates call them inside
+//! [`tiledio_io::Context::compute`], so they use the context's compute threads
+//! (`TILEDIO_COMPUTE_THREADS`); call them there too to keep them off rayon's global pool.
 //!
 //! - [`ChunkLayout`]: gather/scatter between a row-major *window* of an N-d array and
 //!   unit-major *staging* (Zarr chunks and shards, TIFF tiles and strips), with a fill value

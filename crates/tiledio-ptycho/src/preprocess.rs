@@ -247,7 +247,9 @@ impl BatchPreprocessor {
     /// [`crate::PtychoError::Kernel`] for buffers of the wrong size.
     pub fn run_host(&self, input: &[u8], frames: usize, out: &mut [u8]) -> Result<u64> {
         let r = self.rows();
-        Ok(self.plan.run_host(input, frames, r.start, r.len(), out)?)
+        // on the compute threads of the environment's settings, not rayon's global pool
+        let ctx = tiledio_io::Context::from_env()?;
+        Ok(ctx.compute(|| self.plan.run_host(input, frames, r.start, r.len(), out))?)
     }
 
     /// Queues the preprocessing of `frames` frames already in GPU memory on this

@@ -211,7 +211,7 @@ fn read_window_device_into(
         for (b, chunk) in jobs.chunks(per_band).enumerate() {
             // decode with slots numbered from 0 within the band
             let local: Vec<Job> = chunk.iter().enumerate().map(|(i, j)| Job { slot: i, ..*j }).collect();
-            match read_decode(fh, page, &local) {
+            match ctx.compute(|| read_decode(fh, page, &local)) {
                 Ok(band) => {
                     if tx.send((b * per_band, band)).is_err() {
                         break;

@@ -198,17 +198,25 @@ pub(crate) fn read_window(
 ) -> Result<Vec<u8>> {
     let (len, jobs) = window_jobs(fh, page, x, y, w, h)?;
     let inside = window_inside(page, x, y, w, h);
-    let mut out = alloc(len, if inside { 0 } else { background })?;
-    if page.compression == Compression::None {
-        let slots = read_decode(fh, page, &jobs)?;
-        place(page, &jobs, &slots, &mut out, w)?;
-        if page.big_endian && page.dtype.size() > 1 {
-            swap_bytes(&mut out, page.dtype.size());
+    on_compute_threads(fh, || {
+        let mut out = alloc(len, if inside { 0 } else { background })?;
+        if page.compression == Compression::None {
+            let slots = read_decode(fh, page, &jobs)?;
+            place(page, &jobs, &slots, &mut out, w)?;
+            if page.big_endian && page.dtype.size() > 1 {
+                swap_bytes(&mut out, page.dtype.size());
+            }
+        } else {
+            decode_place(fh, page, &jobs, &mut out, w)?;
         }
-    } else {
-        decode_place(fh, page, &jobs, &mut out, w)?;
-    }
-    Ok(out)
+        Ok(out)
+    })
+}
+
+/// Runs `f` (decoding, placement) on the compute threads of the handle's settings
+/// ([`tiledio_io::Context::compute`]), not on rayon's global pool.
+pub(crate) fn on_compute_threads<R: Send>(fh: &FileHandle, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
+    tiledio_io::Context::for_settings(fh.settings())?.compute(f)
 }
 
 /// The decode scratch allowed in flight at once: a quarter of the memory budget

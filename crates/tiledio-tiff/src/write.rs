@@ -57,6 +57,9 @@ pub struct WriteOptions {
     /// Level-0 bytes read from the source per band by the streaming writer (default 64 MiB,
     /// at least one row of tiles): the memory a write holds is a few bands.
     pub band_bytes: usize,
+    /// Settings of the write: its encoding runs on their compute threads
+    /// (`TILEDIO_COMPUTE_THREADS`, [`tiledio_io::Context::compute`]).
+    pub settings: tiledio_io::Settings,
 }
 
 impl Default for WriteOptions {
@@ -72,6 +75,7 @@ impl Default for WriteOptions {
             mpp: None,
             align: 4096,
             band_bytes: 64 << 20,
+            settings: tiledio_io::Settings::default(),
         }
     }
 }
@@ -112,6 +116,15 @@ impl WriteOptions {
         /// assert_eq!(tiledio_tiff::WriteOptions::default().quality(75).quality, 75);
         /// ```
         quality: u8
+    );
+    setter!(
+        /// Sets the settings whose compute threads encode the tiles.
+        ///
+        /// ```
+        /// let s = tiledio_io::Settings { compute_threads: 2, ..Default::default() };
+        /// assert_eq!(tiledio_tiff::WriteOptions::default().settings(s).settings.compute_threads, 2);
+        /// ```
+        settings: tiledio_io::Settings
     );
     /// Sets the number of levels.
     ///
@@ -462,6 +475,16 @@ impl Pyramid<'_> {
 /// # Errors
 /// As [`write_pyramid`], and whatever `src` fails with.
 pub fn write_pyramid_from(
+    path: &Path,
+    src: &dyn RowSource,
+    opts: &WriteOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<WriteReport> {
+    // downsampling and encoding run on the compute threads of the write's settings
+    tiledio_io::Context::for_settings(&opts.settings)?.compute(|| write_pyramid_on_pool(path, src, opts, progress))
+}
+
+fn write_pyramid_on_pool(
     path: &Path,
     src: &dyn RowSource,
     opts: &WriteOptions,

@@ -959,6 +959,10 @@ impl ZarrArray {
         opts: &WriteOptions,
     ) -> Result<()> {
         let src = src.into();
+        // gathering and encoding run on the compute threads of the settings; the producer
+        // thread below hands them work, so the call itself does not hold a compute thread
+        // (with one compute thread that would deadlock)
+        let ctx = tiledio_io::Context::for_settings(&opts.settings)?;
         let len = match src {
             Source::Host(b) => b.len(),
             Source::Device(d) => d.len(),
@@ -993,8 +997,12 @@ impl ZarrArray {
                 let mut staging = vec![0u8; per_batch * l.slot_bytes()];
                 for batch in batches {
                     let st = &mut staging[..batch.len() * l.slot_bytes()];
-                    l.gather_host(b, st, batch, &self.fill).map_err(kernel_err)?;
-                    self.put_index_host(st, l.slot_bytes());
+                    ctx.compute(|| {
+                        l.gather_host(b, st, batch, &self.fill)?;
+                        self.put_index_host(st, l.slot_bytes());
+                        Ok(())
+                    })
+                    .map_err(kernel_err)?;
                     self.write_raw(batch, Source::Host(st), l.slot_bytes(), opts)?;
                 }
             }
@@ -1022,13 +1030,14 @@ impl ZarrArray {
                 std::thread::scope(|s| -> Result<()> {
                     let l = &l;
                     let batches = &batches;
+                    let ctx = &ctx;
                     s.spawn(move || {
                         for (bi, batch) in batches.iter().enumerate() {
                             let mut host = vec![0u8; batch.len() * l.slot_bytes()];
                             let r = match (src, &mut staging_dev) {
-                                (Source::Host(b), _) => {
-                                    l.gather_host(b, &mut host, batch, &self.fill).map_err(kernel_err)
-                                }
+                                (Source::Host(b), _) => ctx
+                                    .compute(|| l.gather_host(b, &mut host, batch, &self.fill))
+                                    .map_err(kernel_err),
                                 (Source::Device(d), Some(st)) => l
                                     .gather_device(d, st, batch, &self.fill)
                                     .map_err(kernel_err)
@@ -1045,7 +1054,7 @@ impl ZarrArray {
                     });
                     for msg in rx.iter() {
                         let (bi, host) = msg?;
-                        self.encode_and_write(batches[bi], &host, l.slot_bytes(), opts)?;
+                        ctx.compute(|| self.encode_and_write(batches[bi], &host, l.slot_bytes(), opts))?;
                     }
                     Ok(())
                 })?;
@@ -1299,11 +1308,16 @@ impl ZarrArray {
         }
     }
 
-    fn read_region_into(&self, origin: &[u64], shape: &[u64], mut dst: Target<'_>, len: usize) -> Result<()> {
+    fn read_region_into(&self, origin: &[u64], shape: &[u64], dst: Target<'_>, len: usize) -> Result<()> {
         self.check_box(origin, shape, len)?;
         if len == 0 {
             return Ok(());
         }
+        // planning, decoding and placement run on the compute threads of the read settings
+        tiledio_io::Context::for_settings(&self.settings)?.compute(|| self.read_region_on_pool(origin, shape, dst, len))
+    }
+
+    fn read_region_on_pool(&self, origin: &[u64], shape: &[u64], mut dst: Target<'_>, len: usize) -> Result<()> {
         let settings = &self.settings;
         if self.raw {
             let (units, reads, missing) = match &self.inner {
