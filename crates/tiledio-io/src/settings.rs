@@ -272,7 +272,15 @@ mod tests {
             ]))
             .unwrap();
         assert_eq!(
-            (s.threads, s.task_size, s.direct_io, s.backend, s.device, s.scratch_cap, s.compute_threads),
+            (
+                s.threads,
+                s.task_size,
+                s.direct_io,
+                s.backend,
+                s.device,
+                s.scratch_cap,
+                s.compute_threads
+            ),
             (4, 1 << 20, true, BackendChoice::Staged, 1, 0, 3)
         );
     }

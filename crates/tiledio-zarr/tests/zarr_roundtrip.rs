@@ -370,7 +370,9 @@ fn one_compute_thread_round_trips() {
         ..Default::default()
     };
     for c in [Compression::None, Compression::Zstd { level: 3 }] {
-        let path = dir.path().join(format!("a{c:?}.zarr").replace([' ', '{', '}', ':'], ""));
+        let path = dir
+            .path()
+            .join(format!("a{c:?}.zarr").replace([' ', '{', '}', ':'], ""));
         let spec = ArraySpec::new(&[70, 90], &[16, 16], DataType::U16).with_compression(c);
         let a = ZarrArray::create(&path, &spec).unwrap();
         let data = random_data(DataType::U16, 70 * 90, 11);
