@@ -9,7 +9,8 @@
 //! - [`kernels`]: the CUDA kernels (chunk gather/scatter, fill, 2× downsample, HWC/CHW
 //!   transposes), each with its CPU reference;
 //! - [`convert`]: TIFF ⇄ (OME-)Zarr conversions in bounded memory;
-//! - [`bench`]: the checked, timed measurements behind `tiledio bench`.
+//! - [`bench`]: the checked, timed measurements behind `tiledio bench`;
+//! - [`demo`]: the work behind `tiledio demo`.
 //!
 //! ```
 //! use tiledio::io::{FileHandle, ReadRange};
@@ -28,3 +29,4 @@ pub use tiledio_zarr as zarr;
 
 pub mod bench;
 pub mod convert;
+pub mod demo;

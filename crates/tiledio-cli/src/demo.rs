@@ -1,132 +1,44 @@
-//! `tiledio demo`: the I/O engine end to end on generated data.
+//! `tiledio demo`: prints the I/O tour of [`tiledio::demo::backend_tour`].
 
 use std::path::PathBuf;
-use std::time::Instant;
-use tiledio::io::gpu::{self, DeviceBuffer};
-use tiledio::io::{BackendChoice, FileHandle, FileWriter, ReadRange, Settings};
-
-/// Deterministic pseudo-random bytes (xorshift), so the data is never all zeros.
-fn generate(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(n + 8);
-    while v.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(n);
-    v
-}
 
 pub(crate) fn run(size_mib: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let size = size_mib
         .max(1)
         .checked_mul(1 << 20)
         .ok_or_else(|| anyhow::anyhow!("--size-mib {size_mib} is too large"))?;
-    // the generated data, the expected bytes and the host read buffer are held at once
-    tiledio::io::check_memory(
-        (size as u64).saturating_mul(3),
-        &format!("--size-mib {size_mib} (the demo holds three copies)"),
-    )?;
     let dir = match dir {
         Some(d) => tempfile::TempDir::new_in(d)?,
         None => tempfile::TempDir::new()?,
     };
-    let path = dir.path().join("tiles.bin");
-    let data = generate(size, 2026);
-    let t = Instant::now();
-    let w = FileWriter::create(&path)?;
-    w.write_at(0, &data)?;
-    w.finish(false)?;
+    let tour = tiledio::demo::backend_tour(dir.path(), size)?;
     println!(
-        "wrote {} ({} MiB) in {:.0} ms through a temporary file renamed into place",
-        path.display(),
-        size_mib,
-        t.elapsed().as_secs_f64() * 1e3
+        "wrote {} ({size_mib} MiB) in {:.0} ms through a temporary file renamed into place",
+        tour.path.display(),
+        tour.write_seconds * 1e3
     );
-
-    // Tile-like ranges: 768 KiB pieces (a 512x512 RGB tile) read in a shuffled order.
-    let tile = 786_432usize;
-    let n = size / tile;
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| (i as u64).wrapping_mul(0x9E3779B97F4A7C15).rotate_left(29));
-    let ranges: Vec<ReadRange> = order
-        .iter()
-        .enumerate()
-        .map(|(k, &i)| ReadRange {
-            file_offset: (i * tile) as u64,
-            len: tile,
-            dst_offset: k * tile,
-        })
-        .collect();
-    let total = n * tile;
-    let mut want = vec![0u8; total];
-    for r in &ranges {
-        want[r.dst_offset..r.dst_offset + r.len]
-            .copy_from_slice(&data[r.file_offset as usize..r.file_offset as usize + r.len]);
-    }
-
     println!(
-        "\n{n} tile-sized ranges ({} MiB), shuffled; page cache warm\n",
-        total >> 20
+        "\n{} tile-sized ranges ({} MiB), shuffled; page cache warm\n",
+        tour.ranges,
+        tour.rows.first().map_or(0, |r| r.bytes >> 20)
     );
     println!(
         "{:<18} {:>8} {:>10} {:>8}  backend used, and why the others were not",
         "target", "GB/s", "ms", "ok"
     );
-    let env = Settings::from_env()?;
-    let mut host = vec![0u8; total];
-    let fh = FileHandle::open_with(&path, &env)?;
-    fh.read_ranges(&ranges, &mut host)?;
-    let t = Instant::now();
-    let st = fh.read_ranges(&ranges, &mut host)?;
-    let dt = t.elapsed().as_secs_f64();
-    println!(
-        "{:<18} {:>8.2} {:>10.1} {:>8}  {}",
-        "host memory",
-        total as f64 / dt / 1e9,
-        dt * 1e3,
-        host == want,
-        st.backend
-    );
-    anyhow::ensure!(host == want, "host read returned wrong bytes");
-    drop(host);
-
-    match gpu::gpu() {
-        Err(e) => println!("{:<18} {:>8} {:>10} {:>8}  {e}", "GPU memory", "-", "-", "-"),
-        Ok(g) => {
-            println!("GPU: {}", g.name());
-            tiledio::io::prewarm(&env)?;
-            let mut dev = DeviceBuffer::new(total)?;
-            for choice in [
-                BackendChoice::Auto,
-                BackendChoice::Staged,
-                BackendChoice::CuFile,
-                BackendChoice::Mmap,
-            ] {
-                let s = Settings {
-                    backend: choice,
-                    ..env.clone()
-                };
-                let fh = FileHandle::open_with(&path, &s)?;
-                dev.fill(0)?;
-                fh.read_ranges(&ranges, &mut dev)?;
-                let t = Instant::now();
-                let st = fh.read_ranges(&ranges, &mut dev)?;
-                let dt = t.elapsed().as_secs_f64();
-                let ok = dev.to_host_vec()? == want;
-                println!(
-                    "{:<18} {:>8.2} {:>10.1} {:>8}  {}",
-                    format!("GPU ({choice:?})"),
-                    total as f64 / dt / 1e9,
-                    dt * 1e3,
-                    ok,
-                    fh.backend_report()?
-                );
-                anyhow::ensure!(ok, "GPU read via {} returned wrong bytes", st.backend);
-            }
-        }
+    for r in &tour.rows {
+        println!(
+            "{:<18} {:>8.2} {:>10.1} {:>8}  {}",
+            r.target,
+            r.gbps(),
+            r.seconds * 1e3,
+            r.verified,
+            r.backend
+        );
+    }
+    match &tour.gpu {
+        Ok(name) => println!("GPU: {name}"),
+        Err(why) => println!("{:<18} {:>8} {:>10} {:>8}  {why}", "GPU memory", "-", "-", "-"),
     }
     println!("\nall reads verified against the generated bytes");
     Ok(())
