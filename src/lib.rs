@@ -10,6 +10,8 @@
 //!   transposes), each with its CPU reference;
 //! - [`convert`]: TIFF ⇄ (OME-)Zarr conversions in bounded memory;
 //! - [`bench`]: the checked, timed measurements behind `tiledio bench`;
+//! - [`pipeline`]: whole-slide filters tile by tile with halos (source → kernel → OME-Zarr
+//!   or TIFF), overlapped, in a GPU memory budget;
 //! - [`demo`]: the work behind `tiledio demo`.
 //!
 //! ```
@@ -30,3 +32,4 @@ pub use tiledio_zarr as zarr;
 pub mod bench;
 pub mod convert;
 pub mod demo;
+pub mod pipeline;

@@ -12,7 +12,7 @@ use crate::slide::{ReadOptions, Slide};
 use crate::write::{WriteOptions, WriteReport, write_pyramid};
 use std::path::Path;
 use tiledio_io::gpu::DeviceBuffer;
-use tiledio_io::{DeviceArray, DeviceView, FileHandle};
+use tiledio_io::{Border, DeviceArray, DeviceView, FileHandle, Region};
 use tiledio_kernels::{ChunkLayout, KernelError};
 
 /// An image in GPU memory: `height × width × channels` samples, row-major, native order.
@@ -301,6 +301,41 @@ impl Slide {
         let (page, x, y) = self.window(location, level, size)?;
         let out = out.expect_mut(page.dtype, &[size.1, size.0, page.spp as u64])?;
         read_window_device_into(self.file(), page, (x, y), size, 0, out)
+    }
+
+    /// Reads a region of a level, in that level's pixel coordinates (as
+    /// [`Slide::read_level_region`]), into a GPU array the caller owns: C-order
+    /// `rows × columns × channels` of the slide's sample type. Tile pipelines read their
+    /// windows (a tile and its halo) this way.
+    ///
+    /// ```no_run
+    /// use tiledio_io::{Border, DeviceArray, Region};
+    /// let s = tiledio_tiff::Slide::open("slide.tif")?;
+    /// let mut a = DeviceArray::zeros(s.sample_type(), &[256, 512, s.channels() as u64])?;
+    /// s.read_level_region_device_into(1, &Region::new(&[100, 0], &[256, 512]), Border::Fill, &mut a.view_mut())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Slide::read_level_region`]; [`TiffError::Io`] with `InvalidArgument` when the
+    /// array's type, shape or strides differ.
+    pub fn read_level_region_device_into(
+        &self,
+        level: usize,
+        region: &Region,
+        border: Border,
+        out: &mut DeviceView<'_>,
+    ) -> Result<()> {
+        let page = self.page(level)?;
+        region
+            .check(&[page.height, page.width], border)
+            .map_err(|e| TiffError::InvalidArgument(format!("{}: level {level}: {e}", self.path().display())))?;
+        let (&[y, x], &[h, w]) = (region.origin(), region.shape()) else {
+            return Err(TiffError::Internal("a checked region has rank 2".into()));
+        };
+        self.window((0, 0), level, (w, h))?;
+        let out = out.expect_mut(page.dtype, &[h, w, page.spp as u64])?;
+        read_window_device_into(self.file(), page, (x, y), (w, h), 0, out)
     }
 
     /// Reads a whole level into GPU memory.

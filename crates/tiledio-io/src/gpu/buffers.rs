@@ -49,7 +49,10 @@ impl DeviceBuffer {
         }
         // SAFETY: plain allocation with the context current.
         match unsafe { result::malloc_sync(len) } {
-            Ok(ptr) => Ok(DeviceBuffer { ptr, len, owned: true }),
+            Ok(ptr) => {
+                memory_stats::allocated(len);
+                Ok(DeviceBuffer { ptr, len, owned: true })
+            }
             Err(e) if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
                 let (free, total) = g.memory_info().unwrap_or((0, g.total_memory()));
                 Err(IoError::OutOfDeviceMemory {
@@ -233,8 +236,50 @@ impl Drop for DeviceBuffer {
             // SAFETY: allocated by cuMemAlloc in new(), freed once. Pending async work on it was
             // synchronised by the call that queued it.
             let _ = unsafe { result::free_sync(self.ptr) };
+            memory_stats::freed(self.len);
         }
     }
+}
+
+/// Device memory held by tiledio's own [`DeviceBuffer`]s (not views of memory others own):
+/// now, and the most at once since the last [`reset_peak_device_bytes`]. A pipeline reports
+/// its peak against the budget it was given.
+mod memory_stats {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    pub(super) static NOW: AtomicU64 = AtomicU64::new(0);
+    pub(super) static PEAK: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn allocated(len: usize) {
+        let now = NOW.fetch_add(len as u64, Relaxed) + len as u64;
+        PEAK.fetch_max(now, Relaxed);
+    }
+
+    pub(super) fn freed(len: usize) {
+        NOW.fetch_sub(len as u64, Relaxed);
+    }
+}
+
+/// Bytes of device memory tiledio's own buffers hold now.
+///
+/// ```
+/// // no GPU here, or nothing allocated yet: either way a count, never an error
+/// let _ = tiledio_io::gpu::device_bytes();
+/// ```
+pub fn device_bytes() -> u64 {
+    memory_stats::NOW.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The most device memory tiledio's own buffers held at once since the last
+/// [`reset_peak_device_bytes`] (or the start of the process).
+pub fn peak_device_bytes() -> u64 {
+    memory_stats::PEAK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Starts a new peak from what is held now; returns the old peak.
+pub fn reset_peak_device_bytes() -> u64 {
+    let now = device_bytes();
+    memory_stats::PEAK.swap(now, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Page-locked ("pinned") host memory: the GPU copies to and from it asynchronously at full

@@ -7,7 +7,7 @@
 mod buffers;
 mod kernel;
 
-pub use buffers::{DeviceBuffer, PinnedBuffer};
+pub use buffers::{DeviceBuffer, PinnedBuffer, device_bytes, peak_device_bytes, reset_peak_device_bytes};
 pub use kernel::{Kernel, Module};
 
 use crate::error::{IoError, Result};
