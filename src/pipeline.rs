@@ -458,7 +458,7 @@ pub fn run(
             if chunk == 0 || (opts.mode != Mode::Global && !tile.is_multiple_of(chunk)) {
                 return Err(usage(format!("tile {tile} must be a multiple of the chunk {chunk}")));
             }
-            to_zarr(input, path, chunk, *compression, tile, on_gpu, opts, progress).map(|mut r| {
+            to_zarr(input, path, chunk, *compression, tile, on_gpu, opts, true, progress).map(|mut r| {
                 r.cpu_reason = cpu_reason;
                 r
             })
@@ -580,17 +580,21 @@ impl Plan<'_> {
         r.pixels().unwrap_or(0) * (self.oc * self.ot.size()) as u64
     }
 
-    /// Reads the window of `out` and filters it, interleaved (`rows × cols × oc`).
-    fn produce(&self, out: Rect, on_gpu: bool, stream: Option<&Stream>) -> Result<Filtered> {
+    /// Reads the window of `out` and filters it, interleaved (`rows × cols × oc`). GPU
+    /// buffers come from `bufs` (allocating and freeing per tile would synchronise the device).
+    fn produce(&self, out: Rect, on_gpu: bool, stream: Option<&Stream>, bufs: &mut Buffers) -> Result<Filtered> {
         let win = self.window(out);
         let (ib, ob) = (self.in_bytes(win) as usize, self.out_bytes(out) as usize);
         if on_gpu {
             let stream = stream.ok_or_else(|| PipelineError::Internal("no stream for a GPU tile".into()))?;
-            let mut src = DeviceBuffer::new(ib.max(1))?;
+            let mut src = bufs.take(ib)?;
             self.input.read_device(win, &mut src)?;
-            let mut dst = DeviceBuffer::new(ob.max(1))?;
-            self.filter_device(win, out, &src, &mut dst, stream)?;
-            stream.synchronize()?;
+            let mut dst = bufs.take(ob)?;
+            let r = self
+                .filter_device(win, out, &src, &mut dst, stream)
+                .and_then(|()| Ok(stream.synchronize()?));
+            bufs.give(src);
+            r?;
             Ok(Filtered::Device(dst))
         } else {
             let mut src = crate::io::try_alloc_zeroed(ib, "a source window")?;
@@ -603,16 +607,39 @@ impl Plan<'_> {
     }
 }
 
+/// Device buffers reused from tile to tile: the reader's own, and the tiles the writer gives
+/// back after writing them.
+struct Buffers {
+    spare: Vec<DeviceBuffer>,
+    back: Option<std::sync::mpsc::Receiver<DeviceBuffer>>,
+}
+
+impl Buffers {
+    fn take(&mut self, len: usize) -> Result<DeviceBuffer> {
+        if let Some(rx) = &self.back {
+            self.spare.extend(rx.try_iter());
+        }
+        match self.spare.iter().position(|b| b.len() >= len.max(1)) {
+            Some(i) => Ok(self.spare.swap_remove(i)),
+            None => Ok(DeviceBuffer::new(len.max(1))?),
+        }
+    }
+    fn give(&mut self, b: DeviceBuffer) {
+        self.spare.push(b);
+    }
+}
+
 /// Runs `produce` for every tile on a reader thread, at most `in_flight` tiles ahead, and
-/// hands each to `consume` on this thread in order.
+/// hands each to `consume` on this thread in order; device tiles go back to the reader.
 fn overlapped(
     plan: &Plan<'_>,
     rects: &[Rect],
     on_gpu: bool,
     in_flight: usize,
-    consume: &mut dyn FnMut(usize, Rect, Filtered) -> Result<()>,
+    consume: &mut dyn FnMut(usize, Rect, &Filtered) -> Result<()>,
 ) -> Result<()> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Filtered)>>(in_flight.saturating_sub(1).max(1));
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<DeviceBuffer>();
     std::thread::scope(|s| -> Result<()> {
         s.spawn(move || {
             let stream = if on_gpu {
@@ -626,8 +653,12 @@ fn overlapped(
             } else {
                 None
             };
+            let mut bufs = Buffers {
+                spare: Vec::new(),
+                back: Some(back_rx),
+            };
             for (i, &r) in rects.iter().enumerate() {
-                let res = plan.produce(r, on_gpu, stream.as_ref()).map(|f| (i, f));
+                let res = plan.produce(r, on_gpu, stream.as_ref(), &mut bufs).map(|f| (i, f));
                 let failed = res.is_err();
                 if tx.send(res).is_err() || failed {
                     return;
@@ -639,7 +670,11 @@ fn overlapped(
             if i != expect {
                 return Err(PipelineError::Internal(format!("tile {i} arrived as tile {expect}")));
             }
-            consume(i, rects[i], f)?;
+            consume(i, rects[i], &f)?;
+            if let Filtered::Device(d) = f {
+                // the reader may have finished: then the buffer is simply freed
+                let _ = back_tx.send(d);
+            }
         }
         Ok(())
     })
@@ -672,6 +707,7 @@ fn to_zarr(
     tile: u64,
     on_gpu: bool,
     opts: &PipelineOptions,
+    pyramid: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PipelineReport> {
     let plan = Plan {
@@ -717,14 +753,13 @@ fn to_zarr(
         let px = r.pixels().unwrap_or(0) as usize;
         match f {
             Filtered::Host(b) => {
-                let b = if planar {
+                if planar {
                     let mut p = vec![0u8; b.len()];
-                    crate::kernels::hwc_to_chw(&b, &mut p, px, plan.oc, es)?;
-                    p
+                    crate::kernels::hwc_to_chw(b, &mut p, px, plan.oc, es)?;
+                    level0.write_region(&origin, &region, &p[..], &write)?;
                 } else {
-                    b
-                };
-                level0.write_region(&origin, &region, &b[..], &write)?;
+                    level0.write_region(&origin, &region, &b[..], &write)?;
+                }
             }
             Filtered::Device(d) => {
                 if planar {
@@ -735,12 +770,12 @@ fn to_zarr(
                     let p = planar_dev
                         .as_mut()
                         .ok_or_else(|| PipelineError::Internal("no planar buffer".into()))?;
-                    crate::kernels::hwc_to_chw_device(&d, p, px, plan.oc, es)?;
+                    crate::kernels::hwc_to_chw_device(d, p, px, plan.oc, es)?;
                     // SAFETY: a view of the first d.len() bytes of `p`, which outlives it
                     let view = unsafe { DeviceBuffer::from_raw_parts(p.device_ptr(), need) };
                     level0.write_region(&origin, &region, &view, &write)?;
                 } else {
-                    level0.write_region(&origin, &region, &d, &write)?;
+                    level0.write_region(&origin, &region, d, &write)?;
                 }
             }
         }
@@ -761,7 +796,7 @@ fn to_zarr(
     let mut prev = ZarrArray::open(group.root().join("0"))?;
     let (mut lh, mut lw) = (h, w);
     let mut l = 1;
-    while lh.max(lw) > chunk && lh.min(lw) > 1 {
+    while pyramid && lh.max(lw) > chunk && lh.min(lw) > 1 {
         let (nh, nw) = (lh.div_ceil(2), lw.div_ceil(2));
         let (s, ch): (Vec<u64>, Vec<u64>) = if planar {
             (vec![plan.oc as u64, nh, nw], vec![1, chunk, chunk])
@@ -870,9 +905,13 @@ impl crate::tiff::RowSource for FilteredRows<'_> {
             PipelineError::Tiff(t) => t,
             other => crate::tiff::TiffError::Source(Box::new(other)),
         };
+        let mut bufs = Buffers {
+            spare: Vec::new(),
+            back: None,
+        };
         let f = self
             .plan
-            .produce(r, self.on_gpu, self.stream.as_ref())
+            .produce(r, self.on_gpu, self.stream.as_ref(), &mut bufs)
             .map_err(as_tiff)?;
         let bytes = match f {
             Filtered::Host(b) => b,
@@ -986,4 +1025,182 @@ pub fn fit_macenko(
     let mut con = crate::kernels::StainConcentrations::new(ang.finish()?)?;
     each(&mut |b| Ok(ctx.compute(|| con.accumulate(b))?), 2, progress)?;
     Ok(con.finish()?)
+}
+
+/// One row of [`compare`]: a way of doing level 0, its median time and peak GPU memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComparisonRow {
+    /// What was timed.
+    pub what: String,
+    /// Median, min and max over the repeats.
+    pub timing: crate::bench::Timing,
+    /// The most GPU memory tiledio held in a repeat (bytes).
+    pub peak_device_bytes: u64,
+}
+
+/// The seeds' round-trip comparison, on `input`: reading every tile window alone, writing
+/// every output tile alone (from GPU or host memory into an uncompressed Zarr array), the
+/// tiled pipeline and the global one (level 0 only, no pyramid), each `repeats` times, outputs
+/// under `dir` (removed after each repeat).
+///
+/// # Errors
+/// As [`run`].
+pub fn compare(input: &Input, dir: &Path, opts: &PipelineOptions, repeats: usize) -> Result<Vec<ComparisonRow>> {
+    let on_gpu = match opts.device {
+        Device::Cpu => false,
+        Device::Gpu => {
+            gpu::gpu()?;
+            true
+        }
+        Device::Auto => gpu::available(),
+    };
+    let tile = match opts.mode {
+        Mode::Tiled { tile } => tile,
+        Mode::Global => 2048,
+    };
+    let plan = Plan {
+        input,
+        filter: opts.filter,
+        image: input.shape(),
+        t: input.element_type(),
+        c: input.channels(),
+        oc: opts.filter.out_channels(),
+        ot: opts.filter.out_type(),
+    };
+    plan.filter.check_input(plan.t, plan.c)?;
+    let rects = tiles(plan.image, tile);
+    let chunk = 512.min(tile);
+    let write = crate::zarr::WriteOptions::from_env()?;
+    let mut rows = Vec::new();
+    let mut time = |what: &str, f: &mut dyn FnMut(usize) -> Result<()>| -> Result<()> {
+        let mut secs = Vec::new();
+        let mut peak = 0;
+        for k in 0..repeats.max(1) {
+            gpu::reset_peak_device_bytes();
+            let base = gpu::device_bytes();
+            let t = Instant::now();
+            f(k)?;
+            secs.push(t.elapsed().as_secs_f64());
+            peak = peak.max(gpu::peak_device_bytes().saturating_sub(base));
+        }
+        rows.push(ComparisonRow {
+            what: what.to_string(),
+            timing: crate::bench::Timing::of(&secs).ok_or_else(|| PipelineError::Internal("no repeats".into()))?,
+            peak_device_bytes: peak,
+        });
+        Ok(())
+    };
+    let dev = if on_gpu { "GPU" } else { "CPU" };
+    // read only: every window, halo included, into one reused buffer
+    time(&format!("read only ({dev}, tiles of {tile})"), &mut |_| {
+        let mut host = Vec::new();
+        let mut dbuf: Option<DeviceBuffer> = None;
+        for &r in &rects {
+            let win = plan.window(r);
+            let n = plan.in_bytes(win) as usize;
+            if on_gpu {
+                if dbuf.as_ref().is_none_or(|b| b.len() < n) {
+                    dbuf = Some(DeviceBuffer::new(n.max(1))?);
+                }
+                if let Some(b) = dbuf.as_mut() {
+                    input.read_device(win, b)?;
+                }
+            } else {
+                host.resize(n, 0);
+                input.read_host(win, &mut host)?;
+            }
+        }
+        Ok(())
+    })?;
+    // write only: the output tiles (zeros) from memory into a new array
+    let planar = plan.oc > 1;
+    time(&format!("write only ({dev}, tiles of {tile})"), &mut |k| {
+        let path = dir.join(format!("write-only-{k}.zarr"));
+        let [h, w] = plan.image;
+        let (shape, chunks) = if planar {
+            (vec![plan.oc as u64, h, w], vec![1, chunk, chunk])
+        } else {
+            (vec![h, w], vec![chunk, chunk])
+        };
+        let a = ZarrArray::create(&path, &crate::zarr::ArraySpec::new(&shape, &chunks, plan.ot))?;
+        let full = plan.out_bytes(Rect::new([0, 0], [tile.min(h), tile.min(w)])) as usize;
+        let dsrc = if on_gpu {
+            Some(DeviceBuffer::zeroed(full.max(1))?)
+        } else {
+            None
+        };
+        let hsrc = vec![0u8; if on_gpu { 0 } else { full }];
+        for &r in &rects {
+            let (o, s): (Vec<u64>, Vec<u64>) = if planar {
+                (
+                    vec![0, r.origin[0], r.origin[1]],
+                    vec![plan.oc as u64, r.shape[0], r.shape[1]],
+                )
+            } else {
+                (r.origin.to_vec(), r.shape.to_vec())
+            };
+            let n = plan.out_bytes(r) as usize;
+            match &dsrc {
+                Some(d) => {
+                    // SAFETY: a view of the first n bytes of `d`, which outlives it
+                    let v = unsafe { DeviceBuffer::from_raw_parts(d.device_ptr(), n) };
+                    a.write_region(&o, &s, &v, &write)?;
+                }
+                None => a.write_region(&o, &s, &hsrc[..n], &write)?,
+            }
+        }
+        a.finish()?;
+        let _ = std::fs::remove_dir_all(&path);
+        Ok(())
+    })?;
+    for (name, mode) in [("tiled", Mode::Tiled { tile }), ("global", Mode::Global)] {
+        let mut o = opts.clone();
+        o.mode = mode;
+        o.device = if on_gpu { Device::Gpu } else { Device::Cpu };
+        time(&format!("{name} read + filter + write ({dev})"), &mut |k| {
+            let path = dir.join(format!("{name}-{k}.zarr"));
+            let out = Output::Zarr {
+                path: path.clone(),
+                // one chunk: no pyramid level after level 0
+                chunk: Some(chunk),
+                compression: crate::zarr::Compression::None,
+            };
+            level0_only(input, &out, &o)?;
+            let _ = std::fs::remove_dir_all(&path);
+            Ok(())
+        })?;
+    }
+    Ok(rows)
+}
+
+/// [`run`] writing level 0 only (the comparison leaves the pyramid out of every row).
+fn level0_only(input: &Input, out: &Output, opts: &PipelineOptions) -> Result<()> {
+    let Output::Zarr {
+        path,
+        chunk,
+        compression,
+    } = out
+    else {
+        return Err(PipelineError::Internal("level0_only takes a Zarr output".into()));
+    };
+    let tile = match opts.mode {
+        Mode::Tiled { tile } => tile,
+        Mode::Global => input.shape()[0].max(input.shape()[1]),
+    };
+    let on_gpu = opts.device == Device::Gpu;
+    let mut o = opts.clone();
+    o.mode = Mode::Tiled { tile };
+    let chunk = chunk.unwrap_or(512);
+    to_zarr(
+        input,
+        path,
+        chunk,
+        *compression,
+        tile,
+        on_gpu,
+        &o,
+        false,
+        &mut |_, _| {},
+    )
+    .map(|_| ())
 }

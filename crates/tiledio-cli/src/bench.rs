@@ -38,6 +38,29 @@ pub(crate) enum BenchCommand {
         #[command(flatten)]
         runs: Runs,
     },
+    /// The round trip of the seeds' comparison: read only, write only, tiled and global
+    /// read + Sobel + uncompressed Zarr write of a level, medians over repeats.
+    ///
+    /// Example: tiledio bench pipeline slide.tif --dir /scratch --tile 2048
+    Pipeline {
+        /// A tiled TIFF (level 0) or a Zarr array.
+        file: PathBuf,
+        /// Where the outputs go (removed after each repeat).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Tile edge.
+        #[arg(long, default_value_t = 2048)]
+        tile: u64,
+        /// GPU memory the tiles in flight may take, in MiB.
+        #[arg(long, default_value_t = 2048)]
+        budget_mib: u64,
+        /// gpu or cpu.
+        #[arg(long, default_value = "gpu", value_parser = ["gpu", "cpu"])]
+        device: String,
+        /// Timed repeats per row (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
 }
 
 /// How each benchmark row is run.
@@ -59,6 +82,43 @@ pub(crate) struct Runs {
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Pipeline {
+            file,
+            dir,
+            tile,
+            budget_mib,
+            device,
+            repeats,
+        } => {
+            use tiledio::pipeline::{Device, Filter, Input, Mode, PipelineOptions, compare};
+            let input = Input::open(&file, 0)?;
+            let mut o = PipelineOptions::new(Filter::sobel());
+            o.mode = Mode::Tiled { tile };
+            o.budget = budget_mib.saturating_mul(1 << 20);
+            o.device = if device == "cpu" { Device::Cpu } else { Device::Gpu };
+            let [h, w] = input.shape();
+            println!(
+                "{} ({w} x {h} x {} {}), Sobel magnitude, {repeats} repeats",
+                file.display(),
+                input.channels(),
+                input.element_type()
+            );
+            println!(
+                "{:<44} {:>10} {:>10} {:>10} {:>12}",
+                "", "median ms", "min ms", "max ms", "peak GPU MiB"
+            );
+            for r in compare(&input, &dir, &o, repeats)? {
+                println!(
+                    "{:<44} {:>10.1} {:>10.1} {:>10.1} {:>12}",
+                    r.what,
+                    r.timing.median * 1e3,
+                    r.timing.min * 1e3,
+                    r.timing.max * 1e3,
+                    r.peak_device_bytes >> 20
+                );
+            }
+            Ok(())
+        }
         BenchCommand::Slide {
             file,
             level,

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cmd_convert;
+mod cmd_filter;
 mod cmd_tiff;
 mod demo;
 
@@ -65,6 +66,36 @@ enum Command {
         /// Where to read into: gpu (then copied out), cpu, or auto (the GPU if there is one).
         #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
         device: String,
+    },
+    /// Sobel edge magnitude (scikit-image's `sobel`) of a slide level or Zarr array, tile by
+    /// tile with halos, into OME-Zarr (with its pyramid) or a tiled TIFF of float32.
+    ///
+    /// Example: tiledio sobel slide.svs edges.zarr --tile 2048 --device auto
+    Sobel {
+        #[command(flatten)]
+        args: cmd_filter::FilterArgs,
+        /// Which output: magnitude (`sobel`), h (`sobel_h`), v (`sobel_v`).
+        #[arg(long, default_value = "magnitude", value_parser = ["magnitude", "h", "v"])]
+        output_kind: String,
+    },
+    /// Colour deconvolution (scikit-image's `rgb2hed`) of an RGB slide: float32 H, E, D.
+    ///
+    /// Example: tiledio hed slide.svs hed.zarr
+    Hed {
+        #[command(flatten)]
+        args: cmd_filter::FilterArgs,
+    },
+    /// Macenko stain normalisation (cuCIM's `normalize_colors_pca`) of an RGB u8 slide: the
+    /// statistics over all tiles, then the map, both in bounded memory; RGB u8 output.
+    ///
+    /// Example: tiledio normalize slide.svs normalized.tif --reference target.svs
+    Normalize {
+        #[command(flatten)]
+        args: cmd_filter::FilterArgs,
+        /// A slide whose stains and concentrations become the target (default: cuCIM's
+        /// reference values).
+        #[arg(long)]
+        reference: Option<PathBuf>,
     },
     /// Convert between tiled TIFF pyramids and (OME-)Zarr, in bounded memory: IN.tif OUT.tif,
     /// IN.tif OUT.zarr, IN.zarr OUT.tif, IN.zarr OUT.zarr. The output's format follows its
@@ -177,6 +208,16 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Demo { size_mib, dir } => demo::run(size_mib, dir),
+        Command::Sobel { args, output_kind } => {
+            let what = match output_kind.as_str() {
+                "h" => tiledio::kernels::SobelOutput::Horizontal,
+                "v" => tiledio::kernels::SobelOutput::Vertical,
+                _ => tiledio::kernels::SobelOutput::Magnitude,
+            };
+            cmd_filter::run_filter(&args, Some(tiledio::pipeline::Filter::Sobel(what)), None)
+        }
+        Command::Hed { args } => cmd_filter::run_filter(&args, Some(tiledio::pipeline::Filter::Hed), None),
+        Command::Normalize { args, reference } => cmd_filter::run_filter(&args, None, reference.as_ref()),
         Command::Bench { what } => bench::run(what),
         Command::Backends { file } => backends(file),
         Command::Info { file } => cmd_tiff::info(&file),

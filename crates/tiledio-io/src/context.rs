@@ -137,13 +137,17 @@ impl Context {
     /// As [`DeviceBuffer::new`].
     pub fn scratch(&self, len: usize) -> Result<Scratch<'_>> {
         let mut kept = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        let buf = match kept.iter().position(|b| b.len() >= len) {
+        // the smallest kept buffer that is large enough
+        let fit = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.len() >= len)
+            .min_by_key(|(_, b)| b.len())
+            .map(|(i, _)| i);
+        let buf = match fit {
             Some(i) => kept.swap_remove(i),
             None => {
-                // a larger buffer replaces the smaller ones (freed outside the lock)
-                let old = std::mem::take(&mut *kept);
                 drop(kept);
-                drop(old);
                 DeviceBuffer::new(len)?
             }
         };
@@ -221,19 +225,35 @@ impl std::ops::DerefMut for Scratch<'_> {
 
 impl Drop for Scratch<'_> {
     fn drop(&mut self) {
-        if let Some(b) = self.buf.take()
-            && b.len() as u64 <= self.ctx.settings.scratch_cap
-        {
-            let mut kept = self.ctx.scratch.lock().unwrap_or_else(|p| p.into_inner());
-            // one buffer kept: the largest within the cap
-            if kept.iter().all(|k| k.len() < b.len()) {
-                let old = std::mem::replace(&mut *kept, vec![b]);
-                drop(kept);
-                drop(old);
-            }
+        let Some(b) = self.buf.take() else {
+            return;
+        };
+        let cap = self.ctx.settings.scratch_cap;
+        if b.len() as u64 > cap {
+            return; // freed now
         }
+        // kept: up to SCRATCH_KEPT buffers (a pipeline's reader and writer each hold one at
+        // once), the smallest given back first when the total would pass the cap
+        let mut kept = self.ctx.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        kept.push(b);
+        kept.sort_by_key(|k| std::cmp::Reverse(k.len()));
+        let mut total = 0u64;
+        let keep = kept
+            .iter()
+            .take(SCRATCH_KEPT)
+            .take_while(|k| {
+                total += k.len() as u64;
+                total <= cap
+            })
+            .count();
+        let freed = kept.split_off(keep);
+        drop(kept);
+        drop(freed);
     }
 }
+
+/// The most device scratch buffers a context keeps between calls.
+const SCRATCH_KEPT: usize = 4;
 
 #[cfg(test)]
 mod tests {

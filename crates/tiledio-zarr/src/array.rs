@@ -1007,7 +1007,8 @@ impl ZarrArray {
                 }
             }
             (Source::Device(d), true) => {
-                let mut staging = DeviceBuffer::new(per_batch * l.slot_bytes())?;
+                // kept by the context between calls: a tile pipeline writes one region a tile
+                let mut staging = ctx.scratch(per_batch * l.slot_bytes())?;
                 for batch in batches {
                     l.gather_device(d, &mut staging, batch, &self.fill)
                         .map_err(kernel_err)?;
