@@ -1,1 +1,0 @@
-//! A simulated ptychography detector (being written).
