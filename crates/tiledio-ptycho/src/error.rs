@@ -52,6 +52,31 @@ pub enum PtychoError {
         /// The feature.
         what: String,
     },
+    /// An HDF5 object (dataset or group) that is not in the file: a missing link, or a link to
+    /// something that is not a group on the way.
+    #[error("{path}: {object}: not found: {reason}")]
+    NotFound {
+        /// The file searched.
+        path: PathBuf,
+        /// The path asked for.
+        object: String,
+        /// Which part is missing.
+        reason: String,
+    },
+    /// Following an HDF5 external link failed (its file is missing or not HDF5, or its target
+    /// does not resolve).
+    #[error("{path}: external link {link} to {target}: {source}")]
+    ExternalLink {
+        /// The file holding the link.
+        path: PathBuf,
+        /// The link's path in that file.
+        link: String,
+        /// Where it points (`FILE:/path`).
+        target: String,
+        /// Why it could not be followed.
+        #[source]
+        source: Box<PtychoError>,
+    },
     /// A request that does not fit the store (frames past the end, rows outside the frame, a
     /// destination of the wrong size, a missing dataset name).
     #[error("{0}")]
