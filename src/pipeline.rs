@@ -371,6 +371,9 @@ pub struct PipelineOptions {
     pub device: Device,
     /// The most GPU memory the tiles in flight may take (default 2 GiB).
     pub budget: u64,
+    /// Flush a Zarr output to storage at the end (default true); false leaves it in the page
+    /// cache, as throughput benchmarks of writes measure.
+    pub durable: bool,
 }
 
 impl PipelineOptions {
@@ -381,6 +384,7 @@ impl PipelineOptions {
             mode: Mode::Tiled { tile: 2048 },
             device: Device::Auto,
             budget: 2 << 30,
+            durable: true,
         }
     }
 }
@@ -681,6 +685,9 @@ fn overlapped(
 }
 
 fn in_flight(plan: &Plan<'_>, tile: u64, on_gpu: bool, budget: u64) -> Result<usize> {
+    if tile >= plan.image[0] && tile >= plan.image[1] {
+        return Ok(1); // one tile: the global mode, which needs memory for all of it
+    }
     let r = Rect::new([0, 0], [tile.min(plan.image[0]), tile.min(plan.image[1])]);
     // window + tile-major read scratch + output + the sink's staging of one tile
     let per = 2 * plan.in_bytes(plan.window(r)) + 2 * plan.out_bytes(r);
@@ -720,7 +727,10 @@ fn to_zarr(
         ot: opts.filter.out_type(),
     };
     let [h, w] = plan.image;
-    let write = crate::zarr::WriteOptions::from_env()?;
+    let mut write = crate::zarr::WriteOptions::from_env()?;
+    if !opts.durable {
+        write.durability = crate::zarr::Durability::None;
+    }
     let group = MultiscaleWriter::create(path, OmeVersion::V05)?;
     let planar = plan.oc > 1;
     let (shape, chunks, names): (Vec<u64>, Vec<u64>, Vec<&str>) = if planar {
@@ -1070,7 +1080,10 @@ pub fn compare(input: &Input, dir: &Path, opts: &PipelineOptions, repeats: usize
     plan.filter.check_input(plan.t, plan.c)?;
     let rects = tiles(plan.image, tile);
     let chunk = 512.min(tile);
-    let write = crate::zarr::WriteOptions::from_env()?;
+    let mut write = crate::zarr::WriteOptions::from_env()?;
+    if !opts.durable {
+        write.durability = crate::zarr::Durability::None;
+    }
     let mut rows = Vec::new();
     let mut time = |what: &str, f: &mut dyn FnMut(usize) -> Result<()>| -> Result<()> {
         let mut secs = Vec::new();
