@@ -486,7 +486,9 @@ impl<'a> ExtArray<'a> {
         let Some(&(nd, ne, start_idx, start_dblk)) = self.sblk.get(s) else {
             return Ok(MISSING);
         };
-        let local = j - start_idx;
+        let Some(local) = j.checked_sub(start_idx) else {
+            return Ok(MISSING);
+        };
         let (d, e) = (local / ne, local % ne);
         let (daddr, page_init) = if s < self.iblock_nsblks {
             let Some(&a) = self.dblk_addrs.get((start_dblk + d) as usize) else {
@@ -535,7 +537,10 @@ impl<'a> ExtArray<'a> {
                 let v = elements(&mut c, self.page_nelmts, self.esz, self.g, self.f.so)?;
                 self.blocks.insert(pa, v);
             }
-            return Ok(self.blocks[&pa][(e % self.page_nelmts) as usize]);
+            return Ok(self.blocks[&pa]
+                .get((e % self.page_nelmts) as usize)
+                .copied()
+                .unwrap_or(MISSING));
         }
         if !self.blocks.contains_key(&daddr) {
             let len = (4 + 2 + self.f.so + self.arr_off) as u64 + ne * self.esz as u64 + 4;
@@ -549,7 +554,8 @@ impl<'a> ExtArray<'a> {
             let v = elements(&mut c, ne, self.esz, self.g, self.f.so)?;
             self.blocks.insert(daddr, v);
         }
-        Ok(self.blocks[&daddr][e as usize])
+        // a block cached under this address by another super block may be shorter
+        Ok(self.blocks[&daddr].get(e as usize).copied().unwrap_or(MISSING))
     }
 
     fn super_block(&mut self, sa: u64, nd: u64, ne: u64) -> Result<(Vec<u64>, Vec<u8>)> {
@@ -561,8 +567,10 @@ impl<'a> ExtArray<'a> {
         } else {
             0
         };
-        let bitmap = nd * npages.div_ceil(8);
-        let len = (4 + 2 + self.f.so + self.arr_off) as u64 + bitmap + nd * self.f.so as u64 + 4;
+        let bitmap = nd.saturating_mul(npages.div_ceil(8));
+        let len = ((4 + 2 + self.f.so + self.arr_off + 4) as u64)
+            .saturating_add(bitmap)
+            .saturating_add(nd.saturating_mul(self.f.so as u64));
         let (b, bat) = self.f.read(self.obj, sa, len, "extensible array super block")?;
         self.f.check_sum(self.obj, &b, bat, "extensible array super block")?;
         let mut c = Cur::new(self.f, self.obj, "extensible array super block", &b, bat);

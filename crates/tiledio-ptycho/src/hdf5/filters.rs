@@ -93,14 +93,16 @@ impl Pipeline {
         out: &mut [u8],
         tmp: &mut [Vec<u8>; 2],
     ) -> Result<(), DecodeError> {
-        let active: Vec<Step> = self
-            .steps
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i >= 32 || mask & (1 << i) == 0)
-            .map(|(_, s)| *s)
-            .collect();
-        let Some((&first, rest)) = active.split_first() else {
+        // the filters applied (not skipped by the mask), without allocating: at most 32
+        let mut active = [Step::Lz4; 32];
+        let mut n = 0;
+        for (i, s) in self.steps.iter().enumerate() {
+            if mask & (1 << i) == 0 {
+                active[n] = *s;
+                n += 1;
+            }
+        }
+        let Some((&first, rest)) = active[..n].split_first() else {
             if raw.len() != out.len() {
                 return Err(format!("{} bytes stored for a chunk of {}", raw.len(), out.len()));
             }

@@ -211,7 +211,10 @@ impl H5File {
             if &sig == SIG {
                 break at;
             }
-            at = if at == 0 { 512 } else { at * 2 };
+            at = match at {
+                0 => 512,
+                a => a.saturating_mul(2),
+            };
         };
         let (b, _) = self.read_upto("superblock", start, 256, "superblock")?;
         let mut c = Cur::new(self, "superblock", "superblock", &b, start);

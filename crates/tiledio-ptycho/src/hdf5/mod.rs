@@ -67,6 +67,8 @@ struct Part {
     file: Arc<H5File>,
     /// `FILE:/path` for messages.
     obj: String,
+    /// The dataset's path in its file.
+    ds: String,
     first: u64,
     frames: u64,
     h: usize,
@@ -332,6 +334,7 @@ impl Part {
         let fill = info.fill.clone().unwrap_or_else(|| vec![0; esize]);
         Ok(Part {
             obj: format!("{}:{obj}", file.path.display()),
+            ds: obj,
             file,
             first,
             frames,
@@ -544,7 +547,7 @@ impl Part {
                 let dst_of =
                     |f: u64, r: usize| ((f - frames.start) as usize * nrows + (r - rows.start)) * rb + col * es;
                 let internal =
-                    |e: tiledio_io::OutOfBounds| chunk_err(&self.file, &self.obj, job.t, job.loc.addr, e.to_string());
+                    |e: tiledio_io::OutOfBounds| chunk_err(&self.file, &self.ds, job.t, job.loc.addr, e.to_string());
                 if job.loc.addr == UNDEF {
                     for f in f0..f1 {
                         for r in r0..r1 {
@@ -560,7 +563,7 @@ impl Part {
                 let decode = |o: &mut [u8], tmp: &mut [Vec<u8>; 2]| {
                     self.pipeline
                         .decode(src, job.loc.mask, o, tmp)
-                        .map_err(|m| chunk_err(&self.file, &self.obj, job.t, job.loc.addr, m))
+                        .map_err(|m| chunk_err(&self.file, &self.ds, job.t, job.loc.addr, m))
                 };
                 if full_frames && f0 == job.i * c0 && f1 == (job.i + 1) * c0 {
                     // whole frames: decode straight into the output
