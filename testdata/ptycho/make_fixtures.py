@@ -146,6 +146,11 @@ def extra_fixtures():
         g = f.create_group("entry/data")
         g["data_000001"] = h5py.ExternalLink("eiger_data_000001.h5", "/entry/data/data")
         g["data_000002"] = h5py.ExternalLink("eiger_data_missing.h5", "/entry/data/data")
+    # a master of 10 data files keeps its links in dense storage (read by the DECTRIS naming)
+    with h5py.File("eiger_dense_master.h5", "w") as f:
+        g = f.create_group("entry/data")
+        for i in range(1, 11):
+            g[f"data_{i:06d}"] = h5py.ExternalLink(f"eiger_dense_data_{i:06d}.h5", "/entry/data/data")
     with h5py.File("h5_link_loop.h5", "w") as f:
         f["a"] = h5py.ExternalLink("h5_link_loop.h5", "/b")
         f["b"] = h5py.ExternalLink("h5_link_loop.h5", "/a")

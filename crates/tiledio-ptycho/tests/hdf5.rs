@@ -389,6 +389,9 @@ fn a_corrupted_chunk_is_a_chunk_error_with_its_index_and_offset() {
 #[test]
 fn flipped_bytes_never_panic() {
     let dir = tempfile::tempdir().unwrap();
+    for f in ["eiger_data_000001.h5", "eiger_data_000002.h5"] {
+        std::fs::copy(fixture(f), dir.path().join(f)).unwrap();
+    }
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -451,4 +454,42 @@ fn preprocessing_a_bitshuffle_file_equals_the_numpy_reference() {
         let Frames::Host(v) = r.data else { panic!() };
         assert!(v == want, "{spec}");
     }
+}
+
+#[test]
+fn a_master_of_many_data_files_is_read_by_the_dectris_naming() {
+    // more than 8 links: dense storage, which the reader refuses by name
+    let e = Hdf5Store::open(fixture("eiger_dense_master.h5"), "/entry/data").unwrap_err();
+    assert!(
+        matches!(e, PtychoError::Unsupported { .. }) && e.to_string().contains("dense"),
+        "{e}"
+    );
+    // no eiger_dense_data_* beside it: the same error from open_eiger_master
+    let e = Hdf5Store::open_eiger_master(fixture("eiger_dense_master.h5")).unwrap_err();
+    assert!(matches!(e, PtychoError::Unsupported { .. }), "{e}");
+    // SCAN_master.h5 with SCAN_data_000001.h5, SCAN_data_000002.h5 beside it
+    let dir = tempfile::tempdir().unwrap();
+    let master = dir.path().join("scan_master.h5");
+    std::fs::copy(fixture("eiger_dense_master.h5"), &master).unwrap();
+    for i in 1..=2 {
+        std::fs::copy(
+            fixture(&format!("eiger_data_{i:06}.h5")),
+            dir.path().join(format!("scan_data_{i:06}.h5")),
+        )
+        .unwrap();
+    }
+    let s = Hdf5Store::open_eiger_master(&master).unwrap();
+    assert_eq!((s.frames(), s.datasets()), (6, 2));
+    check_store(&s, &reference(), "master by name");
+    // a gap in the numbering is an error
+    std::fs::rename(
+        dir.path().join("scan_data_000002.h5"),
+        dir.path().join("scan_data_000003.h5"),
+    )
+    .unwrap();
+    let e = Hdf5Store::open_eiger_master(&master).unwrap_err();
+    assert!(
+        matches!(e, PtychoError::Format { .. }) && e.to_string().contains("number 3"),
+        "{e}"
+    );
 }

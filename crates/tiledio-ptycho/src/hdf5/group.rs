@@ -176,8 +176,8 @@ pub(super) fn links(f: &H5File, req: &str, group: &str, msgs: &[Message]) -> Res
                     return Err(unsupported(
                         &f.path,
                         format!(
-                            "group {gname} keeps its links in dense storage (fractal heap + v2 B-tree), \
-                             which this reader does not read (needed for {req})"
+                            "group {gname} keeps its links in dense storage (fractal heap + v2 B-tree: \
+                             more than 8 links), which this reader does not read (needed for {req})"
                         ),
                     ));
                 }

@@ -161,11 +161,68 @@ impl Hdf5Store {
     /// Opens a DECTRIS Eiger master file: the datasets its `/entry/data/data_NNNNNN` external
     /// links point to, concatenated in order as one stack.
     ///
+    /// A master of more than 8 data files keeps these links in dense storage (a fractal heap),
+    /// which this reader does not read; then, for a master named `SCAN_master.h5`, the data
+    /// files are taken by the DECTRIS naming instead: `SCAN_data_000001.h5`,
+    /// `SCAN_data_000002.h5`, … beside it (numbered from 1 without a gap), each read at
+    /// `/entry/data/data`.
+    ///
     /// # Errors
     /// As [`Hdf5Store::open`]; [`PtychoError::Format`] when the data files disagree on frame
-    /// shape or type.
+    /// shape or type, or when the data files found by name are not numbered 1, 2, ….
     pub fn open_eiger_master(path: impl AsRef<Path>) -> Result<Hdf5Store> {
-        Self::open(path, "/entry/data")
+        let path = path.as_ref();
+        match Self::open(path, "/entry/data") {
+            Err(e @ PtychoError::Unsupported { .. }) if e.to_string().contains("dense storage") => {
+                Self::eiger_by_name(path).unwrap_or(Err(e))
+            }
+            r => r,
+        }
+    }
+
+    /// The data files of `SCAN_master.h5` by name (`None`: not so named, or none found).
+    fn eiger_by_name(path: &Path) -> Option<Result<Hdf5Store>> {
+        let stem = path.file_name()?.to_str()?.strip_suffix("_master.h5")?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let prefix = format!("{stem}_data_");
+        let mut found: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name().into_string().ok()?;
+                let num = name.strip_prefix(&prefix)?.strip_suffix(".h5")?;
+                (num.len() >= 6 && num.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| num.parse().ok().map(|n| (n, e.path())))?
+            })
+            .collect();
+        if found.is_empty() {
+            return None;
+        }
+        found.sort();
+        Some((|| {
+            if let Some((i, (n, p))) = found.iter().enumerate().find(|(i, (n, _))| *n != *i as u64 + 1) {
+                return Err(format_err(
+                    path,
+                    format!("data file {} is number {n} where {} belongs", p.display(), i + 1),
+                ));
+            }
+            let mut r = Resolver::default();
+            let mut parts = Vec::with_capacity(found.len());
+            let mut first = 0u64;
+            for (_, p) in &found {
+                let file = r.open(p)?;
+                let f = r.resolve(file, "/entry/data/data", "/entry/data/data")?;
+                let part = Part::open(f.file, &f.path, &f.msgs, first)?;
+                first = first
+                    .checked_add(part.frames)
+                    .ok_or_else(|| format_err(path, "frame count overflows"))?;
+                parts.push(part);
+            }
+            Self::assemble(format!("{}:/entry/data", path.display()), parts)
+        })())
     }
 
     fn assemble(name: String, parts: Vec<Part>) -> Result<Hdf5Store> {
