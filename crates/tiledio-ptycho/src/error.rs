@@ -77,6 +77,10 @@ pub enum PtychoError {
         #[source]
         source: Box<PtychoError>,
     },
+    /// A live stream failed (socket, protocol, malformed message, missing frames):
+    /// [`crate::stream::StreamError`] names the endpoint and the message or frame.
+    #[error(transparent)]
+    Stream(#[from] crate::stream::StreamError),
     /// A request that does not fit the store (frames past the end, rows outside the frame, a
     /// destination of the wrong size, a missing dataset name).
     #[error("{0}")]

@@ -1,0 +1,474 @@
+//! [`run_pipeline`]: one series from a [`Receiver`] through the [`BatchPreprocessor`] into a
+//! Zarr array and/or a [`Publisher`].
+
+use super::error::{StreamError, StreamErrorKind as K};
+use super::message::{Frame, Message};
+use super::publisher::Publisher;
+use super::receiver::{Receiver, kind_name};
+use crate::error::{Result, usage};
+use crate::preprocess::{BatchPreprocessor, Center, PreprocessOptions};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tiledio_io::ElementType;
+use tiledio_io::gpu::DeviceBuffer;
+use tiledio_kernels::OutputType;
+
+/// Where the preprocessed frames go (either, both, or neither for a dry run).
+#[derive(Debug, Default)]
+pub struct Sinks<'a> {
+    /// A new Zarr array `(N, S/B, S/B)`, one chunk per frame, complete only when the series
+    /// is (an interrupted series leaves nothing at the path).
+    pub zarr: Option<PathBuf>,
+    /// A PtyPy publisher, fed each batch as it is done.
+    pub publisher: Option<&'a mut Publisher>,
+}
+
+/// What to do about missing frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GapPolicy {
+    /// A missing frame is an error (the default).
+    #[default]
+    Error,
+    /// Missing frames are listed in [`StreamReport::gaps`] (the Zarr array keeps its fill
+    /// value there; the publisher sends only the frames received). Repeated or backward frame
+    /// indices are errors either way.
+    Record,
+}
+
+/// Options of [`run_pipeline`] beyond the preprocessing.
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    /// Frames received but not yet preprocessed, at most (the bounded queue between the
+    /// socket thread and the preprocessor: when it is full the socket is not read, and the
+    /// sender is slowed down). `0`: twice the batch.
+    pub queue: usize,
+    /// Missing frames.
+    pub gaps: GapPolicy,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> PipelineOptions {
+        PipelineOptions {
+            queue: 0,
+            gaps: GapPolicy::Error,
+        }
+    }
+}
+
+/// What [`run_pipeline`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamReport {
+    /// Frames the start message announced.
+    pub expected: u64,
+    /// Frames received and preprocessed.
+    pub frames: u64,
+    /// Missing frame ranges ([`GapPolicy::Record`]; empty otherwise).
+    pub gaps: Vec<Range<u64>>,
+    /// Frames per second, from the first image's arrival to the last frame's output.
+    pub fps: f64,
+    /// Median time from a frame's arrival to its output (written / published).
+    pub latency_p50: Duration,
+    /// 99th percentile of the same.
+    pub latency_p99: Duration,
+    /// Output side `S/B`.
+    pub side: usize,
+    /// Output element type.
+    pub dtype: OutputType,
+    /// Output values that saturated.
+    pub saturated: u64,
+    /// Whether the kernel ran on the GPU.
+    pub gpu: bool,
+}
+
+type Item = std::result::Result<(Message, Instant), StreamError>;
+
+/// Runs one series: waits for its start message, preprocesses the frames in batches of
+/// `opts.batch` with one [`BatchPreprocessor`] (GPU when `opts.device` allows, else CPU),
+/// writes each batch to the sinks, and returns at the end message. The socket is read on a
+/// thread of its own into a bounded queue ([`PipelineOptions::queue`]); frame indices must
+/// arrive in order from 0 (see [`GapPolicy`]). `progress(done, total)` runs after each batch.
+///
+/// ```
+/// use tiledio_ptycho::stream::{Endpoint, PipelineOptions, Receiver, ReceiverOptions, Sender, SenderOptions, Sinks, WireFormat, run_pipeline};
+/// use tiledio_ptycho::{Device, PreprocessOptions};
+/// let rx = Receiver::new(&Endpoint::Listen("tcp://127.0.0.1:*".into()), ReceiverOptions::default())?;
+/// let mut tx = Sender::new(&Endpoint::Connect(rx.endpoint().to_string()), SenderOptions::new(WireFormat::Tiledio))?;
+/// let t = std::thread::spawn(move || -> Result<(), tiledio_ptycho::stream::StreamError> {
+///     tx.start(3, (8, 8), tiledio_io::ElementType::U8)?;
+///     for i in 0..3 {
+///         tx.image(i, i as f64, 0.0, &[1u8; 64])?;
+///     }
+///     tx.end()
+/// });
+/// let mut o = PreprocessOptions::new(4, 2);
+/// o.device = Device::Cpu;
+/// let dir = tempfile::tempdir()?;
+/// let sinks = Sinks { zarr: Some(dir.path().join("out.zarr")), publisher: None };
+/// let r = run_pipeline(rx, &o, None, sinks, &PipelineOptions::default(), &mut |_, _| {})?;
+/// assert_eq!((r.frames, r.side), (3, 2));
+/// t.join().unwrap()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`crate::PtychoError::Stream`] for socket errors, malformed messages, a missing or
+/// repeated frame, a series that ends early, or frames of another shape or type than the
+/// first; [`crate::PtychoError::Usage`] for [`Center::Auto`] (a stream has no frames to look
+/// at beforehand); preprocessing and Zarr errors.
+pub fn run_pipeline(
+    receiver: Receiver,
+    opts: &PreprocessOptions,
+    dark: Option<&[f32]>,
+    sinks: Sinks<'_>,
+    popts: &PipelineOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<StreamReport> {
+    if matches!(opts.center, Center::Auto(_)) {
+        return Err(usage(
+            "a stream needs a fixed crop centre (Center::Frame or Center::At)",
+        ));
+    }
+    let endpoint = receiver.endpoint().to_string();
+    let queue = if popts.queue == 0 {
+        opts.batch.max(1) * 2
+    } else {
+        popts.queue
+    };
+    let (tx, rx) = mpsc::sync_channel::<Item>(queue);
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Frame>();
+    let handle = std::thread::Builder::new()
+        .name("tiledio-stream-recv".into())
+        .spawn(move || receive_loop(receiver, &tx, &recycle_rx))
+        .map_err(|e| StreamError::new(&endpoint, K::Io, format!("thread: {e}")))?;
+    let r = Pipeline::new(&endpoint, opts, dark, sinks, popts).run(&rx, &recycle_tx, progress);
+    drop(rx);
+    if r.is_ok() {
+        let _ = handle.join();
+    }
+    // on error the receiving thread ends at its next message or timeout; not waited for
+    r
+}
+
+fn receive_loop(mut r: Receiver, tx: &mpsc::SyncSender<Item>, recycled: &mpsc::Receiver<Frame>) {
+    loop {
+        while let Ok(f) = recycled.try_recv() {
+            r.recycle(f);
+        }
+        let m = r.recv().map(|m| (m, Instant::now()));
+        let stop = !matches!(m, Ok((Message::Start { .. } | Message::Image { .. }, _)));
+        if tx.send(m).is_err() || stop {
+            return;
+        }
+    }
+}
+
+struct Pipeline<'a> {
+    endpoint: &'a str,
+    opts: &'a PreprocessOptions,
+    dark: Option<&'a [f32]>,
+    sinks: Sinks<'a>,
+    popts: &'a PipelineOptions,
+    pre: Option<BatchPreprocessor>,
+    /// Series: frames, shape, dtype (once known).
+    frames: u64,
+    shape: (usize, usize),
+    dtype: Option<ElementType>,
+    side: usize,
+    ofb: usize,
+    zarr: Option<tiledio_zarr::ZarrArray>,
+    batch_in: Vec<u8>,
+    /// Frames of the batch: index, posx, posy, arrival.
+    batch: Vec<(u64, f64, f64, Instant)>,
+    out: Vec<u8>,
+    gpu_bufs: Option<(DeviceBuffer, DeviceBuffer)>,
+    next: u64,
+    done: u64,
+    gaps: Vec<Range<u64>>,
+    latencies: Vec<Duration>,
+    first: Option<Instant>,
+    saturated: u64,
+}
+
+impl<'a> Pipeline<'a> {
+    fn new(
+        endpoint: &'a str,
+        opts: &'a PreprocessOptions,
+        dark: Option<&'a [f32]>,
+        sinks: Sinks<'a>,
+        popts: &'a PipelineOptions,
+    ) -> Pipeline<'a> {
+        Pipeline {
+            endpoint,
+            opts,
+            dark,
+            sinks,
+            popts,
+            pre: None,
+            frames: 0,
+            shape: (0, 0),
+            dtype: None,
+            side: 0,
+            ofb: 0,
+            zarr: None,
+            batch_in: Vec::new(),
+            batch: Vec::new(),
+            out: Vec::new(),
+            gpu_bufs: None,
+            next: 0,
+            done: 0,
+            gaps: Vec::new(),
+            latencies: Vec::new(),
+            first: None,
+            saturated: 0,
+        }
+    }
+
+    fn err(&self, kind: K, m: impl Into<String>) -> crate::PtychoError {
+        StreamError::new(self.endpoint, kind, m).into()
+    }
+
+    fn run(
+        mut self,
+        rx: &mpsc::Receiver<Item>,
+        recycle: &mpsc::Sender<Frame>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<StreamReport> {
+        let endpoint = self.endpoint;
+        let next = |rx: &mpsc::Receiver<Item>| -> Result<(Message, Instant)> {
+            match rx.recv() {
+                Ok(m) => Ok(m?),
+                Err(_) => Err(StreamError::new(endpoint, K::Disconnected, "the receiving thread stopped").into()),
+            }
+        };
+        match next(rx)? {
+            (
+                Message::Start {
+                    frames, shape, dtype, ..
+                },
+                _,
+            ) => self.start(frames, shape, dtype)?,
+            (other, _) => {
+                return Err(self.err(
+                    K::Malformed,
+                    format!("expected a start message, got {}", kind_name(&other)),
+                ));
+            }
+        }
+        loop {
+            match next(rx)? {
+                (
+                    Message::Image {
+                        frame,
+                        posx,
+                        posy,
+                        shape,
+                        dtype,
+                        data,
+                    },
+                    t,
+                ) => {
+                    self.first.get_or_insert(t);
+                    self.image(frame, posx, posy, shape, dtype, &data, t, progress)?;
+                    let _ = recycle.send(data);
+                }
+                (Message::End, _) => break,
+                (m @ Message::Start { .. }, _) => {
+                    return Err(self.err(
+                        K::Malformed,
+                        format!("{} inside a series (after frame {})", kind_name(&m), self.next),
+                    ));
+                }
+            }
+        }
+        self.flush(progress)?;
+        let received_or_missing = self.done + self.gaps.iter().map(|g| g.end - g.start).sum::<u64>();
+        if received_or_missing < self.frames {
+            return Err(self.err(
+                K::Gap,
+                format!(
+                    "the series ended after frame {} of {} (frames {}..{} missing)",
+                    self.next as i64 - 1,
+                    self.frames,
+                    self.next,
+                    self.frames
+                ),
+            ));
+        }
+        if let Some(z) = self.zarr.take() {
+            z.finish()?;
+        }
+        let elapsed = self.first.map(|t| t.elapsed()).unwrap_or_default();
+        let mut l = std::mem::take(&mut self.latencies);
+        l.sort();
+        let pct = |p: usize| l.get((l.len().max(1) - 1) * p / 100).copied().unwrap_or_default();
+        Ok(StreamReport {
+            expected: self.frames,
+            frames: self.done,
+            gaps: self.gaps.clone(),
+            fps: if elapsed.is_zero() {
+                0.0
+            } else {
+                self.done as f64 / elapsed.as_secs_f64()
+            },
+            latency_p50: pct(50),
+            latency_p99: pct(99),
+            side: self.side,
+            dtype: self.opts.output,
+            saturated: self.saturated,
+            gpu: self.pre.as_ref().is_some_and(|p| p.on_gpu()),
+        })
+    }
+
+    fn start(&mut self, frames: u64, shape: (usize, usize), dtype: Option<ElementType>) -> Result<()> {
+        self.frames = frames;
+        self.shape = shape;
+        let bin = self.opts.bin.max(1);
+        self.side = self.opts.crop / bin;
+        if dtype.is_some() {
+            self.dtype = dtype;
+            self.build()?;
+        }
+        if let Some(path) = &self.sinks.zarr {
+            let side = self.side as u64;
+            let spec =
+                tiledio_zarr::ArraySpec::new(&[frames, side, side], &[1, side, side], self.opts.output.element_type());
+            self.zarr = Some(tiledio_zarr::ZarrArray::create(path, &spec)?);
+        }
+        if let Some(p) = self.sinks.publisher.as_deref_mut() {
+            p.begin(frames, (self.side, self.side), self.opts.output.element_type().name());
+        }
+        Ok(())
+    }
+
+    /// Makes the preprocessor once the element type is known.
+    fn build(&mut self) -> Result<()> {
+        let Some(dtype) = self.dtype else { return Ok(()) };
+        let pre = BatchPreprocessor::new(self.shape, dtype, self.dark, self.opts)?;
+        self.side = pre.params().out_side();
+        self.ofb = pre.params().out_frame_bytes();
+        self.pre = Some(pre);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn image(
+        &mut self,
+        frame: u64,
+        posx: f64,
+        posy: f64,
+        shape: (usize, usize),
+        dtype: ElementType,
+        data: &[u8],
+        arrived: Instant,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<()> {
+        if shape != self.shape {
+            return Err(self.err(
+                K::Malformed,
+                format!("frame {frame}: shape {shape:?} in a {:?} series", self.shape),
+            ));
+        }
+        match self.dtype {
+            None => {
+                self.dtype = Some(dtype);
+                self.build()?;
+            }
+            Some(t) if t != dtype => {
+                return Err(self.err(K::Malformed, format!("frame {frame}: {dtype} in a {t} series")));
+            }
+            Some(_) => {}
+        }
+        if frame >= self.frames {
+            return Err(self.err(K::Gap, format!("frame {frame} in a series of {} frames", self.frames)));
+        }
+        if frame < self.next {
+            return Err(self.err(
+                K::Gap,
+                format!("frame {frame} after frame {}: repeated or out of order", self.next - 1),
+            ));
+        }
+        if frame > self.next {
+            if self.popts.gaps == GapPolicy::Error {
+                return Err(self.err(
+                    K::Gap,
+                    format!(
+                        "frame {frame} after frame {}: frames {}..{frame} missing",
+                        self.next as i64 - 1,
+                        self.next
+                    ),
+                ));
+            }
+            self.flush(progress)?;
+            self.gaps.push(self.next..frame);
+        }
+        self.next = frame + 1;
+        let pre = self.pre.as_ref().ok_or_else(|| usage("no preprocessor"))?;
+        let row = shape.1 * dtype.size();
+        let rows = pre.rows();
+        self.batch_in.extend_from_slice(&data[rows.start * row..rows.end * row]);
+        self.batch.push((frame, posx, posy, arrived));
+        if self.batch.len() >= self.opts.batch.max(1) {
+            self.flush(progress)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        let k = self.batch.len();
+        if k == 0 {
+            return Ok(());
+        }
+        let ofb = self.ofb;
+        let pre = self.pre.as_mut().ok_or_else(|| usage("no preprocessor"))?;
+        self.out.resize(k * ofb, 0);
+        if pre.on_gpu() {
+            let cap = self.opts.batch.max(1);
+            let in_frame = self.batch_in.len() / k;
+            if self.gpu_bufs.is_none() {
+                self.gpu_bufs = Some((
+                    DeviceBuffer::new((cap * in_frame).max(1))?,
+                    DeviceBuffer::new((cap * ofb).max(1))?,
+                ));
+            }
+            let (d_in, d_out) = self.gpu_bufs.as_mut().ok_or_else(|| usage("no GPU buffers"))?;
+            d_in.copy_from_host_at(0, &self.batch_in)
+                .map_err(tiledio_kernels::KernelError::from)?;
+            // a synchronous copy from pageable memory may still be in flight
+            tiledio_io::gpu::gpu()?.synchronize()?;
+            pre.run_device(d_in, k, d_out)?;
+            self.saturated += pre.take_saturated()?;
+            let mut host = vec![0u8; (cap * ofb).max(1)];
+            d_out
+                .copy_to_host(&mut host)
+                .map_err(tiledio_kernels::KernelError::from)?;
+            self.out.copy_from_slice(&host[..k * ofb]);
+        } else {
+            self.saturated += pre.run_host(&self.batch_in, k, &mut self.out)?;
+        }
+        let f0 = self.batch[0].0;
+        if let Some(z) = &self.zarr {
+            let side = self.side as u64;
+            z.write_region(
+                &[f0, 0, 0],
+                &[k as u64, side, side],
+                &self.out[..],
+                &tiledio_zarr::WriteOptions::default(),
+            )?;
+        }
+        if let Some(p) = self.sinks.publisher.as_deref_mut() {
+            for (i, (frame, x, y, _)) in self.batch.iter().enumerate() {
+                p.send(&self.out[i * ofb..(i + 1) * ofb], *x, *y)
+                    .map_err(|e| e.context(format!("publishing frame {frame}")))?;
+            }
+        }
+        let now = Instant::now();
+        self.latencies.extend(self.batch.iter().map(|b| now - b.3));
+        self.done += k as u64;
+        self.batch.clear();
+        self.batch_in.clear();
+        progress(self.done, self.frames);
+        Ok(())
+    }
+}
