@@ -417,6 +417,51 @@ fn stream_to_zarr_equals_preprocess_of_the_same_frames_from_a_file() {
 }
 
 #[test]
+fn stream_to_a_ptypy_loader_through_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = (45, 52);
+    let frames = random_frames(6, shape.0, shape.1, ElementType::U16, 44);
+    let npy = dir.path().join("f.npy");
+    write_npy(&npy, &frames, shape);
+    let o = pipeline_opts(Device::Cpu);
+    let want = preprocess(&NpyStore::open(&npy).unwrap(), None, &o, Output::Host, &mut |_, _| {}).unwrap();
+    let Frames::Host(want) = want.data else { panic!() };
+    let mut p = Publisher::bind("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", opts(20_000)).unwrap();
+    let out = dir.path().join("ptypy.npz");
+    let args = [
+        "ptypy".to_string(),
+        p.meta_endpoint().into(),
+        p.data_endpoint().into(),
+        out.to_str().unwrap().into(),
+    ];
+    let py = std::thread::spawn(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_python(PEER, &a)
+    });
+    let rx = listen_rx();
+    let mut tx = sender(
+        Endpoint::Connect(rx.endpoint().into()),
+        WireFormat::StreamV2,
+        Compression::Lz4,
+    );
+    let f2 = frames.clone();
+    let th = std::thread::spawn(move || send_series(&mut tx, &f2, shape, ElementType::U16));
+    let sinks = Sinks {
+        zarr: None,
+        publisher: Some(&mut p),
+    };
+    let r = run_pipeline(rx, &o, None, sinks, &PipelineOptions::default(), &mut |_, _| {}).unwrap();
+    assert_eq!(r.frames, 6);
+    th.join().unwrap().unwrap();
+    let meta = String::from_utf8(py.join().unwrap().stdout).unwrap();
+    assert!(meta.contains(r#""dtype": "float32", "shape": [6, 8, 8]"#), "{meta}");
+    let (got, pos) = read_npz(&out);
+    assert_eq!(got, want);
+    let want_pos: Vec<[f64; 2]> = (0..6).map(|i| [-(i as f64) * 0.25, i as f64 * 0.5]).collect();
+    assert_eq!(pos, want_pos);
+}
+
+#[test]
 #[ignore = "needs a CUDA GPU"]
 fn stream_on_the_gpu_equals_the_cpu() {
     let dir = tempfile::tempdir().unwrap();

@@ -43,9 +43,11 @@
 //! `["lz4", 0, bytes]`. The compression tag's document specifies the **HDF5 filter framing**
 //! for both (8-byte big-endian size, 4-byte big-endian block size, then blocks with 4-byte
 //! big-endian lengths) — exactly what [`crate::decode_bitshuffle_lz4`] and
-//! [`crate::decode_lz4`] read, so the payload goes to them unchanged (checked against the
-//! sample messages of dectris/documentation `stream_v2/test_data`, and against payloads built
-//! in Python by `tests/py/stream_peer.py`). One channel is read
+//! [`crate::decode_lz4`] read, so the payload goes to them unchanged: the 50 sample image
+//! messages of dectris/documentation `stream_v2/test_data` (bslz4 8/16/32-bit, lz4 8/16-bit,
+//! 514 × 1030) decode to their exact size (checked by hand; the samples are not ours to
+//! ship), and the tests decode payloads built independently in Python (NumPy bitshuffle,
+//! numcodecs LZ4) by `tests/py/stream_peer.py`. One channel is read
 //! ([`ReceiverOptions::channel`]; by default the first). Stream V2 carries no scan position:
 //! `posx`/`posy` come from a `user_data` map with those keys when there is one, else NaN.
 //! Column-major (tag 1040) and big-endian typed arrays are refused as unsupported.

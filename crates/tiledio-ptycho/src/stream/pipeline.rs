@@ -89,6 +89,8 @@ type Item = std::result::Result<(Message, Instant), StreamError>;
 /// writes each batch to the sinks, and returns at the end message. The socket is read on a
 /// thread of its own into a bounded queue ([`PipelineOptions::queue`]); frame indices must
 /// arrive in order from 0 (see [`GapPolicy`]). `progress(done, total)` runs after each batch.
+/// Every wait, including the one for the start message, is bounded by the receiver's socket
+/// timeout ([`super::ReceiverOptions::socket`]; `None` waits for ever).
 ///
 /// ```
 /// use tiledio_ptycho::stream::{Endpoint, PipelineOptions, Receiver, ReceiverOptions, Sender, SenderOptions, Sinks, WireFormat, run_pipeline};
