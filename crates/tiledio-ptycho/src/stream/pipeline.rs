@@ -409,7 +409,14 @@ impl<'a> Pipeline<'a> {
         let pre = self.pre.as_ref().ok_or_else(|| usage("no preprocessor"))?;
         let row = shape.1 * dtype.size();
         let rows = pre.rows();
-        self.batch_in.extend_from_slice(&data[rows.start * row..rows.end * row]);
+        let need = data.get(rows.start * row..rows.end * row).ok_or_else(|| {
+            StreamError::new(
+                self.endpoint,
+                K::Malformed,
+                format!("frame {frame}: {} bytes, rows {rows:?} needed", data.len()),
+            )
+        })?;
+        self.batch_in.extend_from_slice(need);
         self.batch.push((frame, posx, posy, arrived));
         if self.batch.len() >= self.opts.batch.max(1) {
             self.flush(progress)?;
