@@ -4,7 +4,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::io::{Read, Seek, SeekFrom};
-use tiledio::io::{FileHandle, ReadRange, Settings};
+use tiledio::io::{FileHandle, Settings};
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -21,17 +21,7 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
     std::fs::write(&path, &data).unwrap();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| (i as u64).wrapping_mul(0x9E3779B97F4A7C15).rotate_left(29));
-    let ranges: Vec<ReadRange> = order
-        .iter()
-        .enumerate()
-        .map(|(k, &i)| ReadRange {
-            file_offset: (i * tile) as u64,
-            len: tile,
-            dst_offset: k * tile,
-        })
-        .collect();
+    let ranges = tiledio::demo::shuffled_tiles(n, tile);
     let mut out = vec![0u8; n * tile];
     let mut g = c.benchmark_group("read_ranges_host");
     g.throughput(Throughput::Bytes((n * tile) as u64));

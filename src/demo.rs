@@ -53,6 +53,30 @@ pub struct BackendTour {
     pub rows: Vec<TourRow>,
 }
 
+/// `n` ranges of `tile` bytes covering the start of a file, in a fixed shuffled order, each
+/// placed one after the other in the destination: tile reads as a slide makes them.
+///
+/// ```
+/// let r = tiledio::demo::shuffled_tiles(4, 10);
+/// let mut at: Vec<u64> = r.iter().map(|r| r.file_offset).collect();
+/// at.sort();
+/// assert_eq!(at, [0, 10, 20, 30]);
+/// assert_eq!(r[3].dst_offset, 30);
+/// ```
+pub fn shuffled_tiles(n: usize, tile: usize) -> Vec<ReadRange> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29));
+    order
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| ReadRange {
+            file_offset: (i * tile) as u64,
+            len: tile,
+            dst_offset: k * tile,
+        })
+        .collect()
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so the data is never all zeros.
 fn generate(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -91,17 +115,7 @@ pub fn backend_tour(dir: &Path, size: usize) -> Result<BackendTour, BenchError> 
 
     let tile = 786_432usize;
     let n = size / tile;
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29));
-    let ranges: Vec<ReadRange> = order
-        .iter()
-        .enumerate()
-        .map(|(k, &i)| ReadRange {
-            file_offset: (i * tile) as u64,
-            len: tile,
-            dst_offset: k * tile,
-        })
-        .collect();
+    let ranges = shuffled_tiles(n, tile);
     let total = n * tile;
     let mut want = vec![0u8; total];
     for r in &ranges {

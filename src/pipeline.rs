@@ -515,7 +515,31 @@ struct Plan<'a> {
     ot: ElementType,
 }
 
-impl Plan<'_> {
+impl<'a> Plan<'a> {
+    fn new(input: &'a Input, filter: Filter) -> Plan<'a> {
+        Plan {
+            input,
+            filter,
+            image: input.shape(),
+            t: input.element_type(),
+            c: input.channels(),
+            oc: filter.out_channels(),
+            ot: filter.out_type(),
+        }
+    }
+
+    /// The box of output tile `r` in the output array: `(y, x)`, or `(c, y, x)` when planar.
+    fn out_box(&self, r: Rect) -> (Vec<u64>, Vec<u64>) {
+        if self.oc > 1 {
+            (
+                vec![0, r.origin[0], r.origin[1]],
+                vec![self.oc as u64, r.shape[0], r.shape[1]],
+            )
+        } else {
+            (r.origin.to_vec(), r.shape.to_vec())
+        }
+    }
+
     /// Applies the filter to `window` (host, `window × channels` of `t`) writing `output`.
     fn filter_host(&self, window: Rect, output: Rect, src: &[u8], dst: &mut [u8]) -> Result<()> {
         let (t, c, image) = (self.t, self.c, self.image);
@@ -717,15 +741,7 @@ fn to_zarr(
     pyramid: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PipelineReport> {
-    let plan = Plan {
-        input,
-        filter: opts.filter,
-        image: input.shape(),
-        t: input.element_type(),
-        c: input.channels(),
-        oc: opts.filter.out_channels(),
-        ot: opts.filter.out_type(),
-    };
+    let plan = Plan::new(input, opts.filter);
     let [h, w] = plan.image;
     let mut write = crate::zarr::WriteOptions::from_env()?;
     if !opts.durable {
@@ -752,14 +768,7 @@ fn to_zarr(
     let es = plan.ot.size();
     let mut planar_dev: Option<DeviceBuffer> = None;
     overlapped(&plan, &rects, on_gpu, flight, &mut |i, r, f| {
-        let (origin, region): (Vec<u64>, Vec<u64>) = if planar {
-            (
-                vec![0, r.origin[0], r.origin[1]],
-                vec![plan.oc as u64, r.shape[0], r.shape[1]],
-            )
-        } else {
-            (r.origin.to_vec(), r.shape.to_vec())
-        };
+        let (origin, region) = plan.out_box(r);
         let px = r.pixels().unwrap_or(0) as usize;
         match f {
             Filtered::Host(b) => {
@@ -951,15 +960,7 @@ fn to_tiff(
     opts: &PipelineOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PipelineReport> {
-    let plan = Plan {
-        input,
-        filter: opts.filter,
-        image: input.shape(),
-        t: input.element_type(),
-        c: input.channels(),
-        oc: opts.filter.out_channels(),
-        ot: opts.filter.out_type(),
-    };
+    let plan = Plan::new(input, opts.filter);
     let row_bytes = plan.image[1] * (plan.oc * plan.ot.size()) as u64;
     let src = FilteredRows {
         plan,
@@ -1068,15 +1069,7 @@ pub fn compare(input: &Input, dir: &Path, opts: &PipelineOptions, repeats: usize
         Mode::Tiled { tile } => tile,
         Mode::Global => 2048,
     };
-    let plan = Plan {
-        input,
-        filter: opts.filter,
-        image: input.shape(),
-        t: input.element_type(),
-        c: input.channels(),
-        oc: opts.filter.out_channels(),
-        ot: opts.filter.out_type(),
-    };
+    let plan = Plan::new(input, opts.filter);
     plan.filter.check_input(plan.t, plan.c)?;
     let rects = tiles(plan.image, tile);
     let chunk = 512.min(tile);
@@ -1144,14 +1137,7 @@ pub fn compare(input: &Input, dir: &Path, opts: &PipelineOptions, repeats: usize
         };
         let hsrc = vec![0u8; if on_gpu { 0 } else { full }];
         for &r in &rects {
-            let (o, s): (Vec<u64>, Vec<u64>) = if planar {
-                (
-                    vec![0, r.origin[0], r.origin[1]],
-                    vec![plan.oc as u64, r.shape[0], r.shape[1]],
-                )
-            } else {
-                (r.origin.to_vec(), r.shape.to_vec())
-            };
+            let (o, s) = plan.out_box(r);
             let n = plan.out_bytes(r) as usize;
             match &dsrc {
                 Some(d) => {
