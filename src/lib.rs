@@ -8,6 +8,8 @@
 //! - [`zarr`]: Zarr v3/v2 arrays and OME-Zarr;
 //! - [`kernels`]: the CUDA kernels (chunk gather/scatter, fill, 2× downsample, HWC/CHW
 //!   transposes), each with its CPU reference;
+//! - [`ptycho`]: detector frame stores (raw, `.npy`, Zarr, HDF5 incl. Eiger bitshuffle-LZ4),
+//!   fused ptychography preprocessing, the simulated detector and live ZeroMQ streams;
 //! - [`convert`]: TIFF ⇄ (OME-)Zarr conversions in bounded memory;
 //! - [`bench`]: the checked, timed measurements behind `tiledio bench`;
 //! - [`pipeline`]: whole-slide filters tile by tile with halos (source → kernel → OME-Zarr
@@ -26,6 +28,7 @@
 
 pub use tiledio_io as io;
 pub use tiledio_kernels as kernels;
+pub use tiledio_ptycho as ptycho;
 pub use tiledio_tiff as tiff;
 pub use tiledio_zarr as zarr;
 
