@@ -693,18 +693,25 @@ fn overlapped(
                 }
             }
         });
-        for (expect, msg) in rx.iter().enumerate() {
-            let (i, f) = msg?;
-            if i != expect {
-                return Err(PipelineError::Internal(format!("tile {i} arrived as tile {expect}")));
+        let mut consume_all = || -> Result<()> {
+            for (expect, msg) in rx.iter().enumerate() {
+                let (i, f) = msg?;
+                if i != expect {
+                    return Err(PipelineError::Internal(format!("tile {i} arrived as tile {expect}")));
+                }
+                consume(i, rects[i], &f)?;
+                if let Filtered::Device(d) = f {
+                    // the reader may have finished: then the buffer is simply freed
+                    let _ = back_tx.send(d);
+                }
             }
-            consume(i, rects[i], &f)?;
-            if let Filtered::Device(d) = f {
-                // the reader may have finished: then the buffer is simply freed
-                let _ = back_tx.send(d);
-            }
-        }
-        Ok(())
+            Ok(())
+        };
+        let r = consume_all();
+        // on an error the reader may be blocked sending a tile: dropping the receiver ends its
+        // send with an error, so it returns and the scope can join it (else: a hang)
+        drop(rx);
+        r
     })
 }
 
@@ -747,7 +754,7 @@ fn to_zarr(
     if !opts.durable {
         write.durability = crate::zarr::Durability::None;
     }
-    let group = MultiscaleWriter::create(path, OmeVersion::V05)?;
+    let group = MultiscaleWriter::create(path, OmeVersion::V05)?.with_durability(write.durability);
     let planar = plan.oc > 1;
     let (shape, chunks, names): (Vec<u64>, Vec<u64>, Vec<&str>) = if planar {
         (vec![plan.oc as u64, h, w], vec![1, chunk, chunk], vec!["c", "y", "x"])

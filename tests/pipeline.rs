@@ -306,6 +306,41 @@ fn a_failed_run_leaves_nothing() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temporaries left");
 }
 
+/// A write that fails while the reader is tiles ahead (its queue full) ends the run with the
+/// error: the reader is released, not left blocked (which hung the run before).
+#[test]
+fn a_failed_write_with_tiles_in_flight_ends_with_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tif, _) = rgb_tiff(dir.path());
+    let out = dir.path().join("edges.zarr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let parent = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        let input = Input::open(&tif, 0).unwrap();
+        let r = run(
+            &input,
+            &Output::zarr(&out),
+            &opts(Filter::sobel(), Mode::Tiled { tile: 16 }, Device::Cpu),
+            &mut |done, _| {
+                if done == 1 {
+                    // let the reader fill its queue, then take the output folder away
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    for e in std::fs::read_dir(&parent).unwrap().flatten() {
+                        if e.path().is_dir() {
+                            std::fs::remove_dir_all(e.path()).unwrap();
+                        }
+                    }
+                }
+            },
+        );
+        let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the run hung after a failed write");
+    assert!(r.is_err(), "a run whose output folder vanished succeeded");
+}
+
 /// zarr-python reads the OME-Zarr output (the multiscales and level 0's values).
 #[test]
 fn zarr_python_reads_the_output() {

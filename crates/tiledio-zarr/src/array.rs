@@ -1053,11 +1053,18 @@ impl ZarrArray {
                             }
                         }
                     });
-                    for msg in rx.iter() {
-                        let (bi, host) = msg?;
-                        ctx.compute(|| self.encode_and_write(batches[bi], &host, l.slot_bytes(), opts))?;
-                    }
-                    Ok(())
+                    let consume_all = || -> Result<()> {
+                        for msg in rx.iter() {
+                            let (bi, host) = msg?;
+                            ctx.compute(|| self.encode_and_write(batches[bi], &host, l.slot_bytes(), opts))?;
+                        }
+                        Ok(())
+                    };
+                    let r = consume_all();
+                    // on an error the producer may be blocked sending a batch: dropping the
+                    // receiver ends its send, so the scope can join it (else: a hang)
+                    drop(rx);
+                    r
                 })?;
             }
         }

@@ -309,6 +309,7 @@ pub struct MultiscaleWriter {
     /// The temporary group folder, renamed into place by [`MultiscaleWriter::finish`].
     out: tiledio_io::OutputDir,
     version: OmeVersion,
+    durability: crate::array::Durability,
 }
 
 impl MultiscaleWriter {
@@ -321,7 +322,29 @@ impl MultiscaleWriter {
     /// [`ZarrError::AlreadyExists`], [`ZarrError::Io`] for a path that cannot be an output.
     pub fn create(root: impl AsRef<Path>, version: OmeVersion) -> Result<MultiscaleWriter> {
         let out = crate::array::new_output_dir(root.as_ref())?;
-        Ok(MultiscaleWriter { out, version })
+        Ok(MultiscaleWriter {
+            out,
+            version,
+            durability: crate::array::Durability::AtEnd,
+        })
+    }
+
+    /// Sets when the group is flushed to storage: [`Durability::AtEnd`](crate::Durability)
+    /// (the default) flushes the file system once before the group metadata is written;
+    /// [`Durability::None`](crate::Durability) leaves it to the page cache (scratch outputs and
+    /// benchmarks that measure the writes, not the disk). Per-chunk flushing is the levels'
+    /// own [`WriteOptions`](crate::WriteOptions).
+    ///
+    /// ```
+    /// use tiledio_zarr::{Durability, MultiscaleWriter, OmeVersion};
+    /// # let dir = tempfile::tempdir()?;
+    /// let w = MultiscaleWriter::create(dir.path().join("x.zarr"), OmeVersion::V05)?.with_durability(Durability::None);
+    /// # drop(w);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_durability(mut self, durability: crate::array::Durability) -> MultiscaleWriter {
+        self.durability = durability;
+        self
     }
 
     /// The folder being written (the temporary one until [`MultiscaleWriter::finish`]).
@@ -338,7 +361,8 @@ impl MultiscaleWriter {
         ZarrArray::create_in_place(self.root().join(path), &spec)
     }
 
-    /// Validates and writes the group metadata (flushed to storage): the image is complete.
+    /// Validates and writes the group metadata (flushed to storage unless
+    /// [`MultiscaleWriter::with_durability`] said otherwise): the image is complete.
     ///
     /// # Errors
     /// [`ZarrError::Metadata`] when the multiscales are invalid ([`validate`]); write errors.
@@ -359,16 +383,19 @@ impl MultiscaleWriter {
                 });
             }
         }
-        sync_fs(&root)?;
+        let sync = self.durability != crate::array::Durability::None;
+        if sync {
+            sync_fs(&root)?;
+        }
         let pretty = |v: &Value| serde_json::to_vec_pretty(v).unwrap_or_default();
         match self.version {
             OmeVersion::V05 => {
                 let g = json!({"zarr_format": 3, "node_type": "group", "attributes": attrs});
-                write_small(&root.join("zarr.json"), &pretty(&g), true)?;
+                write_small(&root.join("zarr.json"), &pretty(&g), sync)?;
             }
             OmeVersion::V04 => {
-                write_small(&root.join(".zattrs"), &pretty(&attrs), true)?;
-                write_small(&root.join(".zgroup"), &pretty(&json!({"zarr_format": 2})), true)?;
+                write_small(&root.join(".zattrs"), &pretty(&attrs), sync)?;
+                write_small(&root.join(".zgroup"), &pretty(&json!({"zarr_format": 2})), sync)?;
             }
         }
         Ok(self.out.commit()?)
@@ -525,7 +552,7 @@ pub fn write_pyramid(
         total = total.checked_add(b).ok_or_else(overflow)?;
     }
     let w0 = src.level_dimensions(0).0 as f64;
-    let w = MultiscaleWriter::create(out, opts.version)?;
+    let w = MultiscaleWriter::create(out, opts.version)?.with_durability(opts.write.durability);
     let mut levels = Vec::new();
     let mut done = 0u64;
     for l in 0..n {
