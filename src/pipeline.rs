@@ -261,13 +261,13 @@ impl Input {
     fn read_device(&self, r: Rect, dst: &mut DeviceBuffer) -> Result<()> {
         let (t, c) = (self.element_type(), self.channels() as u64);
         let len = r.pixels().unwrap_or(0) * c * t.size() as u64;
+        if (dst.len() as u64) < len {
+            return Err(PipelineError::Internal("a device window buffer is short".into()));
+        }
         // SAFETY: the view covers the first `len` bytes of `dst`, which outlives it and is not
         // used otherwise meanwhile.
         let mut view =
             unsafe { crate::io::DeviceView::from_raw(dst.device_ptr(), t, &[r.shape[0], r.shape[1], c], None)? };
-        if (dst.len() as u64) < len {
-            return Err(PipelineError::Internal("a device window buffer is short".into()));
-        }
         match self {
             Input::Tiff { slide, level } => {
                 slide.read_level_region_device_into(*level, &self.region(r), Border::Reject, &mut view)?
@@ -501,7 +501,8 @@ fn tiles(image: [u64; 2], tile: u64) -> Vec<Rect> {
 /// A filtered tile on its way to the sink.
 enum Filtered {
     Host(Vec<u8>),
-    Device(DeviceBuffer),
+    /// A reused buffer (it may be longer than the tile) and the tile's length in bytes.
+    Device(DeviceBuffer, usize),
 }
 
 /// Geometry and sizes shared by the stages.
@@ -623,7 +624,7 @@ impl<'a> Plan<'a> {
                 .and_then(|()| Ok(stream.synchronize()?));
             bufs.give(src);
             r?;
-            Ok(Filtered::Device(dst))
+            Ok(Filtered::Device(dst, ob))
         } else {
             let mut src = crate::io::try_alloc_zeroed(ib, "a source window")?;
             self.input.read_host(win, &mut src)?;
@@ -700,7 +701,7 @@ fn overlapped(
                     return Err(PipelineError::Internal(format!("tile {i} arrived as tile {expect}")));
                 }
                 consume(i, rects[i], &f)?;
-                if let Filtered::Device(d) = f {
+                if let Filtered::Device(d, _) = f {
                     // the reader may have finished: then the buffer is simply freed
                     let _ = back_tx.send(d);
                 }
@@ -787,7 +788,10 @@ fn to_zarr(
                     level0.write_region(&origin, &region, &b[..], &write)?;
                 }
             }
-            Filtered::Device(d) => {
+            Filtered::Device(d, len) => {
+                // the buffer is reused from a larger tile at times: write only this tile's bytes
+                // SAFETY: a view of the first `len` bytes of `d`, which outlives it
+                let d = &unsafe { DeviceBuffer::from_raw_parts(d.device_ptr(), *len) };
                 if planar {
                     let need = d.len();
                     if planar_dev.as_ref().is_none_or(|p| p.len() < need) {
@@ -941,7 +945,11 @@ impl crate::tiff::RowSource for FilteredRows<'_> {
             .map_err(as_tiff)?;
         let bytes = match f {
             Filtered::Host(b) => b,
-            Filtered::Device(d) => d.to_host_vec().map_err(crate::tiff::TiffError::Io)?,
+            Filtered::Device(d, len) => {
+                let mut v = d.to_host_vec().map_err(crate::tiff::TiffError::Io)?;
+                v.truncate(len);
+                v
+            }
         };
         self.bands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.read.fetch_add(
