@@ -4,6 +4,7 @@
 mod bench;
 mod cmd_convert;
 mod cmd_filter;
+mod cmd_ptycho;
 mod cmd_tiff;
 mod demo;
 
@@ -96,6 +97,14 @@ enum Command {
         /// reference values).
         #[arg(long)]
         reference: Option<PathBuf>,
+    },
+    /// Ptychography: preprocess detector frame stacks into Zarr, preprocess live ZeroMQ
+    /// streams (to Zarr and/or PtyPy), simulate a detector.
+    ///
+    /// Example: tiledio ptycho preprocess scan.h5:/entry/data/data --dark dark.npy --crop 256 --bin 2 --out scan.zarr
+    Ptycho {
+        #[command(subcommand)]
+        what: cmd_ptycho::PtychoCommand,
     },
     /// Convert between tiled TIFF pyramids and (OME-)Zarr, in bounded memory: IN.tif OUT.tif,
     /// IN.tif OUT.zarr, IN.zarr OUT.tif, IN.zarr OUT.zarr. The output's format follows its
@@ -219,6 +228,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Hed { args } => cmd_filter::run_filter(&args, Some(tiledio::pipeline::Filter::Hed), None),
         Command::Normalize { args, reference } => cmd_filter::run_filter(&args, None, reference.as_ref()),
         Command::Bench { what } => bench::run(what),
+        Command::Ptycho { what } => cmd_ptycho::run(what),
         Command::Backends { file } => backends(file),
         Command::Info { file } => cmd_tiff::info(&file),
         Command::Read {
