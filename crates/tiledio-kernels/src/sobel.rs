@@ -168,8 +168,10 @@ pub struct Sobel {
     out_pixels: usize,
 }
 
-/// The output pixels per GPU block: 32 columns × 64 rows (a 32×8 block, 8 rows a thread).
-const TILE: [u64; 2] = [64, 32];
+/// Threads per GPU block (one row of threads) and output rows per thread, as `sobel.cu`'s
+/// `BX` and `RPT`; a thread computes 2 adjacent columns of grey input, 4 of RGB (`COLS`).
+const BLOCK: u32 = 128;
+const ROWS_PER_THREAD: u64 = 64;
 
 impl Sobel {
     /// Checks the arguments: `element` `U8`, `U16` or `F32`; `channels` 1 or 3; `window` and
@@ -395,7 +397,7 @@ impl Sobel {
         }
         let (args, grid, k) = self.args(src, dst)?;
         // SAFETY: see launch_args; the caller keeps the buffers alive until the kernel ran.
-        unsafe { args.launch_on_dims(&k, grid, (32, 8, 1), 0, stream) }
+        unsafe { args.launch_on_dims(&k, grid, (BLOCK, 1, 1), 0, stream) }
     }
 
     /// [`Sobel::device_on`], waited for (on a stream of the calling thread's that orders with
@@ -422,7 +424,7 @@ impl Sobel {
         }
         let (args, grid, k) = self.args(src, dst)?;
         // SAFETY: see args; launch_dims waits for the kernel.
-        unsafe { args.launch_dims(&k, grid, (32, 8, 1), 0) }
+        unsafe { args.launch_dims(&k, grid, (BLOCK, 1, 1), 0) }
     }
 
     /// The kernel, its arguments and grid. The kernel `sobel_<t>_c<c>(const T* src, float*
@@ -453,8 +455,12 @@ impl Sobel {
             .scalar(i(self.output.shape[0]))
             .scalar(i(self.output.shape[1]))
             .scalar(self.what.code());
-        let gx = self.output.shape[1].div_ceil(TILE[1]).clamp(1, i32::MAX as u64) as u32;
-        let gy = self.output.shape[0].div_ceil(TILE[0]).clamp(1, 65535) as u32;
+        let cols = if self.channels == 1 { 2 } else { 4 };
+        let gx = self.output.shape[1]
+            .div_ceil(u64::from(BLOCK) * cols)
+            .clamp(1, i32::MAX as u64) as u32;
+        // rows beyond 65535 blocks are walked by a grid-stride loop in the kernel
+        let gy = self.output.shape[0].div_ceil(ROWS_PER_THREAD).clamp(1, 65535) as u32;
         Ok((args, (gx, gy, 1), k))
     }
 }
