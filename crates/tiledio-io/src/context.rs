@@ -31,6 +31,8 @@ use std::sync::{Arc, Mutex};
 pub struct Context {
     settings: Settings,
     io_pool: rayon::ThreadPool,
+    /// The writes' I/O threads, started on the first write (`settings.threads` of them).
+    write_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
     compute_pool: rayon::ThreadPool,
     staging: Mutex<Vec<StagingSet>>,
     scratch: Mutex<Vec<DeviceBuffer>>,
@@ -85,6 +87,7 @@ impl Context {
         let c = Arc::new(Context {
             settings: settings.clone(),
             io_pool,
+            write_pool: std::sync::OnceLock::new(),
             compute_pool,
             staging: Mutex::new(Vec::new()),
             scratch: Mutex::new(Vec::new()),
@@ -180,9 +183,32 @@ impl Context {
         self.compute_pool.current_num_threads()
     }
 
-    /// Runs `f` on the I/O threads' pool (tasks spawned in it run on those threads).
-    pub(crate) fn io_scope<'s, R: Send>(&self, f: impl FnOnce(&rayon::Scope<'s>) -> R + Send) -> R {
-        self.io_pool.scope(f)
+    /// Runs `f` on the reads' or the writes' I/O pool (tasks spawned in it run on those
+    /// threads). The writes' pool starts on first use; if its threads cannot be started, the
+    /// writes share the reads' pool.
+    pub(crate) fn io_scope<'s, R: Send>(
+        &self,
+        pool: crate::engine::Pool,
+        f: impl FnOnce(&rayon::Scope<'s>) -> R + Send,
+    ) -> R {
+        let writes = || {
+            self.write_pool
+                .get_or_init(|| {
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(self.settings.threads)
+                        .thread_name(|i| format!("tiledio-write-{i}"))
+                        .build()
+                        .ok()
+                })
+                .as_ref()
+        };
+        match pool {
+            crate::engine::Pool::Writes => match writes() {
+                Some(p) => p.scope(f),
+                None => self.io_pool.scope(f),
+            },
+            crate::engine::Pool::Reads => self.io_pool.scope(f),
+        }
     }
 
     /// A staging set with slots of at least `slot_len` bytes from this context's pool, or none.

@@ -18,12 +18,24 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Which of the context's I/O pools runs the workers: reads and writes have their own, so a
+/// pipeline that reads the next tile while it writes the last one runs both at full width
+/// (in one pool, each call's workers run until its items are done and the other call waits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pool {
+    /// Reads (`read_ranges`, `read_files`).
+    Reads,
+    /// Writes (`write_ranges`, `write_files`).
+    Writes,
+}
+
 /// Runs `work` on every index in `0..n` over up to `settings.threads` workers on the context's
 /// persistent I/O threads. Each worker builds its own state with `init` and hands it to `done`
 /// at the end (also after an error, so GPU work in flight is waited for). The first error stops
 /// the others early and is returned.
 pub(crate) fn run<S>(
     ctx: &Context,
+    pool: Pool,
     n: usize,
     init: impl Fn() -> Result<S> + Sync,
     work: impl Fn(&mut S, usize) -> Result<()> + Sync,
@@ -63,7 +75,7 @@ pub(crate) fn run<S>(
         worker();
     } else {
         let worker = &worker;
-        ctx.io_scope(|s| {
+        ctx.io_scope(pool, |s| {
             for _ in 0..threads {
                 s.spawn(move |_| worker());
             }
@@ -411,5 +423,80 @@ pub(crate) fn host_write_piece(file: &File, path: &Path, p: &Piece, src: &[u8]) 
             }
             posix::pwrite_all(file, &tmp, p.file_offset).map_err(werr)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads and writes run on their own pools, so one does not wait for the other's workers.
+    #[test]
+    fn reads_and_writes_run_on_their_own_pools() {
+        let ctx = Context::for_settings(&crate::Settings {
+            threads: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        for (pool, prefix) in [(Pool::Reads, "tiledio-io-"), (Pool::Writes, "tiledio-write-")] {
+            let names = Mutex::new(Vec::new());
+            run(
+                &ctx,
+                pool,
+                8,
+                || Ok(()),
+                |(), _| {
+                    let name = std::thread::current().name().unwrap_or("").to_string();
+                    names.lock().unwrap().push(name);
+                    Ok(())
+                },
+                |()| Ok(()),
+            )
+            .unwrap();
+            let names = names.into_inner().unwrap();
+            assert_eq!(names.len(), 8);
+            assert!(names.iter().all(|n| n.starts_with(prefix)), "{pool:?}: {names:?}");
+        }
+        // a read's workers and a write's workers at once: each waits for the other to start,
+        // which deadlocks if they share one pool of 3 threads busy with the first call's items
+        let (started_r, started_w) = (AtomicBool::new(false), AtomicBool::new(false));
+        let wait_for = |flag: &AtomicBool| {
+            let t = std::time::Instant::now();
+            while !flag.load(Ordering::SeqCst) {
+                if t.elapsed() > std::time::Duration::from_secs(20) {
+                    return Err(IoError::InvalidArgument("the other pool never started".into()));
+                }
+                std::thread::yield_now();
+            }
+            Ok(())
+        };
+        std::thread::scope(|s| {
+            let r = s.spawn(|| {
+                run(
+                    &ctx,
+                    Pool::Reads,
+                    3,
+                    || Ok(()),
+                    |(), _| {
+                        started_r.store(true, Ordering::SeqCst);
+                        wait_for(&started_w)
+                    },
+                    |()| Ok(()),
+                )
+            });
+            let w = run(
+                &ctx,
+                Pool::Writes,
+                3,
+                || Ok(()),
+                |(), _| {
+                    started_w.store(true, Ordering::SeqCst);
+                    wait_for(&started_r)
+                },
+                |()| Ok(()),
+            );
+            w.unwrap();
+            r.join().unwrap().unwrap();
+        });
     }
 }

@@ -3,7 +3,7 @@
 use crate::backend::{self, Backend, BackendReport, DeviceIo};
 use crate::context::Context;
 use crate::disjoint::DisjointBytes;
-use crate::engine::{self, FileRef, HostScratch, StagingSet};
+use crate::engine::{self, FileRef, HostScratch, Pool, StagingSet};
 use crate::error::{IoError, Result};
 use crate::gpu::DeviceBuffer;
 use crate::output;
@@ -375,6 +375,7 @@ fn read_host(files: &[FileRef<'_>], pieces: &[plan::Piece], buf: &mut [u8], s: &
     let dst = DisjointBytes::new(buf);
     engine::run(
         &ctx,
+        Pool::Reads,
         pieces.len(),
         || Ok(HostScratch::new(s.task_size)),
         |scratch, i| {
@@ -424,6 +425,7 @@ fn read_device(
     match io {
         DeviceIo::Staged => engine::run(
             &ctx,
+            Pool::Reads,
             pieces.len(),
             || take(s.staging_slots),
             |set, i| {
@@ -435,6 +437,7 @@ fn read_device(
         ),
         DeviceIo::CuFile(h) => engine::run(
             &ctx,
+            Pool::Reads,
             pieces.len(),
             || crate::gpu::gpu().map(|_| ()),
             |(), i| {
@@ -476,6 +479,7 @@ fn read_device(
         ),
         DeviceIo::Mmap(m) => engine::run(
             &ctx,
+            Pool::Reads,
             pieces.len(),
             || take(1),
             |set, i| {
@@ -710,6 +714,7 @@ impl FileWriter {
             Source::Host(buf) => {
                 engine::run(
                     &ctx,
+                    Pool::Writes,
                     pieces.len(),
                     || Ok(()),
                     |(), i| engine::host_write_piece(&self.file, &self.temp, &pieces[i], buf),
@@ -722,6 +727,7 @@ impl FileWriter {
                 if let Some(h) = self.cufile_for_writes() {
                     engine::run(
                         &ctx,
+                        Pool::Writes,
                         pieces.len(),
                         || crate::gpu::gpu().map(|_| ()),
                         |(), i| {
@@ -748,6 +754,7 @@ impl FileWriter {
                 } else {
                     engine::run(
                         &ctx,
+                        Pool::Writes,
                         pieces.len(),
                         || StagingSet::take(&ctx, s.task_size, s.staging_slots),
                         |set, i| engine::staged_write_piece(&self.file, &self.temp, &pieces[i], base, set),
@@ -928,6 +935,7 @@ pub fn write_files<'a>(
         Source::Host(buf) => {
             engine::run(
                 &ctx,
+                Pool::Writes,
                 files.len(),
                 || Ok(()),
                 |(), i| write_one(i, &mut |f, t, p| engine::host_write_piece(f, t, p, buf)),
@@ -939,6 +947,7 @@ pub fn write_files<'a>(
             let base = d.device_ptr();
             engine::run(
                 &ctx,
+                Pool::Writes,
                 files.len(),
                 || StagingSet::take(&ctx, s.task_size, s.staging_slots),
                 |set, i| write_one(i, &mut |f, t, p| engine::staged_write_piece(f, t, p, base, set)),
