@@ -1,6 +1,8 @@
-//! The two HDF5 filters DECTRIS detectors write, decoded on the CPU: bitshuffle + LZ4 (filter
-//! 32008) and LZ4 (filter 32004). Every chunk must decode to exactly its declared size from a
-//! complete stream; anything else is an error (never different pixels).
+//! The two HDF5 filters DECTRIS detectors write, decoded and encoded on the CPU: bitshuffle +
+//! LZ4 (filter 32008) and LZ4 (filter 32004). Every chunk must decode to exactly its declared
+//! size from a complete stream; anything else is an error (never different pixels). The
+//! encoders (for the HDF5 writer and Stream V2 senders) write the same framing; one bit
+//! transpose serves both directions.
 
 /// Why a chunk did not decode.
 pub type DecodeError = String;
@@ -186,7 +188,156 @@ pub(crate) fn bitunshuffle(src: &[u8], n: usize, es: usize, out: &mut [u8]) {
     }
 }
 
-/// bitshuffle's forward transpose (for tests and fixtures written here).
+/// bitshuffle's transpose of `n` (a multiple of 8) elements of `es` bytes into `out`: bit-row
+/// `8 j + k` (of `n / 8` bytes) holds bit `k` of byte `j` of every element.
+fn bitshuffle_into(src: &[u8], n: usize, es: usize, out: &mut [u8]) {
+    let row = n / 8;
+    for j in 0..es {
+        let planes = &mut out[j * 8 * row..(j + 1) * 8 * row];
+        for g in 0..row {
+            let mut x = 0u64;
+            for r in 0..8 {
+                x |= (src[(g * 8 + r) * es + j] as u64) << (8 * r);
+            }
+            let y = transpose8x8(x).to_le_bytes();
+            for (k, b) in y.iter().enumerate() {
+                planes[k * row + g] = *b;
+            }
+        }
+    }
+}
+
+/// bitshuffle's default block for `elem_size`-byte elements (`bshuf_default_block_size`):
+/// 8 KiB of elements, rounded down to a multiple of 8 elements, at least 128.
+pub(crate) fn default_block(elem_size: usize) -> usize {
+    ((8192 / elem_size.max(1)) & !7).max(128)
+}
+
+/// Appends the LZ4 block of `src` to `out`; returns its length.
+fn lz4_append(src: &[u8], out: &mut Vec<u8>) -> usize {
+    let at = out.len();
+    out.resize(at + lz4_flex::block::get_maximum_output_size(src.len()), 0);
+    match lz4_flex::block::compress_into(src, &mut out[at..]) {
+        Ok(n) => out.truncate(at + n),
+        Err(_) => {
+            // not reached: the output has the largest size a block can take
+            out.truncate(at);
+            out.extend(lz4_flex::block::compress(src));
+        }
+    }
+    out.len() - at
+}
+
+/// Encodes `data` (`elem_size`-byte elements) as a bitshuffle-LZ4 chunk (HDF5 filter 32008, the
+/// framing [`decode_bitshuffle_lz4`] reads): 8-byte big-endian size, 4-byte big-endian block
+/// size in bytes, for each block of `block` elements (0: bitshuffle's default, 8 KiB of
+/// elements; otherwise a multiple of 8) a 4-byte big-endian length and the LZ4 block of the
+/// bit-shuffled elements (the last block shortened to a multiple of 8 elements), then the last
+/// `n % 8` elements as they are.
+///
+/// ```
+/// let data: Vec<u8> = (0..1000u16).flat_map(|v| (v / 10).to_le_bytes()).collect();
+/// let chunk = tiledio_ptycho::encode_bitshuffle_lz4(&data, 2, 0)?;
+/// assert!(chunk.len() < data.len() / 4);
+/// let mut back = vec![0u8; data.len()];
+/// tiledio_ptycho::decode_bitshuffle_lz4(&chunk, 2, &mut back)?;
+/// assert_eq!(back, data);
+/// # Ok::<(), String>(())
+/// ```
+///
+/// # Errors
+/// A one-line reason: an element size outside 1..=16, data that is not whole elements, a block
+/// that is not a multiple of 8 or whose size in bytes does not fit the header.
+pub fn encode_bitshuffle_lz4(data: &[u8], elem_size: usize, block: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    encode_bitshuffle_lz4_into(data, elem_size, block, &mut out)?;
+    Ok(out)
+}
+
+/// [`encode_bitshuffle_lz4`] appending to `out` (whose earlier bytes are kept).
+pub(crate) fn encode_bitshuffle_lz4_into(
+    data: &[u8],
+    elem_size: usize,
+    block: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
+    let es = elem_size;
+    if !(1..=16).contains(&es) {
+        return Err(format!("element size {es}"));
+    }
+    if !data.len().is_multiple_of(es) {
+        return Err(format!(
+            "{} bytes is not a whole number of {es}-byte elements",
+            data.len()
+        ));
+    }
+    let block = if block == 0 { default_block(es) } else { block };
+    let block_bytes = block
+        .checked_mul(es)
+        .and_then(|b| u32::try_from(b).ok())
+        .filter(|_| block.is_multiple_of(8))
+        .ok_or_else(|| format!("a block of {block} elements of {es} bytes"))?;
+    let n = data.len() / es;
+    out.extend((data.len() as u64).to_be_bytes());
+    out.extend(block_bytes.to_be_bytes());
+    let mut scratch = vec![0u8; block.min(n) * es];
+    let mut done = 0usize;
+    while n - done >= 8 {
+        let len = if n - done >= block { block } else { (n - done) & !7 };
+        let sh = &mut scratch[..len * es];
+        bitshuffle_into(&data[done * es..(done + len) * es], len, es, sh);
+        let at = out.len();
+        out.extend([0u8; 4]);
+        let c = lz4_append(sh, out);
+        let c = u32::try_from(c).map_err(|_| format!("an LZ4 block of {c} bytes"))?;
+        out[at..at + 4].copy_from_slice(&c.to_be_bytes());
+        done += len;
+    }
+    out.extend(&data[done * es..]);
+    Ok(())
+}
+
+/// The block size [`encode_lz4`] uses: 1 MiB.
+pub(crate) const LZ4_BLOCK: usize = 1 << 20;
+
+/// Encodes `data` as an HDF5 LZ4 chunk (filter 32004, the framing [`decode_lz4`] reads):
+/// 8-byte big-endian size, 4-byte big-endian block size (1 MiB), then for each block a 4-byte
+/// big-endian length and the LZ4 block, or the block as it is where LZ4 does not shrink it.
+///
+/// ```
+/// let data = vec![7u8; 5000];
+/// let chunk = tiledio_ptycho::encode_lz4(&data);
+/// assert!(chunk.len() < 100);
+/// let mut back = vec![0u8; data.len()];
+/// tiledio_ptycho::decode_lz4(&chunk, &mut back)?;
+/// assert_eq!(back, data);
+/// # Ok::<(), String>(())
+/// ```
+pub fn encode_lz4(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    encode_lz4_into(data, &mut out);
+    out
+}
+
+/// [`encode_lz4`] appending to `out` (whose earlier bytes are kept).
+pub(crate) fn encode_lz4_into(data: &[u8], out: &mut Vec<u8>) {
+    out.extend((data.len() as u64).to_be_bytes());
+    out.extend((LZ4_BLOCK as u32).to_be_bytes());
+    for b in data.chunks(LZ4_BLOCK) {
+        let at = out.len();
+        out.extend([0u8; 4]);
+        let mut c = lz4_append(b, out);
+        if c >= b.len() {
+            // stored as is: the decoders take a block of its own size as uncompressed
+            out.truncate(at + 4);
+            out.extend(b);
+            c = b.len();
+        }
+        out[at..at + 4].copy_from_slice(&(c as u32).to_be_bytes());
+    }
+}
+
+/// bitshuffle's transpose by its bitwise definition (the tests' reference).
 #[cfg(test)]
 pub(crate) fn bitshuffle(src: &[u8], n: usize, es: usize) -> Vec<u8> {
     let row = n / 8;
@@ -239,31 +390,36 @@ mod tests {
         }
     }
 
-    fn encode(data: &[u8], es: usize, block: usize) -> Vec<u8> {
-        let n = data.len() / es;
-        let mut c = (data.len() as u64).to_be_bytes().to_vec();
-        c.extend(((block * es) as u32).to_be_bytes());
-        let mut done = 0;
-        while n - done >= 8 {
-            let len = if n - done >= block { block } else { (n - done) & !7 };
-            let sh = bitshuffle(&data[done * es..(done + len) * es], len, es);
-            let b = lz4_flex::block::compress(&sh);
-            c.extend((b.len() as u32).to_be_bytes());
-            c.extend(b);
-            done += len;
+    #[test]
+    fn the_forward_transpose_is_the_bitwise_definition() {
+        for es in [1, 2, 4, 8, 16] {
+            for n in [8, 16, 64, 1024] {
+                let src: Vec<u8> = (0..n * es).map(|i| (i * 37 % 251) as u8 ^ (i >> 3) as u8).collect();
+                let mut sh = vec![0u8; n * es];
+                bitshuffle_into(&src, n, es, &mut sh);
+                assert_eq!(sh, bitshuffle(&src, n, es), "es {es} n {n}");
+            }
         }
-        c.extend(&data[done * es..]);
-        c
     }
 
     #[test]
     fn round_trips_with_partial_blocks_and_a_tail() {
-        for (n, es, block) in [(1000, 2, 256), (8, 4, 8), (13, 2, 8), (4099, 4, 1024), (5, 2, 8)] {
+        for (n, es, block) in [
+            (1000, 2, 256),
+            (8, 4, 8),
+            (13, 2, 8),
+            (4099, 4, 1024),
+            (5, 2, 8),
+            (0, 2, 0),
+        ] {
             let data: Vec<u8> = (0..n * es).map(|i| (i % 7) as u8 * (i % 3) as u8).collect();
-            let c = encode(&data, es, block);
+            let c = encode_bitshuffle_lz4(&data, es, block).unwrap();
             let mut out = vec![0u8; n * es];
             decode_bitshuffle_lz4(&c, es, &mut out).unwrap();
             assert_eq!(out, data);
+            if n == 0 {
+                continue;
+            }
             // damaged: truncated, too long, wrong size
             assert!(decode_bitshuffle_lz4(&c[..c.len() - 1], es, &mut out).is_err());
             let mut longer = c.clone();
@@ -271,5 +427,51 @@ mod tests {
             assert!(decode_bitshuffle_lz4(&longer, es, &mut out).is_err());
             assert!(decode_bitshuffle_lz4(&c, es, &mut out[..n * es - es]).is_err());
         }
+    }
+
+    #[test]
+    fn encoders_round_trip_through_the_decoders() {
+        for (n, es) in [
+            (0, 2),
+            (5, 2),
+            (8, 1),
+            (4099, 2),
+            (10_000, 4),
+            (3000, 8),
+            (65_537, 1),
+            (700, 16),
+        ] {
+            let data: Vec<u8> = (0..n * es).map(|i| ((i * 7) % 13) as u8 * (i % 3) as u8).collect();
+            let c = encode_bitshuffle_lz4(&data, es, 0).unwrap();
+            // the header holds bitshuffle's default block, in bytes
+            assert_eq!(be_u32(&c[8..]) as usize, default_block(es) * es);
+            let mut out = vec![0u8; data.len()];
+            decode_bitshuffle_lz4(&c, es, &mut out).unwrap();
+            assert_eq!(out, data, "bslz4 n {n} es {es}");
+            let c = encode_lz4(&data);
+            let mut out = vec![0u8; data.len()];
+            decode_lz4(&c, &mut out).unwrap();
+            assert_eq!(out, data, "lz4 n {n} es {es}");
+        }
+        // incompressible data is stored as is, across more than one block
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..LZ4_BLOCK + 5000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        let c = encode_lz4(&noise);
+        assert_eq!(c.len(), 12 + 4 + LZ4_BLOCK + 4 + 5000);
+        let mut out = vec![0u8; noise.len()];
+        decode_lz4(&c, &mut out).unwrap();
+        assert_eq!(out, noise);
+        // bad arguments are errors, not panics
+        assert!(encode_bitshuffle_lz4(&[0; 6], 4, 0).is_err());
+        assert!(encode_bitshuffle_lz4(&[0; 8], 0, 0).is_err());
+        assert!(encode_bitshuffle_lz4(&[0; 8], 2, 12).is_err());
+        assert!(encode_bitshuffle_lz4(&[0; 8], 16, 1 << 29).is_err());
     }
 }

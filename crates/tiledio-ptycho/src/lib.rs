@@ -27,6 +27,7 @@
 //! DECTRIS chunks are decoded on the CPU: [`decode_bitshuffle_lz4`] (HDF5 filter 32008, our
 //! own bit transpose with 8×8 bit-matrix `u64` tricks, LZ4 blocks by `lz4_flex`) and
 //! [`decode_lz4`] (filter 32004); a chunk must decode to exactly its size.
+//! [`encode_bitshuffle_lz4`] and [`encode_lz4`] write them.
 //!
 //! ## HDF5: the choice
 //!
@@ -82,7 +83,7 @@ pub mod simulate;
 mod store;
 pub mod stream;
 
-pub use bslz4::{DecodeError, declared_size, decode_bitshuffle_lz4, decode_lz4};
+pub use bslz4::{DecodeError, declared_size, decode_bitshuffle_lz4, decode_lz4, encode_bitshuffle_lz4, encode_lz4};
 pub use error::{PtychoError, Result};
 pub use hdf5::Hdf5Store;
 pub use preprocess::{

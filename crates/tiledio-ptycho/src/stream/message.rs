@@ -1,7 +1,6 @@
 //! Messages of the two wire formats: decoding (recognised per message) and encoding.
 
 use super::cbor::{self, Encoder, Value};
-use super::compress;
 use super::error::StreamErrorKind as K;
 use std::ops::Range;
 use tiledio_io::ElementType;
@@ -544,8 +543,10 @@ pub(crate) fn encode_image(
             e.tag(typed_array_tag(dtype));
             let packed = match compression {
                 Compression::None => Vec::new(),
-                Compression::Bslz4 => compress::encode_bitshuffle_lz4(data, dtype.size()),
-                Compression::Lz4 => compress::encode_lz4(data),
+                // whole elements of 1 to 8 bytes (checked by the sender) and bitshuffle's
+                // default block: the encoder has nothing to refuse
+                Compression::Bslz4 => crate::encode_bitshuffle_lz4(data, dtype.size(), 0).unwrap_or_default(),
+                Compression::Lz4 => crate::encode_lz4(data),
             };
             match compression {
                 Compression::None => {}

@@ -89,7 +89,6 @@
 //! ```
 
 mod cbor;
-mod compress;
 mod error;
 mod message;
 mod pipeline;
