@@ -27,7 +27,9 @@
 //! DECTRIS chunks are decoded on the CPU: [`decode_bitshuffle_lz4`] (HDF5 filter 32008, our
 //! own bit transpose with 8×8 bit-matrix `u64` tricks, LZ4 blocks by `lz4_flex`) and
 //! [`decode_lz4`] (filter 32004); a chunk must decode to exactly its size.
-//! [`encode_bitshuffle_lz4`] and [`encode_lz4`] write them.
+//! [`encode_bitshuffle_lz4`] and [`encode_lz4`] write them, and [`Hdf5Writer`] writes HDF5 files
+//! of frames (contiguous, or a chunk per frame unfiltered, LZ4 or bitshuffle-LZ4) that h5py and
+//! [`Hdf5Store`] read, [`write_hdf5_links`] an Eiger-like master of external links.
 //!
 //! ## HDF5: the choice
 //!
@@ -85,7 +87,7 @@ pub mod stream;
 
 pub use bslz4::{DecodeError, declared_size, decode_bitshuffle_lz4, decode_lz4, encode_bitshuffle_lz4, encode_lz4};
 pub use error::{PtychoError, Result};
-pub use hdf5::Hdf5Store;
+pub use hdf5::{Hdf5ExternalLink, Hdf5Layout, Hdf5Store, Hdf5Writer, write_hdf5_links};
 pub use preprocess::{
     BatchPreprocessor, Center, Device, Frames, Output, PreprocessOptions, Preprocessed, auto_center, dark_frame,
     preprocess,

@@ -8,6 +8,7 @@ mod dataset;
 mod filters;
 mod format;
 mod group;
+mod write;
 
 use crate::error::{PtychoError, Result, format_err, usage};
 use crate::store::{FrameStore, request_bytes, target_len};
@@ -21,6 +22,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use tiledio_io::{DisjointBytes, ElementType, ReadRange, Target};
+pub use write::{Hdf5ExternalLink, Hdf5Layout, Hdf5Writer, write_hdf5_links};
 
 /// The largest chunk (decoded) this reader accepts.
 const MAX_CHUNK_BYTES: u64 = 1 << 30;
