@@ -28,6 +28,7 @@
 //! whichever thread makes it and in whatever order, so frames are made in parallel (rayon;
 //! the FFT plans are shared, each worker has its own scratch).
 
+mod hdf5;
 mod rng;
 mod write;
 

@@ -122,7 +122,7 @@ impl Simulation {
 
     /// Makes every frame batch by batch (in parallel) and hands each batch to `sink(first,
     /// count, bytes)` while the next one is made.
-    fn stream_frames(&self, le: bool, progress: &mut dyn FnMut(u64, u64), sink: &Sink<'_>) -> Result<u64> {
+    pub(super) fn stream_frames(&self, le: bool, progress: &mut dyn FnMut(u64, u64), sink: &Sink<'_>) -> Result<u64> {
         let (h, w) = self.opts.frame_shape;
         let fb = h * w * 2;
         let n = self.opts.frames;
