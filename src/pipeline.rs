@@ -1066,8 +1066,9 @@ pub struct ComparisonRow {
 
 /// The seeds' round-trip comparison, on `input`: reading every tile window alone, writing
 /// every output tile alone (from GPU or host memory into an uncompressed Zarr array), the
-/// tiled pipeline and the global one (level 0 only, no pyramid), each `repeats` times, outputs
-/// under `dir` (removed after each repeat).
+/// tiled pipeline and the global one (level 0 only, no pyramid), `repeats` rounds of the four
+/// in turn, each after a flush of `dir`'s file system; outputs under `dir`, removed after each
+/// (neither flush nor removal timed).
 ///
 /// # Errors
 /// As [`run`].
@@ -1092,99 +1093,132 @@ pub fn compare(input: &Input, dir: &Path, opts: &PipelineOptions, repeats: usize
     if !opts.durable {
         write.durability = crate::zarr::Durability::None;
     }
-    let mut rows = Vec::new();
-    let mut time = |what: &str, f: &mut dyn FnMut(usize) -> Result<()>| -> Result<()> {
-        let mut secs = Vec::new();
-        let mut peak = 0;
-        for k in 0..repeats.max(1) {
-            gpu::reset_peak_device_bytes();
-            let base = gpu::device_bytes();
-            let t = Instant::now();
-            f(k)?;
-            secs.push(t.elapsed().as_secs_f64());
-            peak = peak.max(gpu::peak_device_bytes().saturating_sub(base));
-        }
-        rows.push(ComparisonRow {
-            what: what.to_string(),
-            timing: crate::bench::Timing::of(&secs).ok_or_else(|| PipelineError::Internal("no repeats".into()))?,
-            peak_device_bytes: peak,
-        });
-        Ok(())
-    };
+    // Each row is a closure that does one repeat and returns the output to remove (outside
+    // the timing). The repeats are interleaved (row 1, 2, 3, 4, row 1, 2, ...) and each starts
+    // after a flush of the output's file system: the page cache's writeback of earlier writes
+    // drifts over a run, and timing all repeats of one row before the next put that drift
+    // into the ratios between rows.
+    type Step<'s> = Box<dyn FnMut(usize) -> Result<Option<PathBuf>> + 's>;
     let dev = if on_gpu { "GPU" } else { "CPU" };
+    let mut steps: Vec<(String, Step<'_>)> = Vec::new();
     // read only: every window, halo included, into one reused buffer
-    time(&format!("read only ({dev}, tiles of {tile})"), &mut |_| {
-        let mut host = Vec::new();
-        let mut dbuf: Option<DeviceBuffer> = None;
-        for &r in &rects {
-            let win = plan.window(r);
-            let n = plan.in_bytes(win) as usize;
-            if on_gpu {
-                if dbuf.as_ref().is_none_or(|b| b.len() < n) {
-                    dbuf = Some(DeviceBuffer::new(n.max(1))?);
+    let mut dbuf: Option<DeviceBuffer> = None;
+    let mut host = Vec::new();
+    let (plan_r, rects_r) = (&plan, &rects);
+    steps.push((
+        format!("read only ({dev}, tiles of {tile})"),
+        Box::new(move |_| {
+            for &r in rects_r {
+                let win = plan_r.window(r);
+                let n = plan_r.in_bytes(win) as usize;
+                if on_gpu {
+                    if dbuf.as_ref().is_none_or(|b| b.len() < n) {
+                        dbuf = Some(DeviceBuffer::new(n.max(1))?);
+                    }
+                    if let Some(b) = dbuf.as_mut() {
+                        input.read_device(win, b)?;
+                    }
+                } else {
+                    host.resize(n, 0);
+                    input.read_host(win, &mut host)?;
                 }
-                if let Some(b) = dbuf.as_mut() {
-                    input.read_device(win, b)?;
-                }
-            } else {
-                host.resize(n, 0);
-                input.read_host(win, &mut host)?;
             }
-        }
-        Ok(())
-    })?;
+            Ok(None)
+        }),
+    ));
     // write only: the output tiles (zeros) from memory into a new array
     let planar = plan.oc > 1;
-    time(&format!("write only ({dev}, tiles of {tile})"), &mut |k| {
-        let path = dir.join(format!("write-only-{k}.zarr"));
-        let [h, w] = plan.image;
-        let (shape, chunks) = if planar {
-            (vec![plan.oc as u64, h, w], vec![1, chunk, chunk])
-        } else {
-            (vec![h, w], vec![chunk, chunk])
-        };
-        let a = ZarrArray::create(&path, &crate::zarr::ArraySpec::new(&shape, &chunks, plan.ot))?;
-        let full = plan.out_bytes(Rect::new([0, 0], [tile.min(h), tile.min(w)])) as usize;
-        let dsrc = if on_gpu {
-            Some(DeviceBuffer::zeroed(full.max(1))?)
-        } else {
-            None
-        };
-        let hsrc = vec![0u8; if on_gpu { 0 } else { full }];
-        for &r in &rects {
-            let (o, s) = plan.out_box(r);
-            let n = plan.out_bytes(r) as usize;
-            match &dsrc {
-                Some(d) => {
-                    // SAFETY: a view of the first n bytes of `d`, which outlives it
-                    let v = unsafe { DeviceBuffer::from_raw_parts(d.device_ptr(), n) };
-                    a.write_region(&o, &s, &v, &write)?;
+    let write_ref = &write;
+    steps.push((
+        format!("write only ({dev}, tiles of {tile})"),
+        Box::new(move |k| {
+            let path = dir.join(format!("write-only-{k}.zarr"));
+            let [h, w] = plan_r.image;
+            let (shape, chunks) = if planar {
+                (vec![plan_r.oc as u64, h, w], vec![1, chunk, chunk])
+            } else {
+                (vec![h, w], vec![chunk, chunk])
+            };
+            let a = ZarrArray::create(&path, &crate::zarr::ArraySpec::new(&shape, &chunks, plan_r.ot))?;
+            let full = plan_r.out_bytes(Rect::new([0, 0], [tile.min(h), tile.min(w)])) as usize;
+            let dsrc = if on_gpu {
+                Some(DeviceBuffer::zeroed(full.max(1))?)
+            } else {
+                None
+            };
+            let hsrc = vec![0u8; if on_gpu { 0 } else { full }];
+            for &r in rects_r {
+                let (o, s) = plan_r.out_box(r);
+                let n = plan_r.out_bytes(r) as usize;
+                match &dsrc {
+                    Some(d) => {
+                        // SAFETY: a view of the first n bytes of `d`, which outlives it
+                        let v = unsafe { DeviceBuffer::from_raw_parts(d.device_ptr(), n) };
+                        a.write_region(&o, &s, &v, write_ref)?;
+                    }
+                    None => a.write_region(&o, &s, &hsrc[..n], write_ref)?,
                 }
-                None => a.write_region(&o, &s, &hsrc[..n], &write)?,
             }
-        }
-        a.finish()?;
-        let _ = std::fs::remove_dir_all(&path);
-        Ok(())
-    })?;
+            a.finish()?;
+            Ok(Some(path))
+        }),
+    ));
     for (name, mode) in [("tiled", Mode::Tiled { tile }), ("global", Mode::Global)] {
         let mut o = opts.clone();
         o.mode = mode;
         o.device = if on_gpu { Device::Gpu } else { Device::Cpu };
-        time(&format!("{name} read + filter + write ({dev})"), &mut |k| {
-            let path = dir.join(format!("{name}-{k}.zarr"));
-            let out = Output::Zarr {
-                path: path.clone(),
-                // one chunk: no pyramid level after level 0
-                chunk: Some(chunk),
-                compression: crate::zarr::Compression::None,
-            };
-            level0_only(input, &out, &o)?;
-            let _ = std::fs::remove_dir_all(&path);
-            Ok(())
-        })?;
+        steps.push((
+            format!("{name} read + filter + write ({dev})"),
+            Box::new(move |k| {
+                let path = dir.join(format!("{name}-{k}.zarr"));
+                let out = Output::Zarr {
+                    path: path.clone(),
+                    // one chunk: no pyramid level after level 0
+                    chunk: Some(chunk),
+                    compression: crate::zarr::Compression::None,
+                };
+                level0_only(input, &out, &o)?;
+                Ok(Some(path))
+            }),
+        ));
+    }
+    let mut secs = vec![Vec::new(); steps.len()];
+    let mut peaks = vec![0u64; steps.len()];
+    for k in 0..repeats.max(1) {
+        for (i, (_, step)) in steps.iter_mut().enumerate() {
+            flush_fs(dir);
+            gpu::reset_peak_device_bytes();
+            let base = gpu::device_bytes();
+            let t = Instant::now();
+            let made = step(k)?;
+            secs[i].push(t.elapsed().as_secs_f64());
+            peaks[i] = peaks[i].max(gpu::peak_device_bytes().saturating_sub(base));
+            if let Some(p) = made {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, (what, _)) in steps.iter().enumerate() {
+        rows.push(ComparisonRow {
+            what: what.clone(),
+            timing: crate::bench::Timing::of(&secs[i]).ok_or_else(|| PipelineError::Internal("no repeats".into()))?,
+            peak_device_bytes: peaks[i],
+        });
     }
     Ok(rows)
+}
+
+/// Flushes the file system holding `dir` (best effort: a benchmark's starting state, not data
+/// safety).
+fn flush_fs(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs on a descriptor this function owns for the call.
+        unsafe {
+            libc::syncfs(f.as_raw_fd());
+        }
+    }
 }
 
 /// [`run`] writing level 0 only (the comparison leaves the pyramid out of every row).

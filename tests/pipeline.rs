@@ -341,6 +341,33 @@ fn a_failed_write_with_tiles_in_flight_ends_with_the_error() {
     assert!(r.is_err(), "a run whose output folder vanished succeeded");
 }
 
+/// The seeds' comparison on the CPU: four rows (read only, write only, tiled, global), each
+/// timed, and no output left behind in the scratch folder.
+#[test]
+fn compare_times_four_rows_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tif, _) = rgb_tiff(dir.path());
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let input = Input::open(&tif, 0).unwrap();
+    let mut o = opts(Filter::sobel(), Mode::Tiled { tile: 32 }, Device::Cpu);
+    o.durable = false;
+    let rows = tiledio::pipeline::compare(&input, &scratch, &o, 2).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r.what.split(' ').next().unwrap()).collect();
+    assert_eq!(names, ["read", "write", "tiled", "global"]);
+    for r in &rows {
+        assert!(
+            r.timing.min > 0.0 && r.timing.min <= r.timing.median && r.timing.median <= r.timing.max,
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "outputs left in the scratch folder"
+    );
+}
+
 /// zarr-python reads the OME-Zarr output (the multiscales and level 0's values).
 #[test]
 fn zarr_python_reads_the_output() {
