@@ -3,12 +3,17 @@
 //!
 //! Every measurement checks its bytes against a reference read before it is timed, then times
 //! `repeats` runs and reports the median with the minimum and maximum ([`Timing`]).
+//!
+//! The rows of `tiledio bench ptycho` are in [`ptycho`] (frames from a `.npy` file, the fused
+//! kernel, loopback ZeroMQ streams, bitshuffle-LZ4 streams, pyzmq and JAX peers).
 
 use crate::io::gpu::DeviceBuffer;
 use crate::io::{FileHandle, ReadRange, Settings};
 use crate::tiff::Slide;
 use std::path::Path;
 use std::time::Instant;
+
+pub mod ptycho;
 
 /// What can stop a measurement.
 #[derive(Debug, thiserror::Error)]

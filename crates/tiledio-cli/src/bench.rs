@@ -61,6 +61,61 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         repeats: usize,
     },
+    /// The ptychography targets: a page-cached .npy stack → preprocess → GPU memory (file), the
+    /// fused kernel on a resident batch (kernel), loopback ZeroMQ → pipeline in the tiledio JSON
+    /// format (stream) and as DECTRIS Stream V2 with bitshuffle-LZ4 (bslz4), the same Eiger-like
+    /// frames from an HDF5 file of bitshuffle-LZ4 chunks (hdf5), and pyzmq / JAX beside ours
+    /// (peers). Medians of the repeats with min and max; each row says its device and
+    /// I/O path. Generated inputs are removed afterwards (unless --keep).
+    ///
+    /// Example: tiledio bench ptycho --rows file,stream --device gpu --json
+    Ptycho {
+        /// Where the inputs are generated (default: the system temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep the generated inputs in --dir (and reuse them next time).
+        #[arg(long)]
+        keep: bool,
+        /// Frames of the stack and the stream (default 512; --quick: 32). The bslz4 and hdf5 rows
+        /// take four times as many (smaller) frames.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Frame shape H,W.
+        #[arg(long, value_parser = parse_shape)]
+        shape: Option<(usize, usize)>,
+        /// Crop side (default 1024).
+        #[arg(long)]
+        crop: Option<usize>,
+        /// Bin factor (default 2).
+        #[arg(long)]
+        bin: Option<usize>,
+        /// Timed repeats per row (default 5; --quick: 1).
+        #[arg(long)]
+        repeats: Option<usize>,
+        /// auto (the GPU when there is one), gpu or cpu.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
+        device: String,
+        /// Rows: file, kernel, stream, bslz4, hdf5, peers, or all.
+        #[arg(long, default_value = "all")]
+        rows: String,
+        /// A tiny run (32 frames, one repeat) for CI.
+        #[arg(long)]
+        quick: bool,
+        /// Print the rows as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize), String> {
+    let v: Vec<&str> = s.split(',').map(str::trim).collect();
+    match v[..] {
+        [h, w] => Ok((
+            h.parse().map_err(|e| format!("height {h:?}: {e}"))?,
+            w.parse().map_err(|e| format!("width {w:?}: {e}"))?,
+        )),
+        _ => Err(format!("{s:?} is not H,W")),
+    }
 }
 
 /// How each benchmark row is run.
@@ -82,6 +137,44 @@ pub(crate) struct Runs {
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Ptycho {
+            dir,
+            keep,
+            frames,
+            shape,
+            crop,
+            bin,
+            repeats,
+            device,
+            rows,
+            quick,
+            json,
+        } => {
+            use tiledio::bench::ptycho::{PtychoBenchOptions, RowKind};
+            let mut o = if quick {
+                PtychoBenchOptions::quick()
+            } else {
+                PtychoBenchOptions::default()
+            };
+            o.dir = dir;
+            o.keep = keep;
+            if let Some(n) = frames {
+                o.frames = n;
+                o.eiger_frames = n.saturating_mul(4);
+                o.kernel_frames = 256; // at most the frames
+            }
+            o.shape = shape.unwrap_or(o.shape);
+            o.crop = crop.unwrap_or(o.crop);
+            o.bin = bin.unwrap_or(o.bin);
+            o.repeats = repeats.unwrap_or(o.repeats);
+            o.device = match device.as_str() {
+                "gpu" => tiledio::ptycho::Device::Gpu,
+                "cpu" => tiledio::ptycho::Device::Cpu,
+                _ => tiledio::ptycho::Device::Auto,
+            };
+            o.rows = RowKind::parse_list(&rows)?;
+            ptycho(&o, json)
+        }
         BenchCommand::Pipeline {
             file,
             dir,
@@ -282,6 +375,105 @@ fn slide(
                 );
             }
         }
+    }
+    Ok(())
+}
+
+fn ptycho(o: &tiledio::bench::ptycho::PtychoBenchOptions, json: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    use tiledio::bench::ptycho::{self, RowStatus};
+    let tty = std::io::stderr().is_terminal();
+    let rows = ptycho::run(o, &mut |m| {
+        if tty {
+            eprintln!("{m}");
+        }
+    })?;
+    if json {
+        println!("{}", ptycho::to_json(&rows));
+    } else {
+        println!(
+            "{} frames of {}x{} u16, crop {}, bin {}; bslz4: {} frames of {}x{}, crop {}, bin {}; {} repeats (median, min-max)",
+            o.frames,
+            o.shape.0,
+            o.shape.1,
+            o.crop,
+            o.bin,
+            o.eiger_frames,
+            o.eiger_shape.0,
+            o.eiger_shape.1,
+            o.eiger_crop,
+            o.eiger_bin,
+            o.repeats
+        );
+        println!(
+            "\n{:<20} {:<5} {:>7} {:>10} {:>19} {:>8} {:>9} {:>5} {:>15} {:>6}  target",
+            "row", "dev", "frames", "frames/s", "min-max", "GB/s", "us/frame", "lost", "p50/p99 ms", "ratio"
+        );
+        for r in &rows {
+            let dev = if r.device.starts_with("gpu") {
+                "gpu"
+            } else if r.device.starts_with("cpu") {
+                "cpu"
+            } else {
+                "-"
+            };
+            let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+            let target = r.goal.as_ref().map_or(String::new(), |g| {
+                format!(
+                    "{} {}",
+                    g.text,
+                    match g.met {
+                        Some(true) => "(met)",
+                        Some(false) => "(NOT met)",
+                        None => "",
+                    }
+                )
+            });
+            match &r.status {
+                RowStatus::Measured => println!(
+                    "{:<20} {:<5} {:>7} {:>10} {:>19} {:>8} {:>9} {:>5} {:>15} {:>6}  {}",
+                    r.name,
+                    dev,
+                    r.frames,
+                    opt(r.fps(), 0),
+                    r.fps_range().map_or("-".into(), |(a, b)| format!("{a:.0}-{b:.0}")),
+                    opt(r.gbps(), 2),
+                    opt(r.us_per_frame(), 1),
+                    r.lost.map_or("-".into(), |l| l.to_string()),
+                    match (r.latency_p50, r.latency_p99) {
+                        (Some(a), Some(b)) => format!("{:.1}/{:.1}", a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3),
+                        _ => "-".into(),
+                    },
+                    opt(r.ratio, 2),
+                    target.trim_end()
+                ),
+                RowStatus::Missing(why) => println!("{:<20} missing: {why}", r.name),
+                RowStatus::Failed(why) => println!("{:<20} FAILED: {why}", r.name),
+            }
+        }
+        println!();
+        for r in &rows {
+            println!("{}: {}", r.name, r.what);
+            if !r.device.is_empty() {
+                println!("    device: {}", r.device);
+            }
+            if !r.io.is_empty() {
+                println!("    I/O: {}", r.io);
+            }
+            if !r.note.is_empty() {
+                println!("    {}", r.note);
+            }
+        }
+    }
+    let failed: Vec<String> = rows
+        .iter()
+        .filter_map(|r| match &r.status {
+            RowStatus::Failed(why) => Some(format!("{}: {why}", r.name)),
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!("{} row(s) failed: {}", failed.len(), failed.join("; "));
     }
     Ok(())
 }
