@@ -159,9 +159,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             o.dir = dir;
             o.keep = keep;
             if let Some(n) = frames {
-                o.frames = n;
-                o.eiger_frames = n.saturating_mul(4);
-                o.kernel_frames = 256; // at most the frames
+                o.set_frames(n);
             }
             o.shape = shape.unwrap_or(o.shape);
             o.crop = crop.unwrap_or(o.crop);
