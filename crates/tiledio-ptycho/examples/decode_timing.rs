@@ -6,7 +6,11 @@ fn main() {
     let mut s = 1u64;
     for i in 0..n {
         s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let v: u16 = if (s >> 33).is_multiple_of(7) { ((s >> 40) % 5) as u16 } else { 0 };
+        let v: u16 = if (s >> 33).is_multiple_of(7) {
+            ((s >> 40) % 5) as u16
+        } else {
+            0
+        };
         data[2 * i..2 * i + 2].copy_from_slice(&v.to_le_bytes());
     }
     let chunk = tiledio_ptycho::encode_bitshuffle_lz4(&data, 2, 0).expect("encode");
