@@ -38,7 +38,7 @@ into a tiled TIFF or an OME-Zarr image.
                    anything else: an OME-Zarr folder (must not exist)
   --reference REF  fit the target stains from this slide's level 0 (default: cuCIM's
                    reference stain matrix and maximum concentrations)
-  --tile N         tile edge in pixels (default 2048, at least 16)
+  --tile N         tile edge in pixels (default 4096, at least 16)
   --device D       auto (the GPU if there is one, default), gpu, or cpu (the map; fits run on the CPU)
   --level L        the slide level to normalise (default 0)
   -h, --help       this text";
@@ -64,7 +64,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
     if args.is_empty() {
         return Ok(Cli::Demo);
     }
-    let (mut tile, mut device, mut level, mut reference) = (2048u64, Device::Auto, 0usize, None);
+    let (mut tile, mut device, mut level, mut reference) = (4096u64, Device::Auto, 0usize, None);
     let mut paths = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {

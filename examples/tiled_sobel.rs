@@ -33,7 +33,7 @@ into an OME-Zarr image with its pyramid.
 
   SLIDE            a tiled TIFF / SVS / OME-TIFF (or a Zarr array)
   OUT.zarr         the OME-Zarr output folder (must not exist)
-  --tile N         tile edge in pixels (default 2048, at least 16)
+  --tile N         tile edge in pixels (default 4096, at least 16)
   --device D       auto (the GPU if there is one, default), gpu, or cpu
   --level L        the slide level to filter (default 0)
   -h, --help       this text";
@@ -58,7 +58,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
     if args.is_empty() {
         return Ok(Cli::Demo);
     }
-    let (mut tile, mut device, mut level) = (2048u64, Device::Auto, 0usize);
+    let (mut tile, mut device, mut level) = (4096u64, Device::Auto, 0usize);
     let mut paths = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {

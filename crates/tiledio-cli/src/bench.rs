@@ -41,7 +41,7 @@ pub(crate) enum BenchCommand {
     /// The round trip of the seeds' comparison: read only, write only, tiled and global
     /// read + Sobel + uncompressed Zarr write of a level, medians over repeats.
     ///
-    /// Example: tiledio bench pipeline slide.tif --dir /scratch --tile 2048
+    /// Example: tiledio bench pipeline slide.tif --dir /scratch --tile 4096
     Pipeline {
         /// A tiled TIFF (level 0) or a Zarr array.
         file: PathBuf,
@@ -49,7 +49,7 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         dir: PathBuf,
         /// Tile edge.
-        #[arg(long, default_value_t = 2048)]
+        #[arg(long, default_value_t = 4096)]
         tile: u64,
         /// GPU memory the tiles in flight may take, in MiB.
         #[arg(long, default_value_t = 2048)]

@@ -16,7 +16,7 @@ pub(crate) struct FilterArgs {
     pub output: PathBuf,
     /// Tile edge in pixels (tiles are filtered with a halo from their neighbours: the result
     /// equals --global exactly).
-    #[arg(long, default_value_t = 2048, conflicts_with = "global")]
+    #[arg(long, default_value_t = 4096, conflicts_with = "global")]
     pub tile: u64,
     /// Read the whole level, filter it and write it at once (needs memory for all of it).
     #[arg(long)]

@@ -71,7 +71,7 @@ enum Command {
     /// Sobel edge magnitude (scikit-image's `sobel`) of a slide level or Zarr array, tile by
     /// tile with halos, into OME-Zarr (with its pyramid) or a tiled TIFF of float32.
     ///
-    /// Example: tiledio sobel slide.svs edges.zarr --tile 2048 --device auto
+    /// Example: tiledio sobel slide.svs edges.zarr --tile 4096 --device auto
     Sobel {
         #[command(flatten)]
         args: cmd_filter::FilterArgs,
