@@ -336,7 +336,8 @@ impl MultiscaleWriter {
     /// own [`WriteOptions`](crate::WriteOptions).
     ///
     /// ```
-    /// use tiledio_zarr::{Durability, MultiscaleWriter, OmeVersion};
+    /// use tiledio_zarr::Durability;
+    /// use tiledio_zarr::ome::{MultiscaleWriter, OmeVersion};
     /// # let dir = tempfile::tempdir()?;
     /// let w = MultiscaleWriter::create(dir.path().join("x.zarr"), OmeVersion::V05)?.with_durability(Durability::None);
     /// # drop(w);
