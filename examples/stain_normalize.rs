@@ -20,9 +20,10 @@
 //! failed run.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+use tiledio::demo::{SyntheticHe, synthetic_he_slide};
 use tiledio::kernels::{MacenkoNormalizer, MacenkoParams};
 use tiledio::pipeline::{Device, Filter, Input, Mode, Output, PipelineOptions, fit_macenko, run};
 
@@ -254,8 +255,19 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let (h, w) = (384, 512);
     let slide = dir.path().join("synthetic_he.tif");
     let reference = dir.path().join("synthetic_reference.tif");
-    write_synthetic_he(&slide, h, w, [[0.55, 0.75, 0.36], [0.12, 0.95, 0.20]], 0.7, 1)?;
-    write_synthetic_he(&reference, 256, 256, [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]], 1.0, 2)?;
+    let he = |stains: [[f64; 3]; 2], strength, seed: u64| SyntheticHe {
+        stains: stains.map(unit),
+        strength,
+        state: seed.wrapping_mul(0x2545_f491_4f6c_dd1d),
+        tile: 128,
+    };
+    synthetic_he_slide(&slide, h, w, &he([[0.55, 0.75, 0.36], [0.12, 0.95, 0.20]], 0.7, 1))?;
+    synthetic_he_slide(
+        &reference,
+        256,
+        256,
+        &he([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]], 1.0, 2),
+    )?;
     println!(
         "no arguments: a synthetic {w} x {h} H&E-like slide, normalised to the stains of a second one, \
          in {} (removed at exit); run with --help for the usage",
@@ -271,70 +283,10 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
-/// Writes a deterministic H&E-like RGB u8 image as a tiled TIFF: smooth haematoxylin and eosin
-/// concentrations (scaled by `strength`) with the stain vectors `stains` (H, E), dark round
-/// nuclei, a white background corner and a little noise, through Beer-Lambert (`240 exp(-OD)`).
-fn write_synthetic_he(
-    path: &Path,
-    h: usize,
-    w: usize,
-    stains: [[f64; 3]; 2],
-    strength: f64,
-    seed: u64,
-) -> Result<(), Box<dyn std::error::Error>> {
-    // splitmix64: a reproducible stream without a dependency
-    let mut state = seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let norm = |v: [f64; 3]| {
-        let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-        [v[0] / n, v[1] / n, v[2] / n]
-    };
-    let (hv, ev) = (norm(stains[0]), norm(stains[1]));
-    let s = h.max(w) as f64;
-    let mut conc: Vec<[f64; 2]> = (0..h * w)
-        .map(|i| {
-            let (y, x) = ((i / w) as f64 / s, (i % w) as f64 / s);
-            [
-                0.5 * (0.5 + 0.5 * (6.0 * x + 4.0 * y).sin()),
-                0.9 * (0.5 + 0.5 * (5.0 * y - 3.0 * x).cos()),
-            ]
-        })
-        .collect();
-    for _ in 0..h * w / 2500 {
-        let (cy, cx, r) = (next() * h as f64, next() * w as f64, 4.0 + 6.0 * next());
-        let extra = 0.8 + 0.6 * next();
-        let (y0, y1) = ((cy - r).max(0.0) as usize, ((cy + r) as usize + 1).min(h));
-        let (x0, x1) = ((cx - r).max(0.0) as usize, ((cx + r) as usize + 1).min(w));
-        for y in y0..y1 {
-            for x in x0..x1 {
-                if (y as f64 - cy).powi(2) + (x as f64 - cx).powi(2) <= r * r {
-                    conc[y * w + x][0] += extra;
-                }
-            }
-        }
-    }
-    let mut px = Vec::with_capacity(h * w * 3);
-    for (i, c) in conc.iter().enumerate() {
-        let background = i / w < h / 4 && i % w >= w - w / 3;
-        let grain = strength * (0.7 + 0.3 * next());
-        for k in 0..3 {
-            let v = if background {
-                243.0
-            } else {
-                240.0 * (-(grain * (c[0] * hv[k] + c[1] * ev[k]))).exp()
-            };
-            px.push((v + 4.0 * (next() - 0.5)).round().clamp(0.0, 255.0) as u8);
-        }
-    }
-    let img = tiledio::tiff::HostImage::from_u8(h, w, 3, px)?;
-    tiledio::tiff::write_pyramid(path, &img, &tiledio::tiff::WriteOptions::default().tile(128))?;
-    Ok(())
+/// `v` scaled to unit length (stain vectors are directions).
+fn unit(v: [f64; 3]) -> [f64; 3] {
+    let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+    [v[0] / n, v[1] / n, v[2] / n]
 }
 
 fn main() -> ExitCode {

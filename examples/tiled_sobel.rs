@@ -17,9 +17,10 @@
 //! Errors are one line on stderr: exit status 2 for bad arguments, 1 for a failed run.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+use tiledio::demo::{SyntheticHe, synthetic_he_slide};
 use tiledio::kernels::SobelOutput;
 use tiledio::pipeline::{Device, Filter, Input, Mode, Output, PipelineOptions, PipelineReport, run};
 use tiledio::zarr::ZarrArray;
@@ -228,7 +229,13 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let slide = dir.path().join("synthetic_he.tif");
     let (h, w) = (768, 1024);
-    write_synthetic_he(&slide, h, w, 256)?;
+    let he = SyntheticHe {
+        stains: [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]],
+        strength: 1.0,
+        state: 0x9e37_79b9_7f4a_7c15,
+        tile: 256,
+    };
+    synthetic_he_slide(&slide, h, w, &he)?;
     println!(
         "no arguments: a synthetic {w} x {h} H&E-like slide in {} (removed at exit); \
          run with --help for the usage",
@@ -241,62 +248,6 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
         device: Device::Auto,
         level: 0,
     })
-}
-
-/// Writes a deterministic H&E-like RGB u8 image as a tiled TIFF: smooth haematoxylin and eosin
-/// concentrations, dark round nuclei, a white background corner and a little noise, through
-/// Beer-Lambert (`240 exp(-OD)`).
-fn write_synthetic_he(path: &Path, h: usize, w: usize, tile: u32) -> Result<(), Box<dyn std::error::Error>> {
-    // splitmix64: a reproducible stream without a dependency
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let hv = [0.65, 0.70, 0.29];
-    let ev = [0.07, 0.99, 0.11];
-    let s = h.max(w) as f64;
-    let mut conc: Vec<[f64; 2]> = (0..h * w)
-        .map(|i| {
-            let (y, x) = ((i / w) as f64 / s, (i % w) as f64 / s);
-            [
-                0.5 * (0.5 + 0.5 * (6.0 * x + 4.0 * y).sin()),
-                0.9 * (0.5 + 0.5 * (5.0 * y - 3.0 * x).cos()),
-            ]
-        })
-        .collect();
-    for _ in 0..h * w / 2500 {
-        let (cy, cx, r) = (next() * h as f64, next() * w as f64, 4.0 + 6.0 * next());
-        let extra = 0.8 + 0.6 * next();
-        let (y0, y1) = ((cy - r).max(0.0) as usize, ((cy + r) as usize + 1).min(h));
-        let (x0, x1) = ((cx - r).max(0.0) as usize, ((cx + r) as usize + 1).min(w));
-        for y in y0..y1 {
-            for x in x0..x1 {
-                if (y as f64 - cy).powi(2) + (x as f64 - cx).powi(2) <= r * r {
-                    conc[y * w + x][0] += extra;
-                }
-            }
-        }
-    }
-    let mut px = Vec::with_capacity(h * w * 3);
-    for (i, c) in conc.iter().enumerate() {
-        let background = i / w < h / 4 && i % w >= w - w / 3;
-        let grain = 0.7 + 0.3 * next();
-        for k in 0..3 {
-            let v = if background {
-                243.0
-            } else {
-                240.0 * (-(grain * (c[0] * hv[k] + c[1] * ev[k]))).exp()
-            };
-            px.push((v + 4.0 * (next() - 0.5)).round().clamp(0.0, 255.0) as u8);
-        }
-    }
-    let img = tiledio::tiff::HostImage::from_u8(h, w, 3, px)?;
-    tiledio::tiff::write_pyramid(path, &img, &tiledio::tiff::WriteOptions::default().tile(tile))?;
-    Ok(())
 }
 
 fn main() -> ExitCode {
