@@ -212,7 +212,7 @@ pub struct SyntheticHe {
 /// let path = dir.path().join("he.tif");
 /// let he = SyntheticHe { stains: [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]], strength: 1.0, state: 1, tile: 64 };
 /// synthetic_he_slide(&path, 100, 120, &he)?;
-/// assert_eq!(tiledio::tiff::Slide::open(&path)?.level_dimensions(0), (120, 100));
+/// assert_eq!(tiledio::tiff::Slide::open(&path)?.level_dimensions()[0], (120, 100));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
