@@ -30,6 +30,7 @@ use tiledio::kernels::{MacenkoNormalizer, MacenkoParams, SobelOutput};
 use tiledio::pipeline::{Device, Filter, Input, Mode, Output, PipelineOptions, fit_macenko, run};
 use tiledio::tiff::Slide;
 use tiledio::zarr::ZarrArray;
+use tiledio_test_support::npy::Npy;
 
 /// Rows and columns of the fixture.
 const H: usize = 118;
@@ -40,67 +41,13 @@ const TOL: f64 = 2.5e-7;
 /// nor 104.
 const MODES: [Mode; 3] = [Mode::Global, Mode::Tiled { tile: 48 }, Mode::Tiled { tile: 100 }];
 
+/// A pipeline fixture's array.
+fn load(name: &str) -> Npy {
+    Npy::load(&fixture(name))
+}
+
 fn fixture(name: &str) -> std::path::PathBuf {
     tiledio_test_support::testdata("pipeline").join(name)
-}
-
-/// A `.npy` array: its dtype descr (`<f4`, `<f8`, `|u1`), shape and raw data.
-struct Npy {
-    descr: String,
-    shape: Vec<usize>,
-    data: Vec<u8>,
-}
-
-impl Npy {
-    fn load(name: &str) -> Npy {
-        let path = fixture(name);
-        let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(&b[..6], b"\x93NUMPY", "{name}: not a .npy file");
-        let (hlen, start) = if b[6] == 1 {
-            (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
-        } else {
-            (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
-        };
-        let header = std::str::from_utf8(&b[start..start + hlen]).unwrap();
-        let field = |key: &str| {
-            let at = header.find(key).unwrap_or_else(|| panic!("{name}: no {key}")) + key.len();
-            header[at..].trim_start_matches([' ', ':']).to_string()
-        };
-        let descr = field("'descr'")[1..4].to_string();
-        assert!(field("'fortran_order'").starts_with("False"), "{name}: Fortran order");
-        let s = field("'shape'");
-        let shape = s[1..s.find(')').unwrap()]
-            .split(',')
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| t.trim().parse().unwrap())
-            .collect();
-        Npy {
-            descr,
-            shape,
-            data: b[start + hlen..].to_vec(),
-        }
-    }
-
-    fn f64s(&self) -> Vec<f64> {
-        match self.descr.as_str() {
-            "<f4" => self
-                .data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                .collect(),
-            "<f8" => self
-                .data
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            d => panic!("expected a float array, not {d}"),
-        }
-    }
-
-    fn u8s(&self) -> Vec<u8> {
-        assert!(self.descr == "|u1" || self.descr == "<u1", "{}", self.descr);
-        self.data.clone()
-    }
 }
 
 /// The fixture's pixels as tiledio reads them (`H × W × 3`).
@@ -154,15 +101,15 @@ fn max_rel(got: &[f32], want: &[f64]) -> f64 {
 /// bit.
 fn check_float(filter: Filter, want_file: &str, chw_from_hwc: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let npy = Npy::load(want_file);
-    let mut want = npy.f64s();
+    let npy = load(want_file);
+    let mut want = npy.floats();
     let c = filter.out_channels();
     if chw_from_hwc {
         // scikit-image's (H, W, C) → the OME-Zarr output's (C, H, W)
-        assert_eq!(npy.shape, [H, W, c]);
+        assert_eq!(npy.shape, [H as u64, W as u64, c as u64]);
         want = (0..c * H * W).map(|i| want[(i % (H * W)) * c + i / (H * W)]).collect();
     } else {
-        assert_eq!(npy.shape, [H, W]);
+        assert_eq!(npy.shape, [H as u64, W as u64]);
     }
     let shape: Vec<u64> = if c > 1 {
         vec![c as u64, H as u64, W as u64]
@@ -227,8 +174,8 @@ fn macenko_matches_the_whole_image_and_cucim() {
     }
     // the tile-by-tile fit and its map against cuCIM's algorithm on the whole image
     let fit = fits[0];
-    let want_stain = Npy::load("macenko_stain.npy").f64s();
-    let want_max = Npy::load("macenko_maxc.npy").f64s();
+    let want_stain = load("macenko_stain.npy").f64s();
+    let want_max = load("macenko_maxc.npy").f64s();
     let stain_err = (0..6)
         .map(|i| (fit.stains[i / 2][i % 2] - want_stain[i]).abs())
         .fold(0.0, f64::max);
@@ -237,8 +184,8 @@ fn macenko_matches_the_whole_image_and_cucim() {
         .fold(0.0, f64::max);
     let mut want = vec![0u8; px.len()];
     fit.host(&px, &mut want).unwrap();
-    let cucim = Npy::load("macenko_out.npy");
-    assert_eq!(cucim.shape, [H, W, 3]);
+    let cucim = load("macenko_out.npy");
+    assert_eq!(cucim.shape, [H as u64, W as u64, 3]);
     let cucim = cucim.u8s();
     let diffs: Vec<u8> = want.iter().zip(&cucim).map(|(&a, &b)| a.abs_diff(b)).collect();
     let off = diffs.iter().filter(|&&d| d > 0).count();

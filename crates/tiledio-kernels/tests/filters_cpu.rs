@@ -13,65 +13,21 @@ use tiledio_kernels::{
     ColourMap, ColourOp, MacenkoNormalizer, MacenkoParams, Rect, Sobel, SobelOutput, StainAngles, StainConcentrations,
     StainCovariance,
 };
+use tiledio_test_support::npy::Npy;
 use tiledio_test_support::random::random_samples;
 
-/// A `.npy` array: its dtype descr (`<u1`, `<u2`, `<f4`, `<f8`), shape and raw data.
-struct Npy {
-    descr: String,
-    shape: Vec<u64>,
-    data: Vec<u8>,
+/// A kernels fixture in `testdata/kernels/`.
+fn load(name: &str) -> Npy {
+    Npy::load(&tiledio_test_support::testdata("kernels").join(name))
 }
 
-impl Npy {
-    fn load(name: &str) -> Npy {
-        let path = tiledio_test_support::testdata("kernels").join(name);
-        let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(&b[..6], b"\x93NUMPY", "{name}: not a .npy file");
-        let (hlen, start) = if b[6] == 1 {
-            (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
-        } else {
-            (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
-        };
-        let header = std::str::from_utf8(&b[start..start + hlen]).unwrap();
-        let field = |key: &str| {
-            let at = header.find(key).unwrap_or_else(|| panic!("{name}: no {key}")) + key.len();
-            header[at..].trim_start_matches([' ', ':']).to_string()
-        };
-        let descr = field("'descr'")[1..4].to_string();
-        assert!(field("'fortran_order'").starts_with("False"), "{name}: Fortran order");
-        let s = field("'shape'");
-        let shape = s[1..s.find(')').unwrap()]
-            .split(',')
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| t.trim().parse().unwrap())
-            .collect();
-        Npy {
-            descr,
-            shape,
-            data: b[start + hlen..].to_vec(),
-        }
-    }
-
-    fn f64s(&self) -> Vec<f64> {
-        assert_eq!(self.descr, "<f8");
-        self.data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    }
-
-    fn u8s(&self) -> Vec<u8> {
-        assert!(self.descr == "|u1" || self.descr == "<u1");
-        self.data.clone()
-    }
-
-    fn element(&self) -> ElementType {
-        match self.descr.as_str() {
-            "<u1" | "|u1" => ElementType::U8,
-            "<u2" => ElementType::U16,
-            "<f4" => ElementType::F32,
-            d => panic!("unexpected dtype {d}"),
-        }
+/// The element type of a fixture's dtype.
+fn element(n: &Npy) -> ElementType {
+    match n.descr.as_str() {
+        "<u1" | "|u1" => ElementType::U8,
+        "<u2" => ElementType::U16,
+        "<f4" => ElementType::F32,
+        d => panic!("unexpected dtype {d}"),
     }
 }
 
@@ -85,7 +41,7 @@ fn max_rel(got: &[f32], want: &[f64], scale: f64) -> f64 {
 }
 
 fn grey_scale(img: &Npy) -> f64 {
-    if img.element() == ElementType::F32 {
+    if element(&img) == ElementType::F32 {
         img.data
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()).abs() as f64)
@@ -98,7 +54,7 @@ fn grey_scale(img: &Npy) -> f64 {
 #[test]
 fn sobel_matches_scikit_image() {
     for name in ["u8", "u16", "f32", "rgb_u8", "rgb_u16", "rgb_f32"] {
-        let img = Npy::load(&format!("sobel_{name}.npy"));
+        let img = load(&format!("sobel_{name}.npy"));
         let channels = if img.shape.len() == 3 { 3 } else { 1 };
         let shape = [img.shape[0], img.shape[1]];
         let scale = grey_scale(&img);
@@ -107,8 +63,8 @@ fn sobel_matches_scikit_image() {
             ("h", SobelOutput::Horizontal),
             ("v", SobelOutput::Vertical),
         ] {
-            let want = Npy::load(&format!("sobel_{name}_{tag}.npy")).f64s();
-            let s = Sobel::whole(img.element(), channels, shape, what).unwrap();
+            let want = load(&format!("sobel_{name}_{tag}.npy")).f64s();
+            let s = Sobel::whole(element(&img), channels, shape, what).unwrap();
             let mut got = vec![0f32; s.output_pixels()];
             s.host(&img.data, &mut got).unwrap();
             let err = max_rel(&got, &want, scale);
@@ -256,7 +212,7 @@ fn sobel_refuses_bad_arguments() {
 
 #[test]
 fn colour_matches_scikit_image() {
-    let rgb = Npy::load("colour_rgb_u8.npy");
+    let rgb = load("colour_rgb_u8.npy");
     let pixels = (rgb.shape[0] * rgb.shape[1]) as usize;
     for (op, file) in [
         (ColourOp::Gray, "colour_gray.npy"),
@@ -271,15 +227,15 @@ fn colour_matches_scikit_image() {
         let m = ColourMap::new(op, ElementType::U8, pixels).unwrap();
         let mut got = vec![0f32; m.output_values()];
         m.host(&rgb.data, &mut got).unwrap();
-        let err = max_rel(&got, &Npy::load(file).f64s(), 1.0);
+        let err = max_rel(&got, &load(file).f64s(), 1.0);
         println!("{op:?}: max |ours - reference| / (|reference| + 1) = {err:.3e}");
         assert!(err <= 1e-6, "{op:?}: {err:e}");
     }
-    let hed = Npy::load("colour_hed_f32.npy");
+    let hed = load("colour_hed_f32.npy");
     let m = ColourMap::new(ColourOp::HedToRgb, ElementType::F32, pixels).unwrap();
     let mut got = vec![0f32; m.output_values()];
     m.host(&hed.data, &mut got).unwrap();
-    let err = max_rel(&got, &Npy::load("colour_hed2rgb.npy").f64s(), 1.0);
+    let err = max_rel(&got, &load("colour_hed2rgb.npy").f64s(), 1.0);
     println!("hed2rgb: max |ours - skimage| / (|skimage| + 1) = {err:.3e}");
     assert!(err <= 1e-6, "hed2rgb: {err:e}");
 }
@@ -288,7 +244,7 @@ fn colour_matches_scikit_image() {
 fn colour_input_types_agree() {
     // the same image as u8, as u16 (v * 257) and as f32 (v / 255 in f32) gives the same grey
     // and stains to within float32 rounding of the input
-    let rgb = Npy::load("colour_rgb_u8.npy").u8s();
+    let rgb = load("colour_rgb_u8.npy").u8s();
     let n = rgb.len() / 3;
     let u16s: Vec<u8> = rgb.iter().flat_map(|&v| (v as u16 * 257).to_ne_bytes()).collect();
     let f32s: Vec<u8> = rgb.iter().flat_map(|&v| (v as f32 / 255.0).to_ne_bytes()).collect();
@@ -337,10 +293,10 @@ fn colour_refuses_bad_arguments() {
 
 #[test]
 fn macenko_matches_cucim_algorithm() {
-    let img = Npy::load("macenko_rgb_u8.npy").u8s();
+    let img = load("macenko_rgb_u8.npy").u8s();
     let n = MacenkoNormalizer::fit(&img, MacenkoParams::default()).unwrap();
-    let want_stain = Npy::load("macenko_stain.npy").f64s();
-    let want_max = Npy::load("macenko_maxc.npy").f64s();
+    let want_stain = load("macenko_stain.npy").f64s();
+    let want_max = load("macenko_maxc.npy").f64s();
     let stain_err = (0..6)
         .map(|i| (n.stains[i / 2][i % 2] - want_stain[i]).abs())
         .fold(0.0, f64::max);
@@ -349,7 +305,7 @@ fn macenko_matches_cucim_algorithm() {
         .fold(0.0, f64::max);
     let mut out = vec![0u8; img.len()];
     n.host(&img, &mut out).unwrap();
-    let want = Npy::load("macenko_out.npy").u8s();
+    let want = load("macenko_out.npy").u8s();
     let diffs: Vec<i32> = out
         .iter()
         .zip(&want)
@@ -369,7 +325,7 @@ fn macenko_matches_cucim_algorithm() {
 
 #[test]
 fn macenko_tile_by_tile_equals_whole_image() {
-    let img = Npy::load("macenko_rgb_u8.npy").u8s();
+    let img = load("macenko_rgb_u8.npy").u8s();
     let p = MacenkoParams::default();
     let whole = MacenkoNormalizer::fit(&img, p).unwrap();
     // tiles of uneven sizes (whole pixels), accumulated by two "workers" and merged
@@ -422,7 +378,7 @@ fn macenko_refuses_bad_input() {
     ] {
         assert!(StainCovariance::new(bad).is_err());
     }
-    let n = MacenkoNormalizer::fit(&Npy::load("macenko_rgb_u8.npy").u8s(), p).unwrap();
+    let n = MacenkoNormalizer::fit(&load("macenko_rgb_u8.npy").u8s(), p).unwrap();
     assert!(n.host(&[0; 4], &mut [0; 4]).is_err());
     assert!(n.host(&[0; 6], &mut [0; 5]).is_err());
 }

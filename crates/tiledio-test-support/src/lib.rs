@@ -1,5 +1,5 @@
 //! Helpers shared by the tests of the tiledio crates (a dev-dependency only): deterministic
-//! random data, the workspace's `testdata/` folder, and the Python interpreter with the interop
+//! random data, the workspace's `testdata/` folder, `.npy` fixtures, and the Python interpreter with the interop
 //! packages (tifffile, zarr-python, OpenSlide), installed on first use so a fresh machine needs
 //! nothing set up by hand.
 //!
@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 
+pub mod npy;
 pub mod python;
 
 /// Deterministic pseudo-random test data.
