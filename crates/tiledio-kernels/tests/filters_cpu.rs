@@ -41,7 +41,7 @@ fn max_rel(got: &[f32], want: &[f64], scale: f64) -> f64 {
 }
 
 fn grey_scale(img: &Npy) -> f64 {
-    if element(&img) == ElementType::F32 {
+    if element(img) == ElementType::F32 {
         img.data
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()).abs() as f64)
