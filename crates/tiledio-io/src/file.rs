@@ -560,14 +560,14 @@ pub fn read_files<'a>(reads: &[FileRead], dst: impl Into<Target<'a>>, settings: 
 
 fn create_temp(path: &Path) -> Result<(File, PathBuf)> {
     let temp = output::temp_name(path);
-    output::refuse_when_shutting_down(&temp)?;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .map_err(|e| IoError::open(&temp, e))?;
-    output::register(&temp);
+    let f = output::create_registered(&temp, || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| IoError::open(&temp, e))
+    })?;
     Ok((f, temp))
 }
 

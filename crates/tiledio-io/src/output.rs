@@ -26,8 +26,15 @@ pub(crate) fn shutting_down() -> bool {
     SHUTTING_DOWN.load(std::sync::atomic::Ordering::SeqCst)
 }
 
-pub(crate) fn register(temp: &Path) {
-    live().get_or_insert_with(HashSet::new).insert(temp.to_path_buf());
+/// Makes a temporary with `make` and registers it, both under the registry's lock, so a signal's
+/// clean-up ([`remove_temporaries`]) either waits and removes it or has already refused it:
+/// there is no moment in which it exists unregistered.
+pub(crate) fn create_registered<T>(temp: &Path, make: impl FnOnce() -> Result<T>) -> Result<T> {
+    let mut guard = live();
+    refuse_when_shutting_down(temp)?;
+    let made = make()?;
+    guard.get_or_insert_with(HashSet::new).insert(temp.to_path_buf());
+    Ok(made)
 }
 
 pub(crate) fn unregister(temp: &Path) {
@@ -45,6 +52,8 @@ pub(crate) fn unregister(temp: &Path) {
 /// tiledio_io::remove_temporaries(); // then exit: no write can start after this
 /// ```
 pub fn remove_temporaries() {
+    // the flag before the lock: a writer holding the lock finishes registering (and is then
+    // removed below); one taking it after sees the flag and makes nothing
     SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
     let paths: Vec<PathBuf> = live().take().map(|s| s.into_iter().collect()).unwrap_or_default();
     // writers still running may add files to a folder while it is removed: go again until
@@ -299,9 +308,9 @@ impl OutputDir {
         check_output(&target, &[], OutputKind::Directory)?;
         remove_stale_temporaries(&target);
         let temp = temp_name(&target);
-        refuse_when_shutting_down(&temp)?;
-        std::fs::create_dir(&temp).map_err(|e| IoError::open(&temp, e))?;
-        register(&temp);
+        create_registered(&temp, || {
+            std::fs::create_dir(&temp).map_err(|e| IoError::open(&temp, e))
+        })?;
         Ok(OutputDir {
             target,
             temp,

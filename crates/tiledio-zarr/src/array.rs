@@ -575,7 +575,14 @@ impl ZarrArray {
         let path = path.as_ref().to_path_buf();
         let meta = spec.metadata()?;
         refuse_non_empty(&path)?;
-        std::fs::create_dir_all(&path).map_err(fs_err(&path, "create folder"))?;
+        // this folder only, never its parents: the parent is a temporary folder that a signal
+        // may have removed, and it must stay removed (create_dir_all would bring it back)
+        match std::fs::create_dir(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(fs_err(&path, "create folder")(e));
+            }
+            _ => {}
+        }
         let meta_for_parts = meta.clone();
         let (zmeta, pending) = match spec.version {
             ZarrVersion::V3 => (ArrayMetadata::V3(parse_meta(&path, &meta)?), vec![("zarr.json", meta)]),
@@ -1604,5 +1611,25 @@ impl ZarrArray {
                 dst.copy_from_slice(&dec);
                 Ok(())
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_level_never_recreates_a_removed_parent_folder() {
+        // a signal's clean-up removed the group's temporary folder while a writer was about to
+        // start its next level: the level fails instead of bringing the temporary back
+        let d = tempfile::tempdir().unwrap();
+        let gone = d.path().join(".out.zarr.tiledio-1-0.tmp");
+        let spec = ArraySpec::new(&[4, 4], &[2, 2], DataType::U8);
+        assert!(ZarrArray::create_in_place(gone.join("1"), &spec).is_err());
+        assert!(!gone.exists());
+        // an existing parent is fine
+        std::fs::create_dir(&gone).unwrap();
+        ZarrArray::create_in_place(gone.join("1"), &spec).unwrap();
+        assert!(gone.join("1").is_dir());
     }
 }
