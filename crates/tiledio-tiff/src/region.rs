@@ -96,14 +96,25 @@ pub(crate) fn uncompressed_len(page: &Page, tile: usize) -> usize {
     page.stored_rows(tile) as usize * page.tile_w as usize * page.pixel_bytes()
 }
 
-/// The range reads that put each uncompressed tile in its slot of a tile-major buffer.
+/// The range reads that put each uncompressed tile in its slot of a tile-major buffer: only
+/// the rows of the tile the window needs (a tile's rows lie one after another in the file), at
+/// their place in the slot. A tile pipeline's halo of one row then costs one row of each tile
+/// above and below, not whole tiles; whole tiles still coalesce into one read.
 pub(crate) fn slot_ranges(page: &Page, jobs: &[Job]) -> Vec<ReadRange> {
     let tb = page.tile_bytes();
+    let row = page.tile_w as usize * page.pixel_bytes();
     jobs.iter()
-        .map(|j| ReadRange {
-            file_offset: page.offsets[j.tile],
-            len: uncompressed_len(page, j.tile),
-            dst_offset: j.slot * tb,
+        .map(|j| {
+            // `check_tiles` made sure the stored bytes hold `stored_rows`; a job's rows lie
+            // inside them (the plan crops jobs to the image)
+            let stored = page.stored_rows(j.tile);
+            let first = j.src_y.min(stored);
+            let rows = j.h.min(stored - first);
+            ReadRange {
+                file_offset: page.offsets[j.tile].saturating_add(first * row as u64),
+                len: rows as usize * row,
+                dst_offset: j.slot * tb + first as usize * row,
+            }
         })
         .collect()
 }

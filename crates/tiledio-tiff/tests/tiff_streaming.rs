@@ -268,3 +268,54 @@ fn level_regions_follow_the_border_policy() {
         &[px[3 * w + 4], px[3 * w + 5], px[4 * w + 4], px[4 * w + 5]]
     );
 }
+
+/// Uncompressed tiles are read by the rows a window needs (a halo of one row costs one row of
+/// the tiles above and below): windows starting and ending inside tiles, one row high, at the
+/// last (partial) tile row, in every element size, equal the same rows cut from the whole
+/// level.
+#[test]
+fn windows_inside_uncompressed_tiles_equal_the_whole_level() {
+    let dir = tempfile::tempdir().unwrap();
+    for (t, c, tile) in [
+        (SampleType::U8, 3, 64u32),
+        (SampleType::U16, 1, 16),
+        (SampleType::F64, 2, 32),
+    ] {
+        let (h, w) = (203usize, 150usize);
+        let img = random_image(h, w, c, t, 11);
+        let path = dir.path().join(format!("w{}-{c}.tif", t.size()));
+        let opts = WriteOptions::default()
+            .tile(tile)
+            .compression(Compression::None)
+            .levels(1);
+        write_pyramid(&path, &img, &opts).unwrap();
+        let s = Slide::open(&path).unwrap();
+        let px = c * t.size();
+        for (y0, rows, x0, cols) in [
+            (1u64, 1u64, 0u64, 150u64),
+            (63, 3, 5, 70),
+            (17, 120, 31, 1),
+            (202, 1, 0, 150),
+            (190, 13, 149, 1),
+            (0, 203, 0, 150),
+        ] {
+            let got = s
+                .read_level_region(
+                    0,
+                    &tiledio_io::Region::new(&[y0 as i64, x0 as i64], &[rows, cols]),
+                    tiledio_io::Border::Reject,
+                )
+                .unwrap();
+            let want: Vec<u8> = (y0..y0 + rows)
+                .flat_map(|y| {
+                    let start = (y as usize * w + x0 as usize) * px;
+                    img.bytes()[start..start + cols as usize * px].to_vec()
+                })
+                .collect();
+            assert!(
+                got.bytes() == want.as_slice(),
+                "{t:?}×{c} tile {tile}: rows {y0}+{rows}, columns {x0}+{cols}"
+            );
+        }
+    }
+}
