@@ -693,8 +693,13 @@ impl PtychoDevice {
         if frames == 0 || nn == 0 {
             return Ok(());
         }
+        // bins of 1, 2 and 4 have kernels that keep the bin's dark in registers
+        let bin = match p.bin {
+            1 | 2 | 4 => format!("b{}_", p.bin),
+            _ => String::new(),
+        };
         let func = format!(
-            "ptycho_{}_{}",
+            "ptycho_{bin}{}_{}",
             match p.input {
                 ElementType::U8 => "u8",
                 ElementType::U16 => "u16",
@@ -742,7 +747,7 @@ impl PtychoDevice {
             .scalar(flags)
             .scalar(pixel_blocks as u32)
             .scalar(per_group as u32);
-        // SAFETY: ptycho_<in>_<out>(const T* in, O* out, const float* dark, const float* div,
+        // SAFETY: ptycho_[b<B>_]<in>_<out>(const T* in, O* out, const float* dark, const float* div,
         // u64* sat, u32 nf, u32 n, u32 S, u32 B, i64 y0, i64 x0, u32 H, u32 W, u32 row0,
         // u32 rows, u32 flags, u32 pixel_blocks, u32 frames_per_group): the kernel reads
         // frames*rows*W input elements (checked by check_io, with the crop's rows inside the

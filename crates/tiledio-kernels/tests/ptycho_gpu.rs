@@ -27,6 +27,57 @@ fn random_frames(rng: &mut Rng, n: usize, t: ElementType, max: u64) -> Vec<u8> {
         .collect()
 }
 
+/// One random case: frames of `h × w` of `input`, crop and bin as given, the rest (centre,
+/// clamp order, reduction, orientation, output type, dark, flat, mask) random; GPU equals CPU
+/// bit for bit, saturation counts included.
+#[allow(clippy::too_many_arguments)]
+fn check_case(
+    rng: &mut Rng,
+    stream: &Stream,
+    case: &str,
+    (h, w): (usize, usize),
+    crop: usize,
+    bin: usize,
+    input: ElementType,
+    nf: usize,
+) {
+    let mut p = PtychoParams::new((h, w), crop, bin);
+    p.input = input;
+    if rng.below(2) == 0 {
+        p.center = Some((rng.below(h as u64) as i64, rng.below(w as u64) as i64));
+    }
+    common::randomise(&mut p, rng);
+    let max = if input == ElementType::U8 { 255 } else { 65535 };
+    // integer-valued darks keep sums exact (the bitwise comparison holds for any values)
+    let dark: Vec<f32> = (0..h * w).map(|_| rng.below(max / 2) as f32).collect();
+    let flat: Option<Vec<f32>> =
+        (rng.below(3) == 0).then(|| (0..h * w).map(|_| (rng.below(40) as f32 - 4.0) / 16.0).collect());
+    let mask: Option<Vec<u8>> = (rng.below(3) == 0).then(|| (0..h * w).map(|_| (rng.below(9) == 0) as u8).collect());
+    let plan = PtychoPlan::new(p.clone(), Some(&dark), flat.as_deref(), mask.as_deref()).unwrap();
+    let rows = p.rows_needed();
+    let raw = random_frames(rng, nf * rows.len() * w, input, max);
+    let mut want = vec![0u8; nf * p.out_frame_bytes()];
+    let want_sat = plan.run_host(&raw, nf, rows.start, rows.len(), &mut want).unwrap();
+
+    let mut dev = PtychoDevice::new(&plan).unwrap();
+    let d_in = DeviceBuffer::from_host(&raw).unwrap();
+    let mut d_out = DeviceBuffer::new(want.len().max(1)).unwrap();
+    dev.run(&d_in, nf, rows.start, rows.len(), &mut d_out, stream).unwrap();
+    let sat = dev.take_saturated(stream).unwrap();
+    let got = d_out.to_host_vec().unwrap();
+    let es = p.output.size();
+    if let Some(i) = (0..want.len() / es).find(|&i| got[i * es..(i + 1) * es] != want[i * es..(i + 1) * es]) {
+        panic!(
+            "case {case}: {nf} frames, {p:?}: element {i}: GPU {:?}, CPU {:?}",
+            &got[i * es..(i + 1) * es],
+            &want[i * es..(i + 1) * es]
+        );
+    }
+    assert_eq!(sat, want_sat, "case {case}");
+}
+
+const INPUTS: [ElementType; 4] = [ElementType::U8, ElementType::U16, ElementType::U32, ElementType::F32];
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn gpu_equals_cpu_on_random_frames() {
@@ -38,42 +89,31 @@ fn gpu_equals_cpu_on_random_frames() {
         let w = 16 + rng.below(300) as usize;
         let bin = [1, 2, 3, 4, 8][rng.below(5) as usize];
         let crop = bin * (1 + rng.below(64) as usize);
-        let input = [ElementType::U8, ElementType::U16, ElementType::U32, ElementType::F32][rng.below(4) as usize];
-        let mut p = PtychoParams::new((h, w), crop, bin);
-        p.input = input;
-        if rng.below(2) == 0 {
-            p.center = Some((rng.below(h as u64) as i64, rng.below(w as u64) as i64));
-        }
-        common::randomise(&mut p, &mut rng);
-        let max = if input == ElementType::U8 { 255 } else { 65535 };
-        // integer-valued darks keep sums exact (the bitwise comparison holds for any values)
-        let dark: Vec<f32> = (0..h * w).map(|_| rng.below(max / 2) as f32).collect();
-        let flat: Option<Vec<f32>> =
-            (rng.below(3) == 0).then(|| (0..h * w).map(|_| (rng.below(40) as f32 - 4.0) / 16.0).collect());
-        let mask: Option<Vec<u8>> =
-            (rng.below(3) == 0).then(|| (0..h * w).map(|_| (rng.below(9) == 0) as u8).collect());
-        let plan = PtychoPlan::new(p.clone(), Some(&dark), flat.as_deref(), mask.as_deref()).unwrap();
+        let input = INPUTS[rng.below(4) as usize];
         let nf = 1 + rng.below(9) as usize;
-        let rows = p.rows_needed();
-        let raw = random_frames(&mut rng, nf * rows.len() * w, input, max);
-        let mut want = vec![0u8; nf * p.out_frame_bytes()];
-        let want_sat = plan.run_host(&raw, nf, rows.start, rows.len(), &mut want).unwrap();
+        check_case(&mut rng, &stream, &case.to_string(), (h, w), crop, bin, input, nf);
+    }
+}
 
-        let mut dev = PtychoDevice::new(&plan).unwrap();
-        let d_in = DeviceBuffer::from_host(&raw).unwrap();
-        let mut d_out = DeviceBuffer::new(want.len().max(1)).unwrap();
-        dev.run(&d_in, nf, rows.start, rows.len(), &mut d_out, &stream).unwrap();
-        let sat = dev.take_saturated(&stream).unwrap();
-        let got = d_out.to_host_vec().unwrap();
-        let es = p.output.size();
-        if let Some(i) = (0..want.len() / es).find(|&i| got[i * es..(i + 1) * es] != want[i * es..(i + 1) * es]) {
-            panic!(
-                "case {case}: {p:?}: element {i}: GPU {:?}, CPU {:?}",
-                &got[i * es..(i + 1) * es],
-                &want[i * es..(i + 1) * es]
-            );
-        }
-        assert_eq!(sat, want_sat, "case {case}");
+/// Large frames, so that each thread walks several frames (the kernels for bins of 1, 2 and 4
+/// take them four at a time: 150 frames give groups of 38, 10 and 3, none a multiple of 4).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_equals_cpu_when_threads_walk_many_frames() {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let stream = Stream::new_ordered_with_default().unwrap();
+    for (case, bin) in [1usize, 2, 4, 3].into_iter().enumerate() {
+        let input = INPUTS[case];
+        check_case(
+            &mut rng,
+            &stream,
+            &format!("bin {bin}"),
+            (520, 530),
+            512 / bin * bin,
+            bin,
+            input,
+            150,
+        );
     }
 }
 

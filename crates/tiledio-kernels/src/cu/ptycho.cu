@@ -89,6 +89,95 @@ __device__ void preprocess(const T* __restrict__ in, O* __restrict__ out, const 
     if (sat) atomicAdd(sat_count, (u64)sat);
 }
 
+// The same for a bin of BB x BB known at compile time (1, 2 or 4): each thread keeps its bin's
+// dark and div values and input offsets in registers (read once, not once per frame), and
+// walks its frames four at a time so more loads are in flight per thread (the kernel is bound
+// by memory latency, not arithmetic). Same arithmetic in the same order as above.
+template <typename T, typename O, int BB>
+__device__ void preprocess_bin(const T* __restrict__ in, O* __restrict__ out, const float* __restrict__ dark,
+                               const float* __restrict__ div, u64* sat_count, u32 nf, u32 n, u32 S, i64 y0,
+                               i64 x0, u32 H, u32 W, u32 row0, u32 rows, u32 flags, u32 pixel_blocks,
+                               u32 frames_per_group) {
+    const u32 nn = n * n;
+    const u32 pb = blockIdx.x % pixel_blocks;
+    const u32 group = blockIdx.x / pixel_blocks;
+    const u32 r = pb * blockDim.x + threadIdx.x;
+    if (r >= nn) return;
+    const u32 by = r / n, bx = r - by * n;
+    u32 oy = by, ox = bx;
+    if (flags & 4) { oy = bx; ox = by; }
+    if (flags & 8) oy = n - 1 - oy;
+    if (flags & 16) ox = n - 1 - ox;
+    const u32 o = oy * n + ox;
+    const bool clamp_first = flags & 1;
+    const float scale = (float)(BB * BB);
+    const u64 fstride = (u64)rows * W;
+    // the bin's pixels, row-major; a pixel outside the frame, or with a div that is not > 0,
+    // contributes nothing (valid = false)
+    float dk[BB * BB], dv[BB * BB];
+    u64 off[BB * BB];
+    bool valid[BB * BB];
+#pragma unroll
+    for (int dy = 0; dy < BB; dy++) {
+#pragma unroll
+        for (int dx = 0; dx < BB; dx++) {
+            const int k = dy * BB + dx;
+            const u32 u = by * BB + dy, v = bx * BB + dx;
+            const i64 y = y0 + (i64)u, x = x0 + (i64)v;
+            valid[k] = y >= 0 && y < (i64)H && x >= 0 && x < (i64)W;
+            off[k] = valid[k] ? (u64)(y - (i64)row0) * W + (u64)x : 0;
+            dk[k] = dark[(u64)u * S + v];
+            dv[k] = div ? div[(u64)u * S + v] : 1.0f;
+            if (div && !(dv[k] > 0.0f)) valid[k] = false;
+        }
+    }
+    const u32 f0 = group * frames_per_group;
+    const u32 f1 = min(nf, f0 + frames_per_group);
+    u32 sat = 0;
+#pragma unroll 4
+    for (u32 f = f0; f < f1; f++) {
+        const T* fr = in + (u64)f * fstride;
+        float s = 0.0f;
+#pragma unroll
+        for (int k = 0; k < BB * BB; k++) {
+            if (!valid[k]) continue;
+            float p = load(fr + off[k]) - dk[k];
+            if (clamp_first) p = p > 0.0f ? p : 0.0f;
+            if (div) p = p / dv[k];
+            s += p;
+        }
+        if (!clamp_first) s = s > 0.0f ? s : 0.0f;
+        if (flags & 2) s = s / scale;
+        out[(u64)f * nn + o] = convert<O>(s, sat);
+    }
+    if (sat) atomicAdd(sat_count, (u64)sat);
+}
+
+#define PRE_BIN(name, T, O, BB)                                                                                \
+    extern "C" __global__ void name(const T* in, O* out, const float* dark, const float* div, u64* sat, u32 nf, \
+                                    u32 n, u32 S, u32, i64 y0, i64 x0, u32 H, u32 W, u32 row0, u32 rows,       \
+                                    u32 flags, u32 pixel_blocks, u32 frames_per_group) {                       \
+        preprocess_bin<T, O, BB>(in, out, dark, div, sat, nf, n, S, y0, x0, H, W, row0, rows, flags,           \
+                                 pixel_blocks, frames_per_group);                                              \
+    }
+#define PRE_BINS(T, O, tn, on)                \
+    PRE_BIN(ptycho_b1_##tn##_##on, T, O, 1) \
+    PRE_BIN(ptycho_b2_##tn##_##on, T, O, 2) \
+    PRE_BIN(ptycho_b4_##tn##_##on, T, O, 4)
+
+PRE_BINS(unsigned char, float, u8, f32)
+PRE_BINS(unsigned char, u32, u8, u32)
+PRE_BINS(unsigned char, unsigned short, u8, u16)
+PRE_BINS(unsigned short, float, u16, f32)
+PRE_BINS(unsigned short, u32, u16, u32)
+PRE_BINS(unsigned short, unsigned short, u16, u16)
+PRE_BINS(u32, float, u32, f32)
+PRE_BINS(u32, u32, u32, u32)
+PRE_BINS(u32, unsigned short, u32, u16)
+PRE_BINS(float, float, f32, f32)
+PRE_BINS(float, u32, f32, u32)
+PRE_BINS(float, unsigned short, f32, u16)
+
 #define PRE(name, T, O)                                                                                        \
     extern "C" __global__ void name(const T* in, O* out, const float* dark, const float* div, u64* sat, u32 nf, \
                                     u32 n, u32 S, u32 B, i64 y0, i64 x0, u32 H, u32 W, u32 row0, u32 rows,     \
