@@ -260,11 +260,27 @@ impl BatchPreprocessor {
     /// [`crate::PtychoError::Kernel`].
     pub fn run_device(&mut self, input: &DeviceBuffer, frames: usize, out: &mut DeviceBuffer) -> Result<()> {
         let r = self.rows();
+        self.run_device_rows(input, frames, r, out)
+    }
+
+    /// [`BatchPreprocessor::run_device`] on frames holding rows `rows` of each frame (which
+    /// must include [`BatchPreprocessor::rows`]): whole frames (`0..H`) need no cropping first.
+    ///
+    /// # Errors
+    /// As [`BatchPreprocessor::run_device`]; [`crate::PtychoError::Kernel`] when `rows` misses
+    /// some of the crop's rows.
+    pub fn run_device_rows(
+        &mut self,
+        input: &DeviceBuffer,
+        frames: usize,
+        rows: Range<usize>,
+        out: &mut DeviceBuffer,
+    ) -> Result<()> {
         let (dev, stream) = self
             .gpu
             .as_mut()
             .ok_or_else(|| usage("the preprocessor runs on the CPU"))?;
-        dev.run(input, frames, r.start, r.len(), out, stream)?;
+        dev.run(input, frames, rows.start, rows.len(), out, stream)?;
         Ok(())
     }
 
@@ -409,7 +425,24 @@ pub fn preprocess(
     let wopts = tiledio_zarr::WriteOptions::default();
     let mut saturated = 0u64;
     let bcap = batch.min(n.max(1)) as usize;
-    if pre.on_gpu() {
+    if pre.on_gpu() && whole {
+        saturated = decoded_to_gpu(
+            store,
+            &mut pre,
+            Batches {
+                n,
+                batch,
+                bcap,
+                ofb,
+                side,
+            },
+            dev_out.as_mut(),
+            host_out.as_deref_mut(),
+            zarr.as_mut(),
+            &wopts,
+            progress,
+        )?;
+    } else if pre.on_gpu() {
         let mut d_in = DeviceBuffer::new((bcap * in_frame).max(1))?;
         let mut d_batch = DeviceBuffer::new((bcap * ofb).max(1))?;
         let mut host_batch = Vec::new();
@@ -419,16 +452,7 @@ pub fn preprocess(
             let k = (e - f) as usize;
             // the previous batch's kernel reads d_in: wait for it before overwriting
             saturated += pre.take_saturated()?;
-            if whole {
-                let mut full = store.read_frames_to_vec(f..e, None)?;
-                let cut = crop_rows(&mut full, k, h, w * store.dtype().size(), need.clone());
-                d_in.copy_from_host_at(0, cut)
-                    .map_err(tiledio_kernels::KernelError::from)?;
-                // a synchronous copy from pageable memory may still be in flight
-                tiledio_io::gpu::gpu()?.synchronize()?;
-            } else {
-                store.read_frames(f..e, Some(rows.clone()), tiledio_io::Target::Device(&mut d_in))?;
-            }
+            store.read_frames(f..e, Some(rows.clone()), tiledio_io::Target::Device(&mut d_in))?;
             match dev_out.as_mut() {
                 Some(out) => {
                     // SAFETY: a view of bytes f*ofb .. e*ofb of `out`, alive for this launch
@@ -509,6 +533,98 @@ pub fn preprocess(
         gpu,
         center,
     })
+}
+
+/// The batch geometry of [`preprocess`].
+#[derive(Clone, Copy)]
+struct Batches {
+    n: u64,
+    batch: u64,
+    bcap: usize,
+    ofb: usize,
+    side: usize,
+}
+
+/// The GPU path for stores that give whole frames (compressed chunks decoded on the CPU):
+/// each batch is decoded into one of two page-locked buffers in turn, copied to the GPU and
+/// preprocessed there on the preprocessor's stream, whole frames (no cropping on the CPU), while
+/// the CPU decodes the next batch into the other buffer. Returns the saturated count.
+#[allow(clippy::too_many_arguments)]
+fn decoded_to_gpu(
+    store: &dyn FrameStore,
+    pre: &mut BatchPreprocessor,
+    g: Batches,
+    mut dev_out: Option<&mut DeviceBuffer>,
+    mut host_out: Option<&mut [u8]>,
+    mut zarr: Option<&mut tiledio_zarr::ZarrArray>,
+    wopts: &tiledio_zarr::WriteOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64> {
+    use tiledio_io::gpu::{Event, PinnedBuffer};
+    let kerr = |e: tiledio_io::IoError| crate::PtychoError::from(tiledio_kernels::KernelError::from(e));
+    let (h, _) = store.shape();
+    let fb = store.frame_bytes();
+    let cap = g
+        .bcap
+        .checked_mul(fb)
+        .ok_or_else(|| usage("batch size overflows"))?
+        .max(1);
+    let mut pinned = [
+        PinnedBuffer::new(cap).map_err(kerr)?,
+        PinnedBuffer::new(cap).map_err(kerr)?,
+    ];
+    let copied = [Event::new().map_err(kerr)?, Event::new().map_err(kerr)?];
+    let mut d_in = DeviceBuffer::new(cap)?;
+    let mut d_batch = DeviceBuffer::new((g.bcap * g.ofb).max(1))?;
+    let mut host_batch = Vec::new();
+    let mut saturated = 0u64;
+    let (mut f, mut b) = (0u64, 0usize);
+    while f < g.n {
+        let e = (f + g.batch).min(g.n);
+        let k = (e - f) as usize;
+        let slot = b % 2;
+        // the copy that last read this buffer (two batches ago) must be done before it is
+        // overwritten; the decode of this batch then overlaps the GPU's work on the last one
+        copied[slot].synchronize().map_err(kerr)?;
+        let host = &mut pinned[slot][..k * fb];
+        store.read_frames(f..e, None, tiledio_io::Target::Host(host))?;
+        let stream = pre.stream().ok_or_else(|| usage("no GPU stream"))?;
+        // SAFETY: `pinned[slot]` lives until the end of this function, after the final
+        // synchronisation, and is not written again before `copied[slot]` has passed; `d_in`
+        // is reused only by later copies on the same stream, ordered after this batch's kernel.
+        unsafe { d_in.copy_from_host_async(0, &pinned[slot][..k * fb], stream) }.map_err(kerr)?;
+        copied[slot].record(stream).map_err(kerr)?;
+        match dev_out.as_deref_mut() {
+            Some(out) => {
+                // SAFETY: a view of bytes f*ofb .. e*ofb of `out`, alive for this launch
+                let mut view = unsafe { DeviceBuffer::from_raw_parts(out.device_ptr() + f * g.ofb as u64, k * g.ofb) };
+                pre.run_device_rows(&d_in, k, 0..h, &mut view)?;
+            }
+            None => {
+                pre.run_device_rows(&d_in, k, 0..h, &mut d_batch)?;
+                saturated += pre.take_saturated()?;
+                host_batch.resize(k * g.ofb, 0);
+                d_batch
+                    .copy_to_host(&mut host_batch)
+                    .map_err(tiledio_kernels::KernelError::from)?;
+                emit(
+                    &host_batch,
+                    f,
+                    k,
+                    g.side,
+                    g.ofb,
+                    host_out.as_deref_mut(),
+                    zarr.as_deref_mut(),
+                    wopts,
+                )?;
+            }
+        }
+        f = e;
+        b += 1;
+        progress(f, g.n);
+    }
+    saturated += pre.take_saturated()?;
+    Ok(saturated)
 }
 
 /// Moves rows `keep` of each of `k` frames of `rows_in` rows (`row_bytes` each) to the front of

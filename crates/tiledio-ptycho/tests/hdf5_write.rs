@@ -575,3 +575,65 @@ fn the_simulator_writes_hdf5_and_eiger_file_sets() {
     }
     assert!(!dir.path().join("run8_data_000001.h5").exists());
 }
+
+/// Compressed stores give whole frames, which the GPU path decodes into two page-locked
+/// buffers in turn and preprocesses on the GPU whole (no crop on the CPU) while the next batch
+/// decodes: equal to the CPU for every output (GPU memory, host, Zarr), batches that do not
+/// divide the stack, a centre off the middle and a dark frame.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn compressed_stacks_preprocess_on_the_gpu_as_on_the_cpu() {
+    use tiledio_ptycho::{Center, Device, Frames, Output, PreprocessOptions, preprocess};
+    let dir = tempfile::tempdir().unwrap();
+    let (n, h, w) = (37usize, 70usize, 90usize);
+    let mut state = 0x1234_5678_9abc_def1u64;
+    let data: Vec<u8> = (0..n * h * w)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // photon-count-like: mostly small numbers, so LZ4 has something to compress
+            ((state >> 40) as u16 % 9).to_ne_bytes()
+        })
+        .collect();
+    let path = dir.path().join("stack.h5");
+    write(
+        &path,
+        DS,
+        (h, w),
+        ElementType::U16,
+        Hdf5Layout::BitshuffleLz4 { block: 0 },
+        &data,
+    );
+    let store = Hdf5Store::open(&path, DS).unwrap();
+    let dark: Vec<f32> = (0..h * w).map(|i| (i % 3) as f32).collect();
+    let run = |device: Device, output: Output| {
+        let mut o = PreprocessOptions::new(48, 2);
+        o.center = Center::At(33, 41);
+        o.batch = 8;
+        o.device = device;
+        preprocess(&store, Some(&dark), &o, output, &mut |_, _| {}).unwrap()
+    };
+    let Frames::Host(want) = run(Device::Cpu, Output::Host).data else {
+        panic!("host frames")
+    };
+    let r = run(Device::Gpu, Output::Host);
+    assert!(r.gpu, "ran on the GPU");
+    let Frames::Host(got) = r.data else {
+        panic!("host frames")
+    };
+    assert!(got == want, "GPU → host differs from the CPU");
+    let Frames::Device(d) = run(Device::Gpu, Output::Device).data else {
+        panic!("device frames")
+    };
+    assert!(
+        d.to_host_vec().unwrap()[..want.len()] == want[..],
+        "GPU → GPU memory differs"
+    );
+    let z = dir.path().join("out.zarr");
+    let Frames::Zarr(p) = run(Device::Gpu, Output::Zarr(z.clone())).data else {
+        panic!("zarr")
+    };
+    let a = tiledio_zarr::ZarrArray::open(&p).unwrap();
+    assert!(a.read_to_vec().unwrap() == want, "GPU → Zarr differs");
+}

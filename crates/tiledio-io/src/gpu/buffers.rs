@@ -163,6 +163,42 @@ impl DeviceBuffer {
         unsafe { result::memcpy_htod_sync(self.ptr + offset as u64, src) }.map_err(|e| cuda_err("cuMemcpyHtoD", e))
     }
 
+    /// Queues a copy of `src` into the buffer at byte `offset` on `stream` and returns at once
+    /// (from page-locked memory, such as a [`PinnedBuffer`]; from pageable memory the driver
+    /// copies through its own staging and returns when `src` may be reused).
+    ///
+    /// ```no_run
+    /// use tiledio_io::gpu::{DeviceBuffer, Event, PinnedBuffer, Stream};
+    /// let stream = Stream::new()?;
+    /// let mut host = PinnedBuffer::new(1 << 20)?;
+    /// host[0] = 9;
+    /// let mut d = DeviceBuffer::new(1 << 20)?;
+    /// // SAFETY: `host` is neither freed nor written until the stream has passed the copy
+    /// unsafe { d.copy_from_host_async(0, &host, &stream)? };
+    /// let done = Event::new()?;
+    /// done.record(&stream)?;
+    /// done.synchronize()?; // now `host` may be written again
+    /// # Ok::<(), tiledio_io::IoError>(())
+    /// ```
+    ///
+    /// # Safety
+    /// `src` must stay allocated and unmodified until `stream` has executed the copy
+    /// (synchronise the stream, or an [`super::Event`] recorded after it), and the buffer must
+    /// not be freed before then.
+    ///
+    /// # Errors
+    /// [`IoError::BufferTooSmall`] if it does not fit; [`IoError::Cuda`].
+    pub unsafe fn copy_from_host_async(&mut self, offset: usize, src: &[u8], stream: &super::Stream) -> Result<()> {
+        self.check(offset, src.len())?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        gpu()?;
+        // SAFETY: destination range checked above; the caller keeps `src` alive and unchanged
+        // until the stream has run the copy.
+        unsafe { crate::engine::htod_async(self.ptr + offset as u64, src.as_ptr(), src.len(), stream) }
+    }
+
     /// Copies the start of the buffer into `dst`.
     ///
     /// # Errors
