@@ -1387,8 +1387,9 @@ impl Bench<'_> {
             if self.gpu { "GPU" } else { "host" }
         );
         row.io = if self.gpu {
-            "whole chunks read raw (host pread) and decoded on the CPU compute threads; each batch copied to the GPU \
-             (pageable) and preprocessed there"
+            "whole chunks read raw (host pread) and decoded on the CPU threads into one of two page-locked \
+             buffers in turn; each batch copied to the GPU asynchronously and preprocessed there while the next \
+             decodes"
                 .into()
         } else {
             "whole chunks read raw (host pread) and decoded on the CPU compute threads; preprocessed on the CPU".into()

@@ -95,6 +95,9 @@ pub(crate) enum BenchCommand {
         /// auto (the GPU when there is one), gpu or cpu.
         #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
         device: String,
+        /// Frames per batch of the file, stream, bslz4 and hdf5 rows (default 64).
+        #[arg(long)]
+        batch: Option<usize>,
         /// Rows: file, kernel, stream, bslz4, hdf5, peers, or all.
         #[arg(long, default_value = "all")]
         rows: String,
@@ -146,6 +149,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             bin,
             repeats,
             device,
+            batch,
             rows,
             quick,
             json,
@@ -165,6 +169,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             o.crop = crop.unwrap_or(o.crop);
             o.bin = bin.unwrap_or(o.bin);
             o.repeats = repeats.unwrap_or(o.repeats);
+            o.batch = batch.unwrap_or(o.batch);
             o.device = match device.as_str() {
                 "gpu" => tiledio::ptycho::Device::Gpu,
                 "cpu" => tiledio::ptycho::Device::Cpu,

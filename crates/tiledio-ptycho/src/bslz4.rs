@@ -76,22 +76,34 @@ pub fn decode_bitshuffle_lz4(chunk: &[u8], elem_size: usize, out: &mut [u8]) -> 
     if n >= 8 && (block == 0 || !block_bytes.is_multiple_of(elem_size) || !block.is_multiple_of(8)) {
         return Err(format!("block size of {block_bytes} bytes"));
     }
+    // find the blocks first (each is preceded by its compressed length), then decode them in
+    // parallel: a megabyte frame has dozens of independent blocks, and a stream's receiving
+    // thread would otherwise decode them one after another
     let mut pos = 12usize;
     let mut done = 0usize; // elements
-    let mut scratch = Vec::new();
+    let mut blocks: Vec<(&[u8], usize)> = Vec::new(); // (compressed block, first element)
     while n - done >= 8 {
         let len = if n - done >= block { block } else { (n - done) & !7 };
-        let bytes = len * elem_size;
-        let src = next_block(chunk, &mut pos, || format!("element {done}"))?;
-        scratch.resize(bytes, 0);
-        lz4_block(src, &mut scratch).map_err(|e| format!("{e} (block at element {done})"))?;
-        bitunshuffle(
-            &scratch,
-            len,
-            elem_size,
-            &mut out[done * elem_size..(done + len) * elem_size],
-        );
+        blocks.push((next_block(chunk, &mut pos, || format!("element {done}"))?, done));
         done += len;
+    }
+    let decode = |scratch: &mut Vec<u8>, (src, first): (&[u8], usize), dst: &mut [u8]| -> Result<(), DecodeError> {
+        scratch.resize(dst.len(), 0);
+        lz4_block(src, scratch).map_err(|e| format!("{e} (block at element {first})"))?;
+        bitunshuffle(scratch, dst.len() / elem_size, elem_size, dst);
+        Ok(())
+    };
+    let body = &mut out[..done * elem_size];
+    if blocks.len() >= 4 {
+        use rayon::prelude::*;
+        body.par_chunks_mut(block * elem_size)
+            .zip(blocks.par_iter())
+            .try_for_each_init(Vec::new, |scratch, (dst, &b)| decode(scratch, b, dst))?;
+    } else {
+        let mut scratch = Vec::new();
+        for (dst, &b) in body.chunks_mut(block.max(1) * elem_size).zip(&blocks) {
+            decode(&mut scratch, b, dst)?;
+        }
     }
     let rest = (n - done) * elem_size;
     let tail = chunk
