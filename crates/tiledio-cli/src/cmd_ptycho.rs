@@ -27,8 +27,8 @@ use tiledio::ptycho::stream::{
     Sinks, WireFormat, run_pipeline,
 };
 use tiledio::ptycho::{
-    Center, ClampOrder, Device, FrameStore, Hdf5Store, NpyStore, Orientation, Output, OutputType, PreprocessOptions,
-    RawLayout, RawStore, Reduce, ZarrStore, dark_frame, preprocess,
+    Center, ClampOrder, Device, FrameStore, Orientation, Output, OutputType, PreprocessOptions, RawLayout, Reduce,
+    StoreKind, dark_frame, preprocess, store_kind, store_path,
 };
 
 /// The `tiledio ptycho` subcommands.
@@ -387,63 +387,29 @@ fn progress(pb: &ProgressBar) -> impl FnMut(u64, u64) + '_ {
     }
 }
 
-/// Whether a spec names an HDF5 file (by extension) without a dataset.
-fn is_hdf5_name(p: &Path) -> bool {
-    matches!(
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
-        Some("h5" | "hdf5" | "hdf" | "nxs" | "cxi")
-    )
+impl RawArgs {
+    /// The raw layout these options describe, when `--raw-shape` was given.
+    fn layout(&self) -> Option<RawLayout> {
+        let shape = self.raw_shape?;
+        let mut l = RawLayout::new(self.raw_header, shape, self.raw_dtype);
+        l.stride = self.raw_stride;
+        l.frames = self.raw_frames;
+        Some(l)
+    }
 }
 
-/// Opens a frame store from its command-line spelling (see the module docs).
+/// Opens a frame store from its command-line spelling (see the module docs): the library's
+/// [`tiledio::ptycho::open_store`], with a raw file's missing layout named as the options
+/// that give it.
 fn open_store(spec: &str, raw: &RawArgs) -> anyhow::Result<Box<dyn FrameStore>> {
     ensure!(!spec.is_empty(), "an empty store name");
-    let path = Path::new(spec);
-    // an HDF5 dataset: FILE:/path (unless the whole spelling is an existing file)
-    if spec.contains(":/") && !path.exists() {
-        return Ok(Box::new(Hdf5Store::open_spec(spec)?));
-    }
-    if path.is_dir() {
-        return Ok(Box::new(ZarrStore::open(path)?));
-    }
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    if ext.as_deref() == Some("zarr") {
-        // a missing folder: the Zarr reader names it
-        return Ok(Box::new(ZarrStore::open(path)?));
-    }
-    if ext.as_deref() == Some("npy") {
-        return Ok(Box::new(NpyStore::open(path)?));
-    }
-    if is_hdf5_name(path) {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.ends_with("_master.h5") {
-            return Ok(Box::new(Hdf5Store::open_eiger_master(path)?));
-        }
-        return Ok(Box::new(Hdf5Store::open(path, "/entry/data/data")?));
-    }
-    let Some(shape) = raw.raw_shape else {
+    let layout = raw.layout();
+    if layout.is_none() && store_kind(spec) == StoreKind::Raw {
         bail!(
             "{spec}: not FILE.h5:/dataset, .h5, .npy or a Zarr folder; a raw stack needs --raw-shape H,W (and --raw-dtype, --raw-header)"
         );
-    };
-    let mut l = RawLayout::new(raw.raw_header, shape, raw.raw_dtype);
-    l.stride = raw.raw_stride;
-    l.frames = raw.raw_frames;
-    Ok(Box::new(RawStore::open(path, l)?))
-}
-
-/// The file system path of a store spelling (for the output check against inputs).
-fn store_path(spec: &str) -> PathBuf {
-    let p = Path::new(spec);
-    if !p.exists()
-        && let Some(i) = spec.rfind(":/")
-    {
-        return PathBuf::from(&spec[..i]);
     }
-    p.to_path_buf()
+    Ok(tiledio::ptycho::open_store(spec, layout.as_ref())?)
 }
 
 /// The mean of every frame of a calibration store (`--dark`, `--flat`, `--mask`), checked

@@ -14,6 +14,11 @@
 //!   destination; bitshuffle-LZ4, LZ4, deflate and shuffle chunks read raw in one batch and
 //!   decoded in parallel).
 //!
+//! [`open_store`] opens any of them from one spelling (`FILE.h5:/entry/data/data`, `x.npy`,
+//! `x.zarr`, `SCAN_master.h5`, raw), as the command line and the Python package name them.
+//! Frames already in memory (a NumPy or CuPy array) are stores too: [`HostStack`],
+//! [`DeviceStack`].
+//!
 //! **Read only what the crop needs**: with a fixed centre, the crop's rows are one contiguous
 //! range per frame in an uncompressed store, and [`preprocess`] reads only those
 //! ([`BatchPreprocessor::rows`]).
@@ -80,17 +85,21 @@
 mod bslz4;
 mod error;
 mod hdf5;
+mod memory;
 mod preprocess;
 pub mod simulate;
+mod spec;
 mod store;
 pub mod stream;
 
 pub use bslz4::{DecodeError, declared_size, decode_bitshuffle_lz4, decode_lz4, encode_bitshuffle_lz4, encode_lz4};
 pub use error::{PtychoError, Result};
 pub use hdf5::{Hdf5ExternalLink, Hdf5Layout, Hdf5Store, Hdf5Writer, write_hdf5_links};
+pub use memory::{DeviceStack, HostStack};
 pub use preprocess::{
     BatchPreprocessor, Center, Device, Frames, Output, PreprocessOptions, Preprocessed, auto_center, dark_frame,
     preprocess,
 };
+pub use spec::{StoreKind, open_store, store_kind, store_path};
 pub use store::{FrameStore, NpyHeader, NpyStore, RawLayout, RawStore, ZarrStore, parse_npy_header};
 pub use tiledio_kernels::{ClampOrder, Orientation, OutputType, Reduce};

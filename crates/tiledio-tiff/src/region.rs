@@ -211,17 +211,53 @@ pub(crate) fn read_window(
     let inside = window_inside(page, x, y, w, h);
     on_compute_threads(fh, || {
         let mut out = alloc(len, if inside { 0 } else { background })?;
-        if page.compression == Compression::None {
-            let slots = read_decode(fh, page, &jobs)?;
-            place(page, &jobs, &slots, &mut out, w)?;
-            if page.big_endian && page.dtype.size() > 1 {
-                swap_bytes(&mut out, page.dtype.size());
-            }
-        } else {
-            decode_place(fh, page, &jobs, &mut out, w)?;
-        }
+        fill_window(fh, page, &jobs, &mut out, w)?;
         Ok(out)
     })
+}
+
+/// Reads a window of a page into a caller's buffer of exactly its size (row-major,
+/// `w × h × spp` samples). Every byte is written: the tiles cover the part inside the image,
+/// and a window reaching outside is filled with `background` first.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_window_into(
+    fh: &FileHandle,
+    page: &Page,
+    x: i64,
+    y: i64,
+    w: u64,
+    h: u64,
+    background: u8,
+    out: &mut [u8],
+) -> Result<()> {
+    let (len, jobs) = window_jobs(fh, page, x, y, w, h)?;
+    if out.len() != len {
+        return Err(TiffError::InvalidArgument(format!(
+            "a buffer of {} bytes for a {w}x{h} region of {len} bytes",
+            out.len()
+        )));
+    }
+    let inside = window_inside(page, x, y, w, h);
+    on_compute_threads(fh, || {
+        if !inside {
+            out.par_chunks_mut(1 << 20).for_each(|c| c.fill(background));
+        }
+        fill_window(fh, page, &jobs, out, w)
+    })
+}
+
+/// Reads and places the tiles of `jobs` into the window `out` (`out_w` pixels wide).
+fn fill_window(fh: &FileHandle, page: &Page, jobs: &[Job], out: &mut [u8], out_w: u64) -> Result<()> {
+    if page.compression == Compression::None {
+        let slots = read_decode(fh, page, jobs)?;
+        place(page, jobs, &slots, out, out_w)?;
+        if page.big_endian && page.dtype.size() > 1 {
+            swap_bytes(out, page.dtype.size());
+        }
+    } else {
+        decode_place(fh, page, jobs, out, out_w)?;
+    }
+    Ok(())
 }
 
 /// Runs `f` (decoding, placement) on the compute threads of the handle's settings

@@ -5,7 +5,7 @@ use crate::ifd::{Ifd, Reader, read_header};
 use crate::image::{HostImage, SampleType};
 use crate::page::{Compression, Page};
 use crate::props;
-use crate::region::read_window;
+use crate::region::{read_window, read_window_into};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tiledio_io::{Border, FileHandle, Region, Settings};
@@ -49,6 +49,15 @@ impl ReadOptions {
     pub fn with_background(background: u8) -> ReadOptions {
         ReadOptions { background }
     }
+}
+
+/// A window of a page in its own pixels: origin (may be outside the page) and size.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    x: i64,
+    y: i64,
+    w: u64,
+    h: u64,
 }
 
 /// A whole-slide image (tiled TIFF, BigTIFF, SVS-like, OME-TIFF) with OpenSlide-style access.
@@ -467,6 +476,29 @@ impl Slide {
         HostImage::from_bytes(size.1 as usize, size.0 as usize, page.spp, page.dtype, data)
     }
 
+    /// [`Slide::read_region`] into a caller's buffer (a NumPy array's memory, a reused buffer)
+    /// instead of a new image: exactly `height × width × channels` samples of the slide's
+    /// sample type, native order. Every byte is written (0 outside the image).
+    ///
+    /// ```
+    /// use tiledio_tiff::{HostImage, Slide, WriteOptions, write_pyramid};
+    /// # let dir = tempfile::tempdir()?; let path = dir.path().join("s.tif");
+    /// let img = HostImage::from_u8(64, 64, 3, (0..64 * 64 * 3).map(|i| (i % 251) as u8).collect())?;
+    /// write_pyramid(&path, &img, &WriteOptions::default().tile(16))?;
+    /// let s = Slide::open(&path)?;
+    /// let mut buf = vec![0xffu8; 20 * 10 * 3];
+    /// s.read_region_into((50, -2), 0, (20, 10), &mut buf)?;
+    /// assert_eq!(buf, s.read_region((50, -2), 0, (20, 10))?.into_bytes());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Slide::read_region`]; [`TiffError::InvalidArgument`] for a buffer of another size.
+    pub fn read_region_into(&self, location: (i64, i64), level: usize, size: (u64, u64), out: &mut [u8]) -> Result<()> {
+        let (page, x, y) = self.window(location, level, size)?;
+        read_window_into(&self.fh, page, x, y, size.0, size.1, 0, out)
+    }
+
     /// Reads a region of a level by that level's own pixel coordinates: `region` is `[y, x]`
     /// origin and `[height, width]` shape in pixels of `level` (no round trip through level-0
     /// coordinates, so levels that are not exact halves read exactly). Pixels outside the level
@@ -485,6 +517,39 @@ impl Slide {
     /// As [`Slide::read_region`]; [`TiffError::InvalidArgument`] for a region of rank other
     /// than 2, or outside the level under [`Border::Reject`].
     pub fn read_level_region(&self, level: usize, region: &Region, border: Border) -> Result<HostImage> {
+        let (page, Window { x, y, w, h }) = self.level_window(level, region, border)?;
+        let data = read_window(&self.fh, page, x, y, w, h, 0)?;
+        HostImage::from_bytes(h as usize, w as usize, page.spp, page.dtype, data)
+    }
+
+    /// [`Slide::read_level_region`] into a caller's buffer (a NumPy array's memory, a reused
+    /// buffer): exactly `rows × columns × channels` samples of the slide's sample type, native
+    /// order, every byte written.
+    ///
+    /// ```
+    /// use tiledio_io::{Border, Region};
+    /// use tiledio_tiff::{HostImage, Slide, WriteOptions, write_pyramid};
+    /// # let dir = tempfile::tempdir()?; let path = dir.path().join("s.tif");
+    /// let img = HostImage::from_u8(40, 50, 1, (0..2000).map(|i| i as u8).collect())?;
+    /// write_pyramid(&path, &img, &WriteOptions::default().tile(16))?;
+    /// let s = Slide::open(&path)?;
+    /// let mut buf = vec![7u8; 3 * 4]; // old contents are overwritten
+    /// s.read_level_region_into(0, &Region::new(&[38, 48], &[3, 4]), Border::Fill, &mut buf)?;
+    /// assert_eq!(buf, [156, 157, 0, 0, 206, 207, 0, 0, 0, 0, 0, 0]); // 0 outside the level
+    /// assert!(s.read_level_region_into(0, &Region::new(&[0, 0], &[3, 4]), Border::Fill, &mut buf[..5]).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Slide::read_level_region`]; [`TiffError::InvalidArgument`] for a buffer of another
+    /// size.
+    pub fn read_level_region_into(&self, level: usize, region: &Region, border: Border, out: &mut [u8]) -> Result<()> {
+        let (page, Window { x, y, w, h }) = self.level_window(level, region, border)?;
+        read_window_into(&self.fh, page, x, y, w, h, 0, out)
+    }
+
+    /// The page and window `(x, y)`, `(w, h)` of a level region, checked.
+    fn level_window(&self, level: usize, region: &Region, border: Border) -> Result<(&Page, Window)> {
         let page = self.page(level)?;
         region
             .check(&[page.height, page.width], border)
@@ -493,8 +558,7 @@ impl Slide {
             return Err(TiffError::Internal("a checked region has rank 2".into()));
         };
         self.window((0, 0), level, (w, h))?;
-        let data = read_window(&self.fh, page, x, y, w, h, 0)?;
-        HostImage::from_bytes(h as usize, w as usize, page.spp, page.dtype, data)
+        Ok((page, Window { x, y, w, h }))
     }
 
     /// Where the stored bytes of each tile (or strip) of a level lie in the file, in tile order

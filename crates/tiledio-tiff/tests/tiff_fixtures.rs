@@ -233,6 +233,52 @@ fn tiff_fixture_regions_crop_and_fill_background() {
     ));
 }
 
+/// Reads into a caller's buffer give the same bytes as reads into a new image, whatever the
+/// buffer held before: inside the image (every codec), across its edge and outside it, at
+/// level 0 and a reduced level.
+#[test]
+fn tiff_fixture_reads_into_caller_buffers_overwrite_every_byte() {
+    let names = [
+        "tifffile_none_rgb8.tif",
+        "tifffile_deflate_rgb8.tif",
+        "tifffile_jpeg_rgb8.tif",
+        "tifffile_lzw_pred_u16.tif",
+        "tifffile_bigendian_u16.tif",
+        "tifffile_zstd_f32.tif",
+        "tifffile_strips_rgb8.tif",
+        "vips_jpeg_pyramid.tif",
+    ];
+    for name in names {
+        let slide = Slide::open(dir().join(name)).unwrap();
+        let (w0, h0) = slide.level_dimensions()[0];
+        let (w0, h0) = (w0 as i64, h0 as i64);
+        let last = slide.level_count() - 1;
+        let cases = [
+            ((3, 5), 0, (40u64, 30u64)),
+            ((w0 - 20, h0 - 10), 0, (50, 40)),
+            ((-7, -9), 0, (25, 25)),
+            ((w0 + 5, 0), 0, (8, 8)),
+            ((0, 0), last, (33, 17)),
+        ];
+        for (loc, level, size) in cases {
+            let want = slide.read_region(loc, level, size).unwrap();
+            for fill in [0u8, 0xa5] {
+                let mut buf = vec![fill; want.bytes().len()];
+                slide.read_region_into(loc, level, size, &mut buf).unwrap();
+                assert!(
+                    buf == want.bytes(),
+                    "{name} {loc:?} level {level} {size:?} (buffer of {fill:#x})"
+                );
+            }
+        }
+        let mut short = vec![0u8; 10];
+        assert!(matches!(
+            slide.read_region_into((0, 0), 0, (8, 8), &mut short),
+            Err(TiffError::InvalidArgument(_))
+        ));
+    }
+}
+
 #[test]
 fn tiff_fixture_unsupported_features_name_themselves() {
     let e = Slide::open(dir().join("unsupported_jp2k_33003.tif")).unwrap_err();
