@@ -3,12 +3,13 @@
 
 mod bench;
 mod cmd_convert;
+mod cmd_docs;
 mod cmd_filter;
 mod cmd_ptycho;
 mod cmd_tiff;
 mod demo;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -137,6 +138,19 @@ enum Command {
         #[arg(long)]
         codec: Option<String>,
     },
+    /// Print a shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of tiledio, or write one page per subcommand into DIR.
+    Man {
+        /// Write tiledio.1, tiledio-info.1, tiledio-bench-read.1, ... into this folder (made if
+        /// missing) instead of printing tiledio.1.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn parse_region(s: &str) -> Result<(i64, i64, u64, u64), String> {
@@ -228,6 +242,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Hed { args } => cmd_filter::run_filter(&args, Some(tiledio::pipeline::Filter::Hed), None),
         Command::Normalize { args, reference } => cmd_filter::run_filter(&args, None, reference.as_ref()),
         Command::Bench { what } => bench::run(what),
+        Command::Completions { shell } => cmd_docs::completions(shell, Cli::command()),
+        Command::Man { out } => cmd_docs::man(Cli::command(), out.as_deref(), false),
         Command::Ptycho { what } => cmd_ptycho::run(what),
         Command::Backends { file } => backends(file),
         Command::Info { file } => cmd_tiff::info(&file),
