@@ -283,7 +283,7 @@ fn every_help_shows_an_example() {
             );
         }
     }
-    for sub in ["read", "sobel", "hed", "normalize"] {
+    for sub in ["read", "sobel", "hed", "normalize", "demo"] {
         let text = ok(&run(&[sub, "--help"]));
         assert!(
             text.contains("--device") && text.contains("--backend"),
