@@ -14,7 +14,8 @@
 //! - [`bench`]: the checked, timed measurements behind `tiledio bench`;
 //! - [`pipeline`]: whole-slide filters tile by tile with halos (source → kernel → OME-Zarr
 //!   or TIFF), overlapped, in a GPU memory budget;
-//! - [`demo`]: the work behind `tiledio demo`.
+//! - [`demo`]: the work behind `tiledio demo`;
+//! - [`preview`]: 8-bit PNG previews of images (scaled, shrunk, tiled into montages).
 //!
 //! ```
 //! use tiledio::io::{FileHandle, ReadRange};
@@ -36,3 +37,4 @@ pub mod bench;
 pub mod convert;
 pub mod demo;
 pub mod pipeline;
+pub mod preview;

@@ -1,7 +1,9 @@
 //! `tiledio bench`: throughput tables measured on the machine at hand.
 
-use anyhow::Context;
+use crate::opts::{self, BackendArg, Placement};
+use anyhow::{Context, bail};
 use clap::Subcommand;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use tiledio::bench::{self, ReadInto};
 use tiledio::io::gpu::DeviceBuffer;
@@ -12,6 +14,10 @@ use tiledio::tiff::Slide;
 pub(crate) enum BenchCommand {
     /// Read the tiles of a tiled TIFF (page 0) into one GPU buffer (or host buffer) with each
     /// backend and setting; prints backend, threads, task size, cache state and GB/s (median).
+    #[command(after_help = "\
+Examples:
+  tiledio bench read slide.tif --backends staged,cufile,mmap,host --threads 8,16,32 --task-mib 1,4,16
+  tiledio bench read slide.tif --backends staged --threads 32 --cold --direct --json")]
     Read {
         /// A tiled TIFF or BigTIFF.
         file: PathBuf,
@@ -23,25 +29,43 @@ pub(crate) enum BenchCommand {
         task_mib: Vec<usize>,
         #[command(flatten)]
         runs: Runs,
+        /// Print one JSON object (the file, the GPU, the rows) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Read a whole slide level into one GPU array (or host array) with `Slide::read_level_device`
     /// (`read_level`): tile reads, decode if compressed, placement. Prints the median.
+    #[command(after_help = "\
+Examples:
+  tiledio bench slide slide.tif --device gpu --threads 8,16 --repeats 7
+  tiledio bench slide slide.tif --device cpu --json")]
     Slide {
         /// A tiled TIFF.
         file: PathBuf,
         /// The level.
         #[arg(long, default_value_t = 0)]
         level: usize,
-        /// gpu, cpu, or both.
-        #[arg(long, default_value = "both", value_parser = ["gpu", "cpu", "both"])]
+        /// Where to read into: both (GPU rows when there is a GPU, and CPU rows), auto (the GPU
+        /// if there is one, else the CPU), gpu, cpu.
+        #[arg(long, default_value = "both", value_parser = ["both", "auto", "gpu", "cpu"])]
         device: String,
+        /// How file bytes reach GPU memory: auto, cufile, staged, mmap; host: CPU rows only.
+        /// Sets TILEDIO_BACKEND for this run [default: auto, or TILEDIO_BACKEND].
+        #[arg(long, value_enum, value_name = "BACKEND")]
+        backend: Option<BackendArg>,
         #[command(flatten)]
         runs: Runs,
+        /// Print one JSON object (the file, the GPU, the rows) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// The round trip of the seeds' comparison: read only, write only, tiled and global
     /// read + Sobel + uncompressed Zarr write of a level, medians over repeats.
     ///
-    /// Example: tiledio bench pipeline slide.tif --dir /scratch --tile 4096
+    #[command(after_help = "\
+Examples:
+  tiledio bench pipeline slide.tif --dir /scratch --tile 4096
+  tiledio bench pipeline slide.tif --dir /tmp/pipe --device cpu --repeats 3 --json")]
     Pipeline {
         /// A tiled TIFF (level 0) or a Zarr array.
         file: PathBuf,
@@ -54,12 +78,14 @@ pub(crate) enum BenchCommand {
         /// GPU memory the tiles in flight may take, in MiB.
         #[arg(long, default_value_t = 2048)]
         budget_mib: u64,
-        /// gpu or cpu.
-        #[arg(long, default_value = "gpu", value_parser = ["gpu", "cpu"])]
-        device: String,
+        #[command(flatten)]
+        placement: Placement,
         /// Timed repeats per row (the median is printed).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
+        /// Print one JSON object (the input, the rows) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// The ptychography targets: a page-cached .npy stack → preprocess → GPU memory (file), the
     /// fused kernel on a resident batch (kernel), loopback ZeroMQ → pipeline in the tiledio JSON
@@ -68,7 +94,10 @@ pub(crate) enum BenchCommand {
     /// (peers). Medians of the repeats with min and max; each row says its device and
     /// I/O path. Generated inputs are removed afterwards (unless --keep).
     ///
-    /// Example: tiledio bench ptycho --rows file,stream --device gpu --json
+    #[command(after_help = "\
+Examples:
+  tiledio bench ptycho --rows file,stream --device gpu --json
+  tiledio bench ptycho --quick")]
     Ptycho {
         /// Where the inputs are generated (default: the system temporary directory).
         #[arg(long)]
@@ -92,12 +121,11 @@ pub(crate) enum BenchCommand {
         /// Timed repeats per row (default 5; --quick: 1).
         #[arg(long)]
         repeats: Option<usize>,
-        /// auto (the GPU when there is one), gpu or cpu.
-        #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
-        device: String,
         /// Frames per batch of the file, stream, bslz4 and hdf5 rows (default 64).
         #[arg(long)]
         batch: Option<usize>,
+        #[command(flatten)]
+        placement: Placement,
         /// Rows: file, kernel, stream, bslz4, hdf5, peers, or all.
         #[arg(long, default_value = "all")]
         rows: String,
@@ -138,6 +166,31 @@ pub(crate) struct Runs {
     direct: bool,
 }
 
+impl BenchCommand {
+    /// The `--backend` given, if any.
+    pub(crate) fn backend(&self) -> Option<BackendArg> {
+        match self {
+            BenchCommand::Read { .. } => None,
+            BenchCommand::Slide { backend, .. } => *backend,
+            BenchCommand::Pipeline { placement, .. } | BenchCommand::Ptycho { placement, .. } => placement.backend,
+        }
+    }
+}
+
+/// The GPU's name, or why there is none, as JSON fields.
+fn gpu_json() -> (Value, Value) {
+    match tiledio::io::gpu::gpu() {
+        Ok(g) => (json!(g.name()), Value::Null),
+        Err(e) => (Value::Null, json!(e.to_string())),
+    }
+}
+
+/// Prints `v` as the command's one JSON document.
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ptycho {
@@ -148,8 +201,8 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             crop,
             bin,
             repeats,
-            device,
             batch,
+            placement,
             rows,
             quick,
             json,
@@ -170,11 +223,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             o.bin = bin.unwrap_or(o.bin);
             o.repeats = repeats.unwrap_or(o.repeats);
             o.batch = batch.unwrap_or(o.batch);
-            o.device = match device.as_str() {
-                "gpu" => tiledio::ptycho::Device::Gpu,
-                "cpu" => tiledio::ptycho::Device::Cpu,
-                _ => tiledio::ptycho::Device::Auto,
-            };
+            o.device = placement.ptycho_device()?;
             o.rows = RowKind::parse_list(&rows)?;
             ptycho(&o, json)
         }
@@ -183,18 +232,46 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             dir,
             tile,
             budget_mib,
-            device,
+            placement,
             repeats,
+            json,
         } => {
-            use tiledio::pipeline::{Device, Filter, Input, Mode, PipelineOptions, compare};
+            use tiledio::pipeline::{Filter, Input, Mode, PipelineOptions, compare};
             let input = Input::open(&file, 0)?;
             let mut o = PipelineOptions::new(Filter::sobel());
             o.mode = Mode::Tiled { tile };
             o.budget = budget_mib.saturating_mul(1 << 20);
-            o.device = if device == "cpu" { Device::Cpu } else { Device::Gpu };
+            o.device = placement.pipeline_device()?;
             // writes land in the page cache, as `zarr_bench`'s "write warm" rows
             o.durable = false;
             let [h, w] = input.shape();
+            let pb = opts::spinner("timing the pipeline rows");
+            let rows = compare(&input, &dir, &o, repeats);
+            pb.finish_and_clear();
+            let rows = rows?;
+            if json {
+                let (gpu, no_gpu) = gpu_json();
+                return print_json(&json!({
+                    "file": file.display().to_string(),
+                    "width": w,
+                    "height": h,
+                    "channels": input.channels(),
+                    "element_type": input.element_type().to_string(),
+                    "filter": "sobel magnitude",
+                    "tile": tile,
+                    "repeats": repeats,
+                    "durable": false,
+                    "gpu": gpu,
+                    "no_gpu_reason": no_gpu,
+                    "rows": rows.iter().map(|r| json!({
+                        "what": r.what,
+                        "median_ms": r.timing.median * 1e3,
+                        "min_ms": r.timing.min * 1e3,
+                        "max_ms": r.timing.max * 1e3,
+                        "peak_device_bytes": r.peak_device_bytes,
+                    })).collect::<Vec<_>>(),
+                }));
+            }
             println!(
                 "{} ({w} x {h} x {} {}), Sobel magnitude, {repeats} repeats, writes to the page cache (no fsync)",
                 file.display(),
@@ -205,7 +282,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 "{:<44} {:>10} {:>10} {:>10} {:>12}",
                 "", "median ms", "min ms", "max ms", "peak GPU MiB"
             );
-            for r in compare(&input, &dir, &o, repeats)? {
+            for r in rows {
                 println!(
                     "{:<44} {:>10.1} {:>10.1} {:>10.1} {:>12}",
                     r.what,
@@ -221,39 +298,55 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             file,
             level,
             device,
+            backend,
             runs: r,
-        } => slide(&file, level, &device, &r.threads, r.repeats, r.cold, r.direct),
+            json,
+        } => {
+            let device = match (backend, device.as_str()) {
+                (Some(BackendArg::Host), "gpu") => {
+                    bail!("--backend host reads into host memory: drop --device gpu or choose another backend")
+                }
+                (Some(BackendArg::Host), _) => "cpu".to_string(),
+                (_, "auto") if tiledio::io::gpu::gpu().is_ok() => "gpu".to_string(),
+                (_, "auto") => "cpu".to_string(),
+                (_, d) => d.to_string(),
+            };
+            slide(&file, level, &device, &r, json)
+        }
         BenchCommand::Read {
             file,
             backends,
             task_mib,
             runs: r,
-        } => read(&file, &backends, &r.threads, &task_mib, r.repeats, r.cold, r.direct),
+            json,
+        } => read(&file, &backends, &task_mib, &r, json),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn read(
-    path: &Path,
-    backends: &[String],
-    threads: &[usize],
-    task_mib: &[usize],
-    repeats: usize,
-    cold: bool,
-    direct: bool,
-) -> anyhow::Result<()> {
+fn read(path: &Path, backends: &[String], task_mib: &[usize], runs: &Runs, json: bool) -> anyhow::Result<()> {
+    let (threads, repeats, cold, direct) = (&runs.threads, runs.repeats, runs.cold, runs.direct);
+    // every name checked before the first (long) row
+    let choices: Vec<Option<BackendChoice>> = backends
+        .iter()
+        .map(|b| match b.as_str() {
+            "host" => Ok(None),
+            other => other.parse().map(Some).with_context(|| format!("--backends {other}")),
+        })
+        .collect::<anyhow::Result<_>>()?;
     let ranges = bench::tile_ranges(path, 0)?;
     let total: usize = ranges.iter().map(|r| r.len).sum();
-    println!(
-        "{}: {} tiles, {:.2} GB of tile data",
-        path.display(),
-        ranges.len(),
-        total as f64 / 1e9
-    );
     let gpu = tiledio::io::gpu::gpu();
-    match &gpu {
-        Ok(g) => println!("GPU: {}", g.name()),
-        Err(e) => println!("GPU: none ({e})"),
+    if !json {
+        println!(
+            "{}: {} tiles, {:.2} GB of tile data",
+            path.display(),
+            ranges.len(),
+            total as f64 / 1e9
+        );
+        match &gpu {
+            Ok(g) => println!("GPU: {}", g.name()),
+            Err(e) => println!("GPU: none ({e})"),
+        }
     }
     let reference: Vec<u8> = {
         let mut v = vec![0u8; total];
@@ -267,90 +360,142 @@ fn read(
     };
     let mut host = vec![0u8; total];
     let states: &[bool] = if cold { &[false, true] } else { &[false] };
-    println!(
-        "\n{:<16} {:>7} {:>9} {:>6} {:>7} {:>9} {:>9}  backend used",
-        "backend", "threads", "task", "cache", "direct", "GB/s", "ms"
-    );
-    for b in backends {
+    if !json {
+        println!(
+            "\n{:<16} {:>7} {:>9} {:>6} {:>7} {:>9} {:>9}  backend used",
+            "backend", "threads", "task", "cache", "direct", "GB/s", "ms"
+        );
+    }
+    let pb = opts::spinner("");
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    for (b, choice) in backends.iter().zip(&choices) {
         for &th in threads {
             for &tm in task_mib {
                 for &is_cold in states {
                     let use_direct = direct && is_cold;
-                    let choice = match b.as_str() {
-                        "host" => BackendChoice::Auto,
-                        other => other.parse()?,
-                    };
                     let s = Settings {
                         threads: th,
                         task_size: tm << 20,
-                        backend: choice,
+                        backend: choice.unwrap_or(BackendChoice::Auto),
                         direct_io: use_direct,
                         ..Settings::default()
                     };
-                    let to_gpu = b != "host";
+                    let to_gpu = choice.is_some();
+                    let into = match (&mut dev, to_gpu) {
+                        (Some(d), true) => ReadInto::Device(d),
+                        (None, true) => {
+                            if !skipped.contains(b) {
+                                skipped.push(b.clone());
+                            }
+                            continue;
+                        }
+                        (_, false) => ReadInto::Host(&mut host),
+                    };
                     if to_gpu {
                         tiledio::io::prewarm(&s)?;
                     }
-                    let into = match (&mut dev, to_gpu) {
-                        (Some(d), true) => ReadInto::Device(d),
-                        (None, true) => continue,
-                        (_, false) => ReadInto::Host(&mut host),
-                    };
+                    let cache = if is_cold { "cold" } else { "warm" };
+                    pb.set_message(format!("{b}, {th} threads, {tm} MiB tasks, {cache}"));
                     let (t, used) = bench::time_ranges(path, &s, &ranges, into, &reference, repeats, is_cold)
                         .with_context(|| format!("backend {b}"))?;
-                    println!(
-                        "{:<16} {:>7} {:>7}Mi {:>6} {:>7} {:>9.2} {:>9.1}  {}",
-                        b,
-                        th,
-                        tm,
-                        if is_cold { "cold" } else { "warm" },
-                        use_direct,
-                        t.rate(total as u64) / 1e9,
-                        t.median * 1e3,
-                        used.split(';').next().unwrap_or("")
-                    );
+                    let used = used.split(';').next().unwrap_or("").to_string();
+                    let gbps = t.rate(total as u64) / 1e9;
+                    if !json {
+                        pb.suspend(|| {
+                            println!(
+                                "{:<16} {:>7} {:>7}Mi {:>6} {:>7} {:>9.2} {:>9.1}  {}",
+                                b,
+                                th,
+                                tm,
+                                cache,
+                                use_direct,
+                                gbps,
+                                t.median * 1e3,
+                                used
+                            )
+                        });
+                    }
+                    rows.push(json!({
+                        "backend": b,
+                        "threads": th,
+                        "task_mib": tm,
+                        "cache": cache,
+                        "direct": use_direct,
+                        "gbps": gbps,
+                        "median_ms": t.median * 1e3,
+                        "min_ms": t.min * 1e3,
+                        "max_ms": t.max * 1e3,
+                        "backend_used": used,
+                    }));
                 }
             }
         }
     }
+    pb.finish_and_clear();
+    if json {
+        let (gpu, no_gpu) = gpu_json();
+        return print_json(&json!({
+            "file": path.display().to_string(),
+            "tiles": ranges.len(),
+            "bytes": total,
+            "repeats": repeats,
+            "gpu": gpu,
+            "no_gpu_reason": no_gpu,
+            "skipped_without_gpu": skipped,
+            "rows": rows,
+        }));
+    }
+    if !skipped.is_empty() {
+        println!("not measured without a GPU: {}", skipped.join(", "));
+    }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn slide(
-    path: &Path,
-    level: usize,
-    device: &str,
-    threads: &[usize],
-    repeats: usize,
-    cold: bool,
-    direct: bool,
-) -> anyhow::Result<()> {
+fn slide(path: &Path, level: usize, device: &str, runs: &Runs, json: bool) -> anyhow::Result<()> {
+    let (threads, repeats, cold, direct) = (&runs.threads, runs.repeats, runs.cold, runs.direct);
     let probe = Slide::open(path)?;
-    let (w, h) = probe.level_dimensions()[level];
+    let Some(&(w, h)) = probe.level_dimensions().get(level) else {
+        bail!(
+            "{}: level {level} does not exist ({} levels)",
+            path.display(),
+            probe.level_count()
+        );
+    };
     let file_len = std::fs::metadata(path)?.len();
-    println!(
-        "{}: level {level} is {w}x{h}, file {:.2} GB",
-        path.display(),
-        file_len as f64 / 1e9
-    );
+    let gpu = tiledio::io::gpu::gpu();
+    if !json {
+        println!(
+            "{}: level {level} is {w}x{h}, file {:.2} GB",
+            path.display(),
+            file_len as f64 / 1e9
+        );
+        match &gpu {
+            Ok(g) => println!("GPU: {}", g.name()),
+            Err(e) => println!("GPU: none ({e})"),
+        }
+    }
+    if device == "gpu"
+        && let Err(e) = &gpu
+    {
+        bail!("--device gpu: {e}");
+    }
     let reference = probe.read_level(level)?;
     let pixels = reference.bytes().len();
-    let gpu = tiledio::io::gpu::gpu();
-    match &gpu {
-        Ok(g) => println!("GPU: {}", g.name()),
-        Err(e) => println!("GPU: none ({e})"),
-    }
     let targets: &[&str] = match device {
         "both" => &["gpu", "cpu"],
         "gpu" => &["gpu"],
         _ => &["cpu"],
     };
     let states: &[bool] = if cold { &[false, true] } else { &[false] };
-    println!(
-        "\n{:<6} {:>7} {:>6} {:>7} {:>10} {:>9} {:>9}",
-        "target", "threads", "cache", "direct", "MPix/s", "GB/s", "ms"
-    );
+    if !json {
+        println!(
+            "\n{:<6} {:>7} {:>6} {:>7} {:>10} {:>9} {:>9}",
+            "target", "threads", "cache", "direct", "MPix/s", "GB/s", "ms"
+        );
+    }
+    let pb = opts::spinner("");
+    let mut rows = Vec::new();
     for &t in targets {
         if t == "gpu" && gpu.is_err() {
             continue;
@@ -360,24 +505,58 @@ fn slide(
                 let s = Settings {
                     threads: th,
                     direct_io: direct && is_cold,
-                    ..Settings::default()
+                    ..Settings::from_env()?
                 };
                 if t == "gpu" {
                     tiledio::io::prewarm(&s)?;
                 }
-                let m = bench::time_level(path, level, &s, t == "gpu", reference.bytes(), repeats, is_cold)?.median;
-                println!(
-                    "{:<6} {:>7} {:>6} {:>7} {:>10.0} {:>9.2} {:>9.1}",
-                    t,
-                    th,
-                    if is_cold { "cold" } else { "warm" },
-                    direct && is_cold,
-                    (w * h) as f64 / m / 1e6,
-                    pixels as f64 / m / 1e9,
-                    m * 1e3
-                );
+                let cache = if is_cold { "cold" } else { "warm" };
+                pb.set_message(format!("{t}, {th} threads, {cache}"));
+                let timing = bench::time_level(path, level, &s, t == "gpu", reference.bytes(), repeats, is_cold)?;
+                let m = timing.median;
+                let (mpix, gbps) = ((w * h) as f64 / m / 1e6, pixels as f64 / m / 1e9);
+                if !json {
+                    pb.suspend(|| {
+                        println!(
+                            "{:<6} {:>7} {:>6} {:>7} {:>10.0} {:>9.2} {:>9.1}",
+                            t,
+                            th,
+                            cache,
+                            direct && is_cold,
+                            mpix,
+                            gbps,
+                            m * 1e3
+                        )
+                    });
+                }
+                rows.push(json!({
+                    "target": t,
+                    "threads": th,
+                    "cache": cache,
+                    "direct": direct && is_cold,
+                    "mpix_per_s": mpix,
+                    "gbps": gbps,
+                    "median_ms": m * 1e3,
+                    "min_ms": timing.min * 1e3,
+                    "max_ms": timing.max * 1e3,
+                }));
             }
         }
+    }
+    pb.finish_and_clear();
+    if json {
+        let (gpu, no_gpu) = gpu_json();
+        return print_json(&json!({
+            "file": path.display().to_string(),
+            "level": level,
+            "width": w,
+            "height": h,
+            "file_bytes": file_len,
+            "repeats": repeats,
+            "gpu": gpu,
+            "no_gpu_reason": no_gpu,
+            "rows": rows,
+        }));
     }
     Ok(())
 }
@@ -385,7 +564,7 @@ fn slide(
 fn ptycho(o: &tiledio::bench::ptycho::PtychoBenchOptions, json: bool) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     use tiledio::bench::ptycho::{self, RowStatus};
-    let tty = std::io::stderr().is_terminal();
+    let tty = std::io::stderr().is_terminal() && !opts::quiet();
     let rows = ptycho::run(o, &mut |m| {
         if tty {
             eprintln!("{m}");

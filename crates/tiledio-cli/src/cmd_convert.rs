@@ -1,8 +1,7 @@
 //! `tiledio convert IN OUT`: argument checks and a progress bar around
 //! [`tiledio::convert::convert`], where the conversions live.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use crate::opts;
 use std::path::Path;
 use std::time::Instant;
 use tiledio::convert::{ConvertOptions, convert};
@@ -36,14 +35,7 @@ pub(crate) fn options(
 /// # Errors
 /// Whatever the conversion fails with (nothing is left at `output` then).
 pub(crate) fn run(input: &Path, output: &Path, opts: &ConvertOptions) -> anyhow::Result<()> {
-    let pb = ProgressBar::new(0);
-    if !std::io::stderr().is_terminal() {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    pb.set_style(
-        ProgressStyle::with_template("{bar:40} {percent:>3}% eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let pb = opts::bar("converting");
     let t = Instant::now();
     let r = convert(input, output, opts, &|done, total| {
         pb.set_length(total);
@@ -51,6 +43,9 @@ pub(crate) fn run(input: &Path, output: &Path, opts: &ConvertOptions) -> anyhow:
     });
     pb.finish_and_clear();
     let r = r?;
+    if opts::quiet() {
+        return Ok(());
+    }
     println!(
         "{} -> {} ({:?}): {} level(s) {:?}, {} x {}, in {:.2} s",
         input.display(),

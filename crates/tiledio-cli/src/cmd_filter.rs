@@ -1,11 +1,10 @@
 //! `tiledio sobel|hed|normalize IN OUT`: argument parsing and a progress bar around
 //! [`tiledio::pipeline::run`], where the pipeline lives.
 
+use crate::opts::{self, Placement};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use tiledio::pipeline::{Device, Filter, Input, Mode, Output, PipelineOptions, fit_macenko, run};
+use tiledio::pipeline::{Filter, Input, Mode, Output, PipelineOptions, fit_macenko, run};
 
 /// The options every filter command shares.
 #[derive(Args)]
@@ -21,9 +20,8 @@ pub(crate) struct FilterArgs {
     /// Read the whole level, filter it and write it at once (needs memory for all of it).
     #[arg(long)]
     pub global: bool,
-    /// Where the kernels run: auto (the GPU if there is one), gpu, cpu.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
-    pub device: String,
+    #[command(flatten)]
+    pub placement: Placement,
     /// The pyramid level of a TIFF input (or the level folder of an OME-Zarr group).
     #[arg(long, default_value_t = 0)]
     pub level: usize,
@@ -36,37 +34,18 @@ pub(crate) struct FilterArgs {
     /// GPU memory the tiles in flight may take, in MiB.
     #[arg(long, default_value_t = 2048)]
     pub budget_mib: u64,
-    /// Print nothing but errors.
-    #[arg(long, short)]
-    pub quiet: bool,
-}
-
-fn bar(quiet: bool) -> ProgressBar {
-    let pb = ProgressBar::new(0);
-    if quiet || !std::io::stderr().is_terminal() {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    pb.set_style(
-        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb
 }
 
 /// Runs `filter` (for `normalize`, fitted first) with the shared arguments.
 pub(crate) fn run_filter(a: &FilterArgs, filter: Option<Filter>, reference: Option<&PathBuf>) -> anyhow::Result<()> {
+    let device = a.placement.pipeline_device()?;
     let input = Input::open(&a.input, a.level)?;
-    let device = match a.device.as_str() {
-        "gpu" => Device::Gpu,
-        "cpu" => Device::Cpu,
-        _ => Device::Auto,
-    };
     let mode = if a.global {
         Mode::Global
     } else {
         Mode::Tiled { tile: a.tile }
     };
-    let pb = bar(a.quiet);
+    let pb = opts::bar("");
     let filter = match filter {
         Some(f) => f,
         None => {
@@ -122,14 +101,15 @@ pub(crate) fn run_filter(a: &FilterArgs, filter: Option<Filter>, reference: Opti
     });
     pb.finish_and_clear();
     let r = r?;
-    if !a.quiet {
+    if !opts::quiet() {
         let [h, w] = input.shape();
         let on = if r.on_gpu {
             "GPU".to_string()
         } else {
-            match &r.cpu_reason {
-                Some(why) => format!("CPU ({why})"),
-                None => "CPU".to_string(),
+            match (&r.cpu_reason, a.placement.cpu_note()) {
+                (Some(why), _) => format!("CPU ({why})"),
+                (None, Some(why)) => format!("CPU ({why})"),
+                (None, None) => "CPU (--device cpu)".to_string(),
             }
         };
         println!(

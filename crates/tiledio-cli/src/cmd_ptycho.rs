@@ -13,10 +13,10 @@
 //!   `--raw-header`, `--raw-stride`, `--raw-frames`), the same description for every raw file
 //!   of the command.
 
+use crate::opts::{BackendArg, DeviceArg, Placement};
 use anyhow::{anyhow, bail, ensure};
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::{IsTerminal, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tiledio::io::{ElementType, OutputKind, check_output};
@@ -27,8 +27,8 @@ use tiledio::ptycho::stream::{
     Sinks, WireFormat, run_pipeline,
 };
 use tiledio::ptycho::{
-    Center, ClampOrder, Device, FrameStore, Orientation, Output, OutputType, PreprocessOptions, RawLayout, Reduce,
-    StoreKind, dark_frame, preprocess, store_kind, store_path,
+    Center, ClampOrder, FrameStore, Orientation, Output, OutputType, PreprocessOptions, RawLayout, Reduce, StoreKind,
+    dark_frame, preprocess, store_kind, store_path,
 };
 
 /// The `tiledio ptycho` subcommands.
@@ -41,21 +41,27 @@ pub(crate) enum PtychoCommand {
     /// dataset), SCAN_master.h5 (a DECTRIS Eiger master), x.npy, x.zarr (a 3-D Zarr array), or
     /// a raw file described by --raw-shape H,W [--raw-dtype] [--raw-header] [--raw-stride].
     /// A dark, flat or mask stack is averaged (mean) over its frames.
-    ///
-    /// Example: tiledio ptycho preprocess scan_master.h5 --dark dark.npy --crop 256 --bin 2 --center auto --out scan.zarr
+    #[command(after_help = "\
+Examples:
+  tiledio ptycho preprocess scan_master.h5 --dark dark.npy --crop 256 --bin 2 --center auto --out scan.zarr
+  tiledio ptycho preprocess scan.raw --raw-shape 1024,1024 --crop 512 --bin 2 --device cpu --out frames.zarr")]
     Preprocess(PreprocessArgs),
     /// Receive live frames over ZeroMQ (tiledio JSON or DECTRIS Stream V2, recognised per
     /// message), preprocess them in batches and write a Zarr array and/or publish them to
     /// PtyPy's DiamondZMQLoader, until the series' end message; then print frames, frames
     /// lost, frames/s and latency.
-    ///
-    /// Example: tiledio ptycho stream --connect tcp://dcu:31001 --dark dark.npy --crop 256 --bin 2 --out scan.zarr --publish-meta tcp://*:5553 --publish-data tcp://*:5552
+    #[command(after_help = "\
+Examples:
+  tiledio ptycho stream --connect tcp://dcu:31001 --dark dark.npy --crop 256 --bin 2 --out scan.zarr --publish-meta tcp://*:5553 --publish-data tcp://*:5552
+  tiledio ptycho stream --listen tcp://0.0.0.0:5555 --crop 512 --bin 2 --out live.zarr")]
     Stream(StreamArgs),
     /// Simulate a ptychography detector (a test object, a defocused probe, a Fermat-spiral
     /// scan, Poisson noise, a dark map and read noise; u16 frames) and write the stack (.npy,
     /// raw or Zarr), dark frames and scan positions, or stream the frames to a receiver.
-    ///
-    /// Example: tiledio ptycho simulate --out scan.npy --frames 200 --shape 512,512 --pattern 128 --dark dark.npy --positions pos.npy
+    #[command(after_help = "\
+Examples:
+  tiledio ptycho simulate --out scan.npy --frames 200 --shape 512,512 --pattern 128 --dark dark.npy --positions pos.npy
+  tiledio ptycho simulate --send tcp://127.0.0.1:5555 --wire stream-v2 --compression bslz4 --rate 1000")]
     Simulate(SimulateArgs),
 }
 
@@ -132,13 +138,6 @@ enum DtypeArg {
     U16,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DeviceArg {
-    Auto,
-    Gpu,
-    Cpu,
-}
-
 /// The preprocessing options `preprocess` and `stream` share.
 #[derive(Args)]
 pub(crate) struct KernelArgs {
@@ -171,8 +170,9 @@ pub(crate) struct KernelArgs {
     /// Output element type (u32/u16 are rounded half to even and saturate, counted).
     #[arg(long, value_enum, default_value = "f32")]
     dtype: DtypeArg,
-    /// Where the kernel runs: auto (the GPU if there is one), gpu, cpu.
-    #[arg(long, value_enum, default_value = "auto")]
+    /// Where the kernel runs: auto (the GPU if there is one, else the CPU, saying why), gpu,
+    /// cpu.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
     /// Flat field (a store; a stack is averaged): frames are divided by it (pixels <= 0 count
     /// as bad).
@@ -200,9 +200,11 @@ pub(crate) struct PreprocessArgs {
     /// The output Zarr array (N, S/B, S/B); must not exist (or be an empty folder).
     #[arg(long, value_name = "OUT.zarr")]
     out: PathBuf,
-    /// Print nothing but errors.
-    #[arg(long, short)]
-    quiet: bool,
+    /// How the stack's bytes reach GPU memory: auto (chosen per file, the reason reported),
+    /// cufile, staged, mmap; host reads into host memory, so the kernel runs on the CPU. Sets
+    /// TILEDIO_BACKEND for this run [default: auto, or TILEDIO_BACKEND].
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    backend: Option<BackendArg>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -248,9 +250,6 @@ pub(crate) struct StreamArgs {
     /// Frames received but not yet preprocessed, at most [default: twice --batch].
     #[arg(long, value_name = "N", default_value_t = 0)]
     queue: usize,
-    /// Print nothing but errors.
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -353,9 +352,16 @@ pub(crate) struct SimulateArgs {
     /// frame (the positions --send puts in each image message too).
     #[arg(long, value_name = "PATH.npy")]
     positions: Option<PathBuf>,
-    /// Print nothing but errors.
-    #[arg(long, short)]
-    quiet: bool,
+}
+
+impl PtychoCommand {
+    /// The `--backend` given, if any.
+    pub(crate) fn backend(&self) -> Option<BackendArg> {
+        match self {
+            PtychoCommand::Preprocess(a) => a.backend,
+            _ => None,
+        }
+    }
 }
 
 /// Runs a `tiledio ptycho` subcommand.
@@ -364,26 +370,6 @@ pub(crate) fn run(cmd: PtychoCommand) -> anyhow::Result<()> {
         PtychoCommand::Preprocess(a) => run_preprocess(&a),
         PtychoCommand::Stream(a) => run_stream(&a),
         PtychoCommand::Simulate(a) => run_simulate(&a),
-    }
-}
-
-fn bar(quiet: bool, message: &str) -> ProgressBar {
-    let pb = ProgressBar::new(0);
-    if quiet || !std::io::stderr().is_terminal() {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    pb.set_style(
-        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.set_message(message.to_string());
-    pb
-}
-
-fn progress(pb: &ProgressBar) -> impl FnMut(u64, u64) + '_ {
-    |done, total| {
-        pb.set_length(total);
-        pb.set_position(done);
     }
 }
 
@@ -458,7 +444,7 @@ fn calibrations(k: &KernelArgs, shape: Option<(usize, usize)>) -> anyhow::Result
     Ok(Calibration { dark, flat, mask })
 }
 
-fn preprocess_options(k: &KernelArgs, c: &mut Calibration) -> anyhow::Result<PreprocessOptions> {
+fn preprocess_options(k: &KernelArgs, device: DeviceArg, c: &mut Calibration) -> anyhow::Result<PreprocessOptions> {
     ensure!(k.crop > 0 && k.bin > 0, "--crop and --bin must be positive");
     ensure!(
         k.crop.is_multiple_of(k.bin),
@@ -491,11 +477,7 @@ fn preprocess_options(k: &KernelArgs, c: &mut Calibration) -> anyhow::Result<Pre
     o.flat = c.flat.take();
     o.mask = c.mask.take();
     o.batch = k.batch;
-    o.device = match k.device {
-        DeviceArg::Auto => Device::Auto,
-        DeviceArg::Gpu => Device::Gpu,
-        DeviceArg::Cpu => Device::Cpu,
-    };
+    o.device = crate::opts::ptycho_device(device);
     Ok(o)
 }
 
@@ -530,6 +512,11 @@ fn check_new_output(out: &Path, inputs: &[&Path], kind: OutputKind) -> anyhow::R
 
 fn run_preprocess(a: &PreprocessArgs) -> anyhow::Result<()> {
     let k = &a.kernel;
+    let placement = Placement {
+        device: k.device,
+        backend: a.backend,
+    };
+    let device = placement.device()?;
     let mut inputs = vec![store_path(&a.stack)];
     inputs.extend([&k.dark, &k.flat, &k.mask].into_iter().flatten().map(|s| store_path(s)));
     let refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
@@ -538,20 +525,20 @@ fn run_preprocess(a: &PreprocessArgs) -> anyhow::Result<()> {
     let (h, w) = stack.shape();
     ensure!(stack.frames() > 0, "{}: no frames", stack.name());
     let mut cal = calibrations(k, Some((h, w)))?;
-    let opts = preprocess_options(k, &mut cal)?;
-    let pb = bar(a.quiet, "preprocessing");
+    let opts = preprocess_options(k, device, &mut cal)?;
+    let pb = crate::opts::bar("preprocessing");
     let t0 = Instant::now();
     let r = preprocess(
         &*stack,
         cal.dark.as_deref(),
         &opts,
         Output::Zarr(a.out.clone()),
-        &mut progress(&pb),
+        &mut crate::opts::progress(&pb),
     );
     pb.finish_and_clear();
     let r = r?;
     let secs = t0.elapsed().as_secs_f64();
-    if !a.quiet {
+    if !crate::opts::quiet() {
         println!(
             "{} ({} frames of {h}x{w} {}) -> {}: {} frames of {s}x{s} {}, centre ({}, {}), {secs:.3} s, {:.1} frames/s, on the {}, {} saturated",
             stack.name(),
@@ -563,7 +550,10 @@ fn run_preprocess(a: &PreprocessArgs) -> anyhow::Result<()> {
             r.center.0,
             r.center.1,
             r.frames as f64 / secs.max(1e-9),
-            device_used(k.device, r.gpu),
+            match placement.cpu_note() {
+                Some(why) if !r.gpu => format!("CPU ({why})"),
+                _ => device_used(device, r.gpu),
+            },
             r.saturated,
             s = r.side,
         );
@@ -598,7 +588,7 @@ fn run_stream(a: &StreamArgs) -> anyhow::Result<()> {
     }
     let sock = socket_options(a.timeout)?;
     let mut cal = calibrations(k, None)?;
-    let opts = preprocess_options(k, &mut cal)?;
+    let opts = preprocess_options(k, k.device, &mut cal)?;
     let endpoint = match (&a.listen, &a.connect) {
         (Some(l), None) => Endpoint::Listen(l.clone()),
         (None, Some(c)) => Endpoint::Connect(c.clone()),
@@ -615,7 +605,7 @@ fn run_stream(a: &StreamArgs) -> anyhow::Result<()> {
         (Some(m), Some(d)) => Some(Publisher::bind(m, d, sock)?),
         _ => None,
     };
-    if !a.quiet {
+    if !crate::opts::quiet() {
         let verb = if a.listen.is_some() {
             "listening on"
         } else {
@@ -642,11 +632,18 @@ fn run_stream(a: &StreamArgs) -> anyhow::Result<()> {
         zarr: a.out.clone(),
         publisher: publisher.as_mut(),
     };
-    let pb = bar(a.quiet, "receiving");
-    let r = run_pipeline(rx, &opts, cal.dark.as_deref(), sinks, &popts, &mut progress(&pb));
+    let pb = crate::opts::bar("receiving");
+    let r = run_pipeline(
+        rx,
+        &opts,
+        cal.dark.as_deref(),
+        sinks,
+        &popts,
+        &mut crate::opts::progress(&pb),
+    );
     pb.finish_and_clear();
     let r = r?;
-    if !a.quiet {
+    if !crate::opts::quiet() {
         let lost: u64 = r.gaps.iter().map(|g| g.end - g.start).sum();
         let out = match (&a.out, &publisher) {
             (Some(o), Some(_)) => format!("{} and the PtyPy loader", o.display()),
@@ -747,11 +744,11 @@ fn run_simulate(a: &SimulateArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let (target, saturated) = match (&a.out, format, &a.send) {
         (Some(out), Some(f), _) => {
-            let pb = bar(a.quiet, "simulating");
+            let pb = crate::opts::bar("simulating");
             let r = match f {
-                FormatArg::Npy => sim.write_npy(out, &mut progress(&pb)),
-                FormatArg::Raw => sim.write_raw(out, &mut progress(&pb)),
-                FormatArg::Zarr => sim.write_zarr(out, &mut progress(&pb)),
+                FormatArg::Npy => sim.write_npy(out, &mut crate::opts::progress(&pb)),
+                FormatArg::Raw => sim.write_raw(out, &mut crate::opts::progress(&pb)),
+                FormatArg::Zarr => sim.write_zarr(out, &mut crate::opts::progress(&pb)),
             };
             pb.finish_and_clear();
             let r = r?;
@@ -765,7 +762,7 @@ fn run_simulate(a: &SimulateArgs) -> anyhow::Result<()> {
         (_, _, Some(addr)) => send(a, &sim, addr)?,
         _ => bail!("give --out PATH or --send ADDR"),
     };
-    if !a.quiet {
+    if !crate::opts::quiet() {
         let secs = t0.elapsed().as_secs_f64();
         let extra = if notes.is_empty() {
             String::new()
@@ -837,7 +834,7 @@ fn send(a: &SimulateArgs, sim: &Simulation, addr: &str) -> anyhow::Result<(Strin
     }
     so.rate = a.rate;
     let mut tx = Sender::new(&endpoint, so)?;
-    if !a.quiet && a.bind {
+    if !crate::opts::quiet() && a.bind {
         println!("sending from {}", tx.endpoint());
         let _ = std::io::stdout().flush();
     }
@@ -848,7 +845,7 @@ fn send(a: &SimulateArgs, sim: &Simulation, addr: &str) -> anyhow::Result<(Strin
     let mut next = vec![0u16; batch * px];
     let mut bytes = vec![0u8; px * 2];
     let positions = sim.positions();
-    let pb = bar(a.quiet, "sending");
+    let pb = crate::opts::bar("sending");
     pb.set_length(n);
     let r = (|| -> anyhow::Result<u64> {
         tx.start(n, (h, w), ElementType::U16)?;

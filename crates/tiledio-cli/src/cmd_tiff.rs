@@ -1,15 +1,55 @@
 //! `tiledio info`, `tiledio read` and `tiledio convert` for whole-slide TIFF files.
 
+use crate::opts;
+use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 use tiledio::tiff::Slide;
 
-/// `tiledio info FILE`: levels, tile sizes, compression, properties, associated images.
+/// `tiledio info FILE --json`: one JSON object with the same facts as the table, properties
+/// in full.
+fn info_json(path: &Path, s: &Slide) -> serde_json::Value {
+    let levels: Vec<serde_json::Value> = s
+        .levels()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            json!({
+                "level": i,
+                "width": l.width,
+                "height": l.height,
+                "downsample": l.downsample,
+                "tiled": l.tiled,
+                "tile_width": l.tile_width,
+                "tile_height": l.tile_height,
+                "compression": l.compression.name(),
+                "page": l.page,
+            })
+        })
+        .collect();
+    json!({
+        "path": path.display().to_string(),
+        "channels": s.channels(),
+        "sample_type": s.sample_type().name(),
+        "level_count": s.level_count(),
+        "levels": levels,
+        "mpp": s.mpp().map(|(x, y)| json!({"x": x, "y": y})),
+        "associated_images": s.associated_images(),
+        "properties": s.properties(),
+    })
+}
+
+/// `tiledio info FILE`: levels, tile sizes, compression, properties, associated images; with
+/// `json`, one JSON object on stdout instead.
 ///
 /// # Errors
 /// The file cannot be opened or parsed.
-pub(crate) fn info(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn info(path: &Path, json: bool) -> anyhow::Result<()> {
     let s = Slide::open(path)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info_json(path, &s))?);
+        return Ok(());
+    }
     println!(
         "{}: {} x {}, {} level(s)",
         path.display(),
@@ -79,6 +119,7 @@ pub(crate) fn read(
         tiledio::io::gpu::gpu()?;
         s.read_region_device((0, 0), level, (1, 1))?;
     }
+    let pb = opts::spinner(&format!("reading into {} memory", if gpu { "GPU" } else { "host" }));
     let t = Instant::now();
     let (img, secs) = match (region, gpu) {
         (Some((x, y, w, h)), false) => (s.read_region((x, y), level, (w, h))?, t.elapsed().as_secs_f64()),
@@ -94,6 +135,13 @@ pub(crate) fn read(
             (d.to_host()?, secs)
         }
     };
+    pb.set_message("writing the .npy");
+    let written = img.write_npy(out);
+    pb.finish_and_clear();
+    written?;
+    if opts::quiet() {
+        return Ok(());
+    }
     let (h, w, c) = img.shape();
     let bytes = img.bytes().len() as f64;
     println!(
@@ -106,7 +154,6 @@ pub(crate) fn read(
     if gpu && let Ok(r) = s.file().backend_report() {
         println!("backend: {r}");
     }
-    img.write_npy(out)?;
     println!("wrote {}", out.display());
     Ok(())
 }

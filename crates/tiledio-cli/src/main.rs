@@ -3,54 +3,125 @@
 
 mod bench;
 mod cmd_convert;
+mod cmd_docs;
 mod cmd_filter;
 mod cmd_ptycho;
 mod cmd_tiff;
 mod demo;
+mod opts;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use opts::{BackendArg, Placement};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Tiled images from storage into GPU memory and back.
+/// Tiled images from storage into GPU memory and back: whole-slide TIFF, Zarr and detector
+/// frames, read and written with GPU-direct I/O, filtered with CUDA kernels (each with a CPU
+/// reference, used when there is no GPU).
 #[derive(Parser)]
-#[command(name = "tiledio", version, about)]
+#[command(
+    name = "tiledio",
+    version,
+    about = "Tiled images from storage into GPU memory and back",
+    after_help = "\
+Examples:
+  tiledio demo                                   # the main job on generated data, PNG previews in demo-out/
+  tiledio info slide.svs --json                  # levels, tiles, compression, as JSON
+  tiledio sobel slide.svs edges.zarr             # Sobel tile by tile -> OME-Zarr, GPU if present
+  tiledio completions bash > ~/.local/share/bash-completion/completions/tiledio
+  tiledio man --out ~/.local/share/man/man1
+
+Settings: TILEDIO_* environment variables (README, \"Settings\"); --backend sets TILEDIO_BACKEND."
+)]
 struct Cli {
     /// On error, print each cause on its own line (and debug detail) instead of one line.
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// No progress bars and no reports, only errors (info, backends, bench, completions and
+    /// man still print what they are for).
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
 
+// parsed once per run: the size of the largest variant costs nothing
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Write generated data, read it back into GPU (or host) memory with each backend, verify
-    /// the bytes, and print throughput and which backend was used and why.
+    /// The main job on generated data: a synthetic H&E-like slide through Sobel into OME-Zarr
+    /// and through Macenko normalisation, a simulated ptychography scan through frame
+    /// preprocessing, on the GPU if there is one (else the CPU, saying why); a generated file
+    /// read back through each backend, every byte verified. Prints what ran where, how fast,
+    /// which backend and why, and writes PNG previews (slide, edges, normalised colours,
+    /// preprocessed frames) whose paths it prints.
+    #[command(after_help = "\
+Examples:
+  tiledio demo                                   # into demo-out/ (a re-run replaces it)
+  tiledio demo --out /tmp/demo --side 4096 --device cpu --size-mib 64")]
     Demo {
-        /// Size of the generated file in MiB.
-        #[arg(long, default_value_t = 512)]
+        /// The output folder: made if missing; an existing one must be empty or an earlier
+        /// demo's (holding tiledio-demo.txt), whose files are replaced.
+        #[arg(long, default_value = "demo-out", value_name = "DIR")]
+        out: PathBuf,
+        /// Side of the synthetic slide in pixels.
+        #[arg(long, default_value_t = 2048, value_name = "PIXELS")]
+        side: usize,
+        /// Frames of the simulated ptychography scan.
+        #[arg(long, default_value_t = 64, value_name = "N")]
+        frames: u64,
+        /// Side of the simulated detector frames (a multiple of 4): the pattern and the crop are
+        /// half of it, binned by 2.
+        #[arg(long, default_value_t = 512, value_name = "PIXELS")]
+        frame_side: usize,
+        /// Size of the backend tour's generated file in MiB (0: no tour).
+        #[arg(long, default_value_t = 256, value_name = "MIB")]
         size_mib: usize,
-        /// Directory for the generated file (default: the system temporary directory).
+        /// Folder for the tour's generated file (default: a hidden folder in --out); it is
+        /// removed afterwards.
         #[arg(long)]
         dir: Option<PathBuf>,
+        #[command(flatten)]
+        placement: Placement,
     },
-    /// Benchmarks (print a table).
+    /// Benchmarks (print a table, or JSON with --json).
+    #[command(after_help = "\
+Examples:
+  tiledio bench slide slide.tif --device gpu --threads 8,16 --json
+  tiledio bench ptycho --quick")]
     Bench {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
     /// Show the GPU, cuFile's state, and (for FILE) which backend GPU reads would use and why.
+    #[command(after_help = "\
+Examples:
+  tiledio backends
+  tiledio backends slide.tif --backend cufile   # what asking for cuFile would give, and why")]
     Backends {
         /// A file to report on.
         file: Option<PathBuf>,
+        /// The backend asked for (default: auto, or TILEDIO_BACKEND).
+        #[arg(long, value_enum, value_name = "BACKEND")]
+        backend: Option<BackendArg>,
     },
     /// Describe a tiled TIFF: levels, tile sizes, compression, properties, associated images.
+    #[command(after_help = "\
+Examples:
+  tiledio info slide.svs
+  tiledio info slide.svs --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"levels\"][0])'")]
     Info {
         /// The TIFF / BigTIFF / SVS / OME-TIFF file.
         file: PathBuf,
+        /// Print one JSON object (path, levels, associated images, properties) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Read a region (or a whole level) of a slide into a NumPy `.npy` file.
+    #[command(after_help = "\
+Examples:
+  tiledio read slide.svs --level 1 --region 1000,2000,512,512 --out region.npy
+  tiledio read slide.svs --out level0.npy --device cpu")]
     Read {
         /// The slide.
         file: PathBuf,
@@ -64,14 +135,15 @@ enum Command {
         /// The output `.npy` file (H×W×C).
         #[arg(long)]
         out: PathBuf,
-        /// Where to read into: gpu (then copied out), cpu, or auto (the GPU if there is one).
-        #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
-        device: String,
+        #[command(flatten)]
+        placement: Placement,
     },
     /// Sobel edge magnitude (scikit-image's `sobel`) of a slide level or Zarr array, tile by
     /// tile with halos, into OME-Zarr (with its pyramid) or a tiled TIFF of float32.
-    ///
-    /// Example: tiledio sobel slide.svs edges.zarr --tile 4096 --device auto
+    #[command(after_help = "\
+Examples:
+  tiledio sobel slide.svs edges.zarr --tile 4096 --device auto
+  tiledio sobel slide.svs edges_h.tif --output-kind h --device cpu")]
     Sobel {
         #[command(flatten)]
         args: cmd_filter::FilterArgs,
@@ -80,16 +152,19 @@ enum Command {
         output_kind: String,
     },
     /// Colour deconvolution (scikit-image's `rgb2hed`) of an RGB slide: float32 H, E, D.
-    ///
-    /// Example: tiledio hed slide.svs hed.zarr
+    #[command(after_help = "\
+Example:
+  tiledio hed slide.svs hed.zarr --codec zstd")]
     Hed {
         #[command(flatten)]
         args: cmd_filter::FilterArgs,
     },
     /// Macenko stain normalisation (cuCIM's `normalize_colors_pca`) of an RGB u8 slide: the
     /// statistics over all tiles, then the map, both in bounded memory; RGB u8 output.
-    ///
-    /// Example: tiledio normalize slide.svs normalized.tif --reference target.svs
+    #[command(after_help = "\
+Examples:
+  tiledio normalize slide.svs normalized.tif
+  tiledio normalize slide.svs normalized.zarr --reference target.svs")]
     Normalize {
         #[command(flatten)]
         args: cmd_filter::FilterArgs,
@@ -100,8 +175,10 @@ enum Command {
     },
     /// Ptychography: preprocess detector frame stacks into Zarr, preprocess live ZeroMQ
     /// streams (to Zarr and/or PtyPy), simulate a detector.
-    ///
-    /// Example: tiledio ptycho preprocess scan.h5:/entry/data/data --dark dark.npy --crop 256 --bin 2 --out scan.zarr
+    #[command(after_help = "\
+Examples:
+  tiledio ptycho simulate --out scan.npy --frames 200 --shape 512,512 --dark dark.npy
+  tiledio ptycho preprocess scan.npy --dark dark.npy --crop 256 --bin 2 --out frames.zarr")]
     Ptycho {
         #[command(subcommand)]
         what: cmd_ptycho::PtychoCommand,
@@ -109,6 +186,10 @@ enum Command {
     /// Convert between tiled TIFF pyramids and (OME-)Zarr, in bounded memory: IN.tif OUT.tif,
     /// IN.tif OUT.zarr, IN.zarr OUT.tif, IN.zarr OUT.zarr. The output's format follows its
     /// extension; an option that does not apply to it is an error.
+    #[command(after_help = "\
+Examples:
+  tiledio convert slide.svs slide.zarr --chunk 512 --shard 4096 --codec zstd
+  tiledio convert slide.zarr back.tif --tile 256 --compression zstd --levels 4")]
     Convert {
         /// Input: a tiled TIFF / SVS / OME-TIFF, or a Zarr array / OME-Zarr group (a directory).
         input: PathBuf,
@@ -137,6 +218,44 @@ enum Command {
         #[arg(long)]
         codec: Option<String>,
     },
+    /// Print a shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "\
+Examples:
+  tiledio completions bash > ~/.local/share/bash-completion/completions/tiledio
+  tiledio completions zsh > ~/.zfunc/_tiledio
+  tiledio completions fish > ~/.config/fish/completions/tiledio.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of tiledio, or write one page per subcommand into DIR.
+    #[command(after_help = "\
+Examples:
+  tiledio man | man -l -
+  tiledio man --out ~/.local/share/man/man1")]
+    Man {
+        /// Write tiledio.1, tiledio-info.1, tiledio-bench-read.1, ... into this folder (made if
+        /// missing) instead of printing tiledio.1.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+impl Command {
+    /// The `--backend` given to this command, if any.
+    fn backend(&self) -> Option<BackendArg> {
+        match self {
+            Command::Read { placement, .. } | Command::Demo { placement, .. } => placement.backend,
+            Command::Sobel { args, .. } | Command::Hed { args } | Command::Normalize { args, .. } => {
+                args.placement.backend
+            }
+            Command::Backends { backend, .. } => *backend,
+            Command::Bench { what } => what.backend(),
+            Command::Ptycho { what } => what.backend(),
+            _ => None,
+        }
+    }
 }
 
 fn parse_region(s: &str) -> Result<(i64, i64, u64, u64), String> {
@@ -195,6 +314,12 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    opts::set_quiet(cli.quiet);
+    if let Some(v) = cli.command.backend().and_then(BackendArg::env_value) {
+        // SAFETY: no other thread exists yet (the signal handler's starts below), so nothing
+        // reads the environment while it changes; every later read sees the choice.
+        unsafe { std::env::set_var("TILEDIO_BACKEND", v) };
+    }
     clean_up_on_signals();
     let verbose = cli.verbose;
     match run(cli.command) {
@@ -216,7 +341,23 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Demo { size_mib, dir } => demo::run(size_mib, dir),
+        Command::Demo {
+            out,
+            side,
+            frames,
+            frame_side,
+            size_mib,
+            dir,
+            placement,
+        } => demo::run(demo::DemoArgs {
+            out,
+            side,
+            frames,
+            frame_side,
+            size_mib,
+            dir,
+            placement,
+        }),
         Command::Sobel { args, output_kind } => {
             let what = match output_kind.as_str() {
                 "h" => tiledio::kernels::SobelOutput::Horizontal,
@@ -229,24 +370,26 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Normalize { args, reference } => cmd_filter::run_filter(&args, None, reference.as_ref()),
         Command::Bench { what } => bench::run(what),
         Command::Ptycho { what } => cmd_ptycho::run(what),
-        Command::Backends { file } => backends(file),
-        Command::Info { file } => cmd_tiff::info(&file),
+        Command::Backends { file, backend } => backends(file, backend),
+        Command::Info { file, json } => cmd_tiff::info(&file, json),
         Command::Read {
             file,
             level,
             region,
             out,
-            device,
+            placement,
         } => {
-            let gpu = match device.as_str() {
-                "auto" => match tiledio::io::gpu::gpu() {
+            let gpu = match placement.device()? {
+                opts::DeviceArg::Auto => match tiledio::io::gpu::gpu() {
                     Ok(_) => true,
                     Err(e) => {
-                        eprintln!("reading into host memory: {e}");
+                        if !opts::quiet() {
+                            eprintln!("reading into host memory: {e}");
+                        }
                         false
                     }
                 },
-                d => d == "gpu",
+                d => d == opts::DeviceArg::Gpu,
             };
             cmd_tiff::read(&file, level, region, &out, gpu)
         }
@@ -264,10 +407,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             let opts = cmd_convert::options(tile, compression, quality, levels, chunk, shard, codec)?;
             cmd_convert::run(&input, &output, &opts)
         }
+        Command::Completions { shell } => cmd_docs::completions(shell, Cli::command()),
+        Command::Man { out } => cmd_docs::man(Cli::command(), out.as_deref(), opts::quiet()),
     }
 }
 
-fn backends(file: Option<PathBuf>) -> anyhow::Result<()> {
+fn backends(file: Option<PathBuf>, backend: Option<BackendArg>) -> anyhow::Result<()> {
     match tiledio::io::gpu::gpu() {
         Ok(g) => println!(
             "GPU: {} ({:.1} GiB, compute {}.{})",
@@ -283,6 +428,15 @@ fn backends(file: Option<PathBuf>) -> anyhow::Result<()> {
         Some(why) => println!("cuFile: {why}"),
     }
     if let Some(f) = file {
+        if backend == Some(BackendArg::Host) {
+            // no GPU backend is asked for: the file is only checked for reading
+            tiledio::io::FileHandle::open(&f)?;
+            println!(
+                "{}: host reads (--backend host: parallel pread into host memory)",
+                f.display()
+            );
+            return Ok(());
+        }
         let fh = tiledio::io::FileHandle::open(&f)?;
         match fh.backend_report() {
             Ok(r) => println!("{}: {r}", f.display()),
@@ -290,4 +444,34 @@ fn backends(file: Option<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every subcommand, nested ones included, shows an example in its help.
+    #[test]
+    fn every_subcommand_has_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>, seen: &mut usize) {
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                *seen += 1;
+                let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                if !(help.contains("Example") && help.contains(&name)) {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, missing, seen);
+            }
+        }
+        let (mut missing, mut seen) = (Vec::new(), 0);
+        walk(&Cli::command(), "tiledio", &mut missing, &mut seen);
+        assert!(seen >= 19, "only {seen} subcommands found");
+        assert!(missing.is_empty(), "no example in the help of: {missing:?}");
+    }
 }

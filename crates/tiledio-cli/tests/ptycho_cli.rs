@@ -124,7 +124,9 @@ fn help_of_each_command_shows_an_example() {
         &["ptycho", "simulate", "--help"],
     ] {
         let out = ok(&run(args));
-        assert!(out.contains("Example: tiledio ptycho"), "{args:?}:\n{out}");
+        // "Example(s):" then the command lines, indented
+        let example = out.split_once("Example").map(|(_, rest)| rest).unwrap_or("");
+        assert!(example.contains("\n  tiledio ptycho"), "{args:?}:\n{out}");
     }
     let out = ok(&run(&["ptycho", "preprocess", "--help"]));
     for flag in [

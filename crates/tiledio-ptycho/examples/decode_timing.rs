@@ -1,6 +1,63 @@
 //! Times bitshuffle-LZ4 decoding of an Eiger-size u16 frame of sparse counts on one thread,
-//! and its LZ4 blocks alone. `cargo run --release -p tiledio-ptycho --example decode_timing`
-fn main() {
+//! and its LZ4 blocks alone (a fraction of a second in a release build).
+//!
+//! ```text
+//! cargo run --release -p tiledio-ptycho --example decode_timing -- [--reps 200]
+//! cargo run --release -p tiledio-ptycho --example decode_timing -- --help
+//! ```
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+decode_timing: bitshuffle-LZ4 decoding of one 514x1030 u16 Eiger-like frame of sparse counts,
+on one thread, and its LZ4 blocks alone; prints ms per frame.
+
+Usage: cargo run --release -p tiledio-ptycho --example decode_timing -- [OPTIONS]
+
+Options:
+  --reps N      timed decodes [default: 200]
+  -h, --help    this text";
+
+/// The repeats asked for, `None` for `--help`.
+fn parse(args: &[String]) -> Result<Option<usize>, String> {
+    let mut reps = 200;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--reps" => {
+                let v = it.next().ok_or("--reps needs a value")?;
+                reps = v
+                    .parse()
+                    .ok()
+                    .filter(|&r| r > 0)
+                    .ok_or_else(|| format!("--reps {v:?}: expected a whole number above 0"))?;
+            }
+            _ => return Err(format!("unknown option {flag:?} (--help lists them)")),
+        }
+    }
+    Ok(Some(reps))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse(&args) {
+        Ok(Some(reps)) => {
+            time(reps);
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("decode_timing: {e}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn time(reps: usize) {
     let n = 514 * 1030;
     let mut data = vec![0u8; n * 2];
     let mut s = 1u64;
@@ -15,7 +72,6 @@ fn main() {
     }
     let chunk = tiledio_ptycho::encode_bitshuffle_lz4(&data, 2, 0).expect("encode");
     let mut out = vec![0u8; n * 2];
-    let reps = 200;
     let t = std::time::Instant::now();
     for _ in 0..reps {
         tiledio_ptycho::decode_bitshuffle_lz4(&chunk, 2, &mut out).expect("decode");

@@ -120,3 +120,40 @@ pub fn workspace_root() -> PathBuf {
 pub fn testdata(sub: &str) -> PathBuf {
     workspace_root().join("testdata").join(sub)
 }
+
+/// The built example `name` whose source is `source` (a path from the workspace root, such as
+/// `"examples/tiled_sobel.rs"`): `target/<profile>/examples/<name>`, beside this test binary's
+/// `deps/` folder. `cargo test` builds a crate's examples before running its tests; a test run
+/// alone with `--test NAME` does not, so a missing or older-than-its-source binary fails here
+/// with what to run, never a silent skip.
+///
+/// ```no_run
+/// let exe = tiledio_test_support::example_binary("zarr_bench", "crates/tiledio-zarr/examples/zarr_bench.rs");
+/// let out = std::process::Command::new(exe).arg("--help").output().unwrap();
+/// assert!(out.status.success());
+/// ```
+///
+/// # Panics
+/// When the binary is missing or older than its source.
+pub fn example_binary(name: &str, source: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("cannot find the test binary: {e}"));
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap_or_else(|| panic!("{}: not in target/<profile>/deps", exe.display()));
+    let bin = profile_dir.join("examples").join(name);
+    let how = "run `cargo test` for its crate (it builds the examples), or `cargo build --examples` first";
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("example {name} not built at {} ({e}): {how}", bin.display()));
+    let src = workspace_root().join(source);
+    let written = std::fs::metadata(&src)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    assert!(
+        built >= written,
+        "example {name} at {} is older than {source}: {how}",
+        bin.display()
+    );
+    bin
+}
