@@ -4,6 +4,8 @@ says so clearly."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import tifffile
@@ -107,6 +109,10 @@ def test_cuda_without_a_gpu_is_a_clear_tiledio_error(tmp_path):
         lambda: tiledio.ptycho.FrameStore(TESTDATA / "ptycho" / "frames.npy").read(device="cuda"),
         lambda: tiledio.pipeline.sobel(path, tmp_path / "e.zarr", device="cuda"),
     ]
+    if importlib.util.find_spec("dask") is not None:
+        tdask = importlib.import_module("tiledio.dask")
+        calls.append(lambda: tdask.from_slide(path, device="cuda"))
+        calls.append(lambda: tdask.from_zarr(tmp_path / "z.zarr", device="cuda"))
     for call in calls:
         with pytest.raises(tiledio.TiledioError) as e:
             call()

@@ -1,12 +1,35 @@
 """Type stubs of tiledio's extension module (the documented API is in ``tiledio``)."""
 
 import os
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "AssociatedImages",
+    "CudaArray",
+    "FrameBatches",
+    "FrameStore",
+    "RegionBatches",
+    "Slide",
+    "TiledioError",
+    "ZarrArray",
+    "ZarrWriter",
+    "_HostDlpack",
+    "__version__",
+    "_host_dlpack",
+    "convert",
+    "cuda_status",
+    "normalize_stains",
+    "open_slide",
+    "open_zarr",
+    "pipeline_run",
+    "ptycho_preprocess",
+    "rgb2hed",
+    "sobel",
+]
 
 _Path = Union[str, "os.PathLike[str]"]
 _Device = str  # "cpu", "cuda" or "cuda:N"
@@ -16,6 +39,7 @@ _Pair = Union[Tuple[int, int], Sequence[int], npt.NDArray[np.integer]]
 class TiledioError(OSError):
     """An I/O, format or GPU problem; the message is one line naming the file."""
 
+@final
 class CudaArray:
     """An array in GPU memory owned by tiledio; DLPack and CUDA array interface v3."""
 
@@ -46,24 +70,27 @@ class CudaArray:
     def __array__(self, dtype: Any = None, copy: Any = None) -> None: ...
     def __len__(self) -> int: ...
 
+@final
 class AssociatedImages(Mapping[str, npt.NDArray[Any]]):
-    def __getitem__(self, name: str) -> npt.NDArray[Any]: ...
+    def __getitem__(self, key: str, /) -> npt.NDArray[Any]: ...
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[str]: ...
-    def __contains__(self, name: object) -> bool: ...
+    def __contains__(self, key: object, /) -> bool: ...
     def keys(self) -> List[str]: ...  # type: ignore[override]
     def values(self) -> List[npt.NDArray[Any]]: ...  # type: ignore[override]
     def items(self) -> List[Tuple[str, npt.NDArray[Any]]]: ...  # type: ignore[override]
     def get(self, name: str, default: Any = None) -> Any: ...
     def dimensions(self) -> Dict[str, Tuple[int, int]]: ...
 
+@final
 class RegionBatches(Iterator[Any]):
     def __iter__(self) -> "RegionBatches": ...
     def __next__(self) -> Any: ...
     def __len__(self) -> int: ...
 
+@final
 class Slide:
-    def __init__(self, path: _Path) -> None: ...
+    def __new__(cls, path: _Path) -> "Slide": ...
     @property
     def path(self) -> str: ...
     @property
@@ -104,8 +131,9 @@ class Slide:
     def __enter__(self) -> "Slide": ...
     def __exit__(self, a: Any, b: Any, c: Any) -> None: ...
 
+@final
 class ZarrArray:
-    def __init__(self, path: _Path, level: Optional[int] = None) -> None: ...
+    def __new__(cls, path: _Path, level: Optional[int] = None) -> "ZarrArray": ...
     @property
     def path(self) -> str: ...
     @property
@@ -124,14 +152,15 @@ class ZarrArray:
     def zarr_format(self) -> int: ...
     @property
     def attrs(self) -> Dict[str, Any]: ...
-    def __getitem__(self, key: Any) -> Any: ...
+    def __getitem__(self, key: Any, /) -> Any: ...
     def read(self, region: Any = None, device: _Device = "cpu", out: Optional[_Array] = None) -> Any: ...
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> npt.NDArray[Any]: ...
     def __len__(self) -> int: ...
 
+@final
 class ZarrWriter:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: _Path,
         shape: Sequence[int],
         dtype: Any,
@@ -139,7 +168,7 @@ class ZarrWriter:
         shard: Union[None, int, Sequence[int]] = None,
         codec: str = "zstd",
         ome: bool = False,
-    ) -> None: ...
+    ) -> "ZarrWriter": ...
     @property
     def shape(self) -> Tuple[int, ...]: ...
     @property
@@ -152,9 +181,10 @@ class ZarrWriter:
     def finish(self) -> str: ...
     def abort(self) -> None: ...
 
+@final
 class FrameStore:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         spec: _Path,
         *,
         raw_shape: Optional[Tuple[int, int]] = None,
@@ -162,7 +192,7 @@ class FrameStore:
         raw_header: int = 0,
         raw_stride: Optional[int] = None,
         raw_frames: Optional[int] = None,
-    ) -> None: ...
+    ) -> "FrameStore": ...
     @property
     def name(self) -> str: ...
     @property
@@ -183,12 +213,13 @@ class FrameStore:
         device: _Device = "cpu",
         out: Optional[_Array] = None,
     ) -> Any: ...
-    def __getitem__(self, key: Union[int, slice]) -> npt.NDArray[Any]: ...
+    def __getitem__(self, key: Union[int, slice], /) -> npt.NDArray[Any]: ...
     def batches(
         self, batch_size: int = 64, *, device: _Device = "cpu", rows: Optional[Tuple[int, int]] = None
     ) -> "FrameBatches": ...
     def mean(self, start: int = 0, stop: Optional[int] = None) -> npt.NDArray[np.float32]: ...
 
+@final
 class FrameBatches(Iterator[Any]):
     def __iter__(self) -> "FrameBatches": ...
     def __next__(self) -> Any: ...
@@ -225,7 +256,7 @@ def pipeline_run(
     src: _Path,
     dst: _Path,
     *,
-    tile: Optional[int] = 4096,
+    tile: Optional[int] = ...,
     device: str = "auto",
     level: int = 0,
     chunk: Optional[int] = None,
@@ -259,6 +290,7 @@ def ptycho_preprocess(
 ) -> Any: ...
 def cuda_status() -> Optional[str]: ...
 
+@final
 class _HostDlpack:
     def __dlpack_device__(self) -> Tuple[int, int]: ...
     def __dlpack__(

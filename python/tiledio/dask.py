@@ -58,6 +58,15 @@ def _to_device(a: Any, device: str) -> Any:
     return cupy.asarray(a)
 
 
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f'device {device!r}: expected "cpu" or "cuda"')
+    if device == "cuda":
+        status = _tiledio.cuda_status()
+        if status is not None:
+            raise _tiledio.TiledioError(status)
+
+
 def _meta(ndim: int, dtype: numpy.dtype, device: str) -> Any:
     if device == "cpu":
         return numpy.empty((0,) * ndim, dtype=dtype)
@@ -133,8 +142,7 @@ def from_slide(
         ...                       boundary="none", drop_axis=2, dtype="float32")
     """
     path = os.fspath(path)
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f'device {device!r}: expected "cpu" or "cuda"')
+    _check_device(device)
     lvl = _SlideLevel(path, level, device)
     ch, cw = (chunks, chunks) if isinstance(chunks, int) else tuple(chunks)
     name = "tiledio-slide-" + tokenize(lvl, ch, cw)
@@ -201,8 +209,7 @@ def from_zarr(
         >>> x.max().compute()
     """
     path = os.fspath(path)
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f'device {device!r}: expected "cpu" or "cuda"')
+    _check_device(device)
     src = _ZarrSource(path, level, device)
     if chunks is None:
         chunks = src.shards or src.chunks
