@@ -2,7 +2,7 @@
 //! memory ([`DeviceStack`]), e.g. a NumPy or CuPy array handed to [`crate::preprocess`].
 
 use crate::error::{Result, usage};
-use crate::store::{FrameStore, request_bytes, target_len};
+use crate::store::{FrameStore, checked_request};
 use std::ops::Range;
 use tiledio_io::gpu::DeviceBuffer;
 use tiledio_io::{ElementType, Target};
@@ -98,14 +98,7 @@ impl FrameStore for HostStack<'_> {
         self.dtype
     }
     fn read_frames(&self, frames: Range<u64>, rows: Option<Range<usize>>, dst: Target<'_>) -> Result<()> {
-        let n = request_bytes(self, &frames, rows.as_ref())?;
-        if target_len(&dst) < n {
-            return Err(usage(format!(
-                "{}: destination of {} bytes for {n}",
-                self.name,
-                target_len(&dst)
-            )));
-        }
+        checked_request(self, &frames, rows.as_ref(), &dst)?;
         let rows = rows.unwrap_or(0..self.shape.0);
         let mut at = 0usize;
         let mut dst = dst;
@@ -170,14 +163,7 @@ impl FrameStore for DeviceStack<'_> {
         self.dtype
     }
     fn read_frames(&self, frames: Range<u64>, rows: Option<Range<usize>>, dst: Target<'_>) -> Result<()> {
-        let n = request_bytes(self, &frames, rows.as_ref())?;
-        if target_len(&dst) < n {
-            return Err(usage(format!(
-                "{}: destination of {} bytes for {n}",
-                self.name,
-                target_len(&dst)
-            )));
-        }
+        checked_request(self, &frames, rows.as_ref(), &dst)?;
         let rows = rows.unwrap_or(0..self.shape.0);
         let mut at = 0usize;
         let mut dst = dst;

@@ -124,6 +124,25 @@ pub(crate) fn request_bytes<S: FrameStore + ?Sized>(
         .ok_or_else(|| usage(format!("{}: request of {frames:?} overflows", s.name())))
 }
 
+/// [`request_bytes`], and a destination that holds them: the checks every
+/// [`FrameStore::read_frames`] starts with.
+pub(crate) fn checked_request<S: FrameStore + ?Sized>(
+    s: &S,
+    frames: &Range<u64>,
+    rows: Option<&Range<usize>>,
+    dst: &Target<'_>,
+) -> Result<usize> {
+    let n = request_bytes(s, frames, rows)?;
+    if target_len(dst) < n {
+        return Err(usage(format!(
+            "{}: destination of {} bytes for {n}",
+            s.name(),
+            target_len(dst)
+        )));
+    }
+    Ok(n)
+}
+
 pub(crate) fn target_len(t: &Target<'_>) -> usize {
     match t {
         Target::Host(b) => b.len(),
@@ -264,14 +283,7 @@ impl FrameStore for RawStore {
         self.dtype
     }
     fn read_frames(&self, frames: Range<u64>, rows: Option<Range<usize>>, dst: Target<'_>) -> Result<()> {
-        let n = request_bytes(self, &frames, rows.as_ref())?;
-        if target_len(&dst) < n {
-            return Err(usage(format!(
-                "{}: destination of {} bytes for {n}",
-                self.name,
-                target_len(&dst)
-            )));
-        }
+        checked_request(self, &frames, rows.as_ref(), &dst)?;
         let rows = rows.unwrap_or(0..self.shape.0);
         let len = rows.len() * self.shape.1 * self.dtype.size();
         let ranges: Vec<ReadRange> = (frames.start..frames.end)

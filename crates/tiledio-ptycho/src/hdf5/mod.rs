@@ -11,7 +11,7 @@ mod group;
 mod write;
 
 use crate::error::{PtychoError, Result, format_err, usage};
-use crate::store::{FrameStore, request_bytes, target_len};
+use crate::store::{FrameStore, checked_request};
 use chunks::{Geometry, Loc, Table, chunk_err};
 use dataset::{Info, Layout};
 use filters::Pipeline;
@@ -280,14 +280,7 @@ impl FrameStore for Hdf5Store {
         self.parts.iter().all(Part::raw_rows)
     }
     fn read_frames(&self, frames: Range<u64>, rows: Option<Range<usize>>, dst: Target<'_>) -> Result<()> {
-        let n = request_bytes(self, &frames, rows.as_ref())?;
-        if target_len(&dst) < n {
-            return Err(usage(format!(
-                "{}: destination of {} bytes for {n}",
-                self.name,
-                target_len(&dst)
-            )));
-        }
+        checked_request(self, &frames, rows.as_ref(), &dst)?;
         let rows = rows.unwrap_or(0..self.shape.0);
         let per_frame = rows.len() * self.shape.1 * self.dtype.size();
         let mut dst = dst;
