@@ -124,6 +124,10 @@ Examples:
         /// Frames per batch of the file, stream, bslz4 and hdf5 rows (default 64).
         #[arg(long)]
         batch: Option<usize>,
+        /// Loopback connections of the stream and bslz4 rows, each received and decoded on its
+        /// own thread (default 4).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+        connections: Option<u16>,
         #[command(flatten)]
         placement: Placement,
         /// Rows: file, kernel, stream, bslz4, hdf5, peers, or all.
@@ -202,6 +206,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             bin,
             repeats,
             batch,
+            connections,
             placement,
             rows,
             quick,
@@ -223,6 +228,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             o.bin = bin.unwrap_or(o.bin);
             o.repeats = repeats.unwrap_or(o.repeats);
             o.batch = batch.unwrap_or(o.batch);
+            o.connections = connections.map_or(o.connections, usize::from);
             o.device = placement.ptycho_device()?;
             o.rows = RowKind::parse_list(&rows)?;
             ptycho(&o, json)

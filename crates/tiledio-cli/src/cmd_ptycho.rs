@@ -24,7 +24,7 @@ use tiledio::ptycho::simulate::{Simulation, SimulationOptions};
 use tiledio::ptycho::stream::zmtp::SocketOptions;
 use tiledio::ptycho::stream::{
     Compression, Endpoint, GapPolicy, PipelineOptions, Publisher, Receiver, ReceiverOptions, Sender, SenderOptions,
-    Sinks, WireFormat, run_pipeline,
+    Sinks, WireFormat, run_pipeline_parallel,
 };
 use tiledio::ptycho::{
     Center, ClampOrder, FrameStore, Orientation, Output, OutputType, PreprocessOptions, RawLayout, Reduce, StoreKind,
@@ -226,6 +226,12 @@ pub(crate) struct StreamArgs {
     /// Connect a PULL socket to a sender that listens (a DECTRIS detector does).
     #[arg(long, value_name = "ADDR")]
     connect: Option<String>,
+    /// Receive on N connections at once, each read and decoded on its own thread, frames
+    /// merged back into order: with --connect, N sockets to the same sender (a PUSH socket
+    /// hands its Stream V2 messages round-robin to them); with --listen, N sockets on N ports
+    /// (give PORT as * to have them picked), one per sender, each sending its own start.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    connections: u16,
     #[command(flatten)]
     kernel: KernelArgs,
     /// Write the preprocessed frames to this new Zarr array (N, S/B, S/B), complete only when
@@ -594,13 +600,18 @@ fn run_stream(a: &StreamArgs) -> anyhow::Result<()> {
         (None, Some(c)) => Endpoint::Connect(c.clone()),
         _ => bail!("give one of --listen and --connect"),
     };
-    let rx = Receiver::new(
-        &endpoint,
-        ReceiverOptions {
-            socket: sock.clone(),
-            channel: a.channel.clone(),
-        },
-    )?;
+    let rxs = (0..a.connections)
+        .map(|_| {
+            Receiver::new(
+                &endpoint,
+                ReceiverOptions {
+                    socket: sock.clone(),
+                    channel: a.channel.clone(),
+                },
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let endpoints = rxs.iter().map(|r| r.endpoint()).collect::<Vec<_>>().join(", ");
     let mut publisher = match (&a.publish_meta, &a.publish_data) {
         (Some(m), Some(d)) => Some(Publisher::bind(m, d, sock)?),
         _ => None,
@@ -611,7 +622,7 @@ fn run_stream(a: &StreamArgs) -> anyhow::Result<()> {
         } else {
             "connecting to"
         };
-        println!("{verb} {}", rx.endpoint());
+        println!("{verb} {endpoints}");
         if let Some(p) = &publisher {
             println!(
                 "PtyPy loader: metadata {}, data {}",
@@ -627,14 +638,15 @@ fn run_stream(a: &StreamArgs) -> anyhow::Result<()> {
             GapsArg::Error => GapPolicy::Error,
             GapsArg::Record => GapPolicy::Record,
         },
+        ..PipelineOptions::default()
     };
     let sinks = Sinks {
         zarr: a.out.clone(),
         publisher: publisher.as_mut(),
     };
     let pb = crate::opts::bar("receiving");
-    let r = run_pipeline(
-        rx,
+    let r = run_pipeline_parallel(
+        rxs,
         &opts,
         cal.dark.as_deref(),
         sinks,

@@ -12,7 +12,7 @@ use tiledio_io::ElementType;
 use tiledio_ptycho::stream::zmtp::{Socket, SocketOptions, SocketType};
 use tiledio_ptycho::stream::{
     Compression, Endpoint, GapPolicy, Message, PipelineOptions, Publisher, Receiver, ReceiverOptions, Sender,
-    SenderOptions, Sinks, StreamError, StreamErrorKind, WireFormat, run_pipeline,
+    SenderOptions, Sinks, StreamError, StreamErrorKind, WireFormat, run_pipeline, run_pipeline_parallel,
 };
 use tiledio_ptycho::{
     Center, Device, Frames, NpyStore, Output, OutputType, PreprocessOptions, PtychoError, Reduce, preprocess,
@@ -513,7 +513,11 @@ fn pipeline_on(msgs: Vec<Vec<Vec<u8>>>, gaps: GapPolicy) -> Result<tiledio_ptych
     });
     let mut o = PreprocessOptions::new(4, 2);
     o.device = Device::Cpu;
-    let p = PipelineOptions { queue: 2, gaps };
+    let p = PipelineOptions {
+        queue: 2,
+        gaps,
+        ..PipelineOptions::default()
+    };
     let r = run_pipeline(rx, &o, None, Sinks::default(), &p, &mut |_, _| {});
     th.join().unwrap();
     r
@@ -566,6 +570,162 @@ fn gaps_repeats_and_early_ends_are_reported() {
     assert!(e.to_string().contains("frame 5 in a series of 3"), "{e}");
     let r = pipeline_on(seq(&[0, 1, 2], 3, true), GapPolicy::Error).unwrap();
     assert_eq!((r.frames, r.side), (3, 2));
+}
+
+/// Runs the pipeline on several connections, each fed its own hand-made message sequence;
+/// the output goes to a Zarr array, returned with the report.
+fn parallel_on(
+    conns: Vec<Vec<Vec<Vec<u8>>>>,
+    gaps: GapPolicy,
+) -> (
+    Result<tiledio_ptycho::stream::StreamReport, PtychoError>,
+    Option<Vec<u8>>,
+) {
+    let rxs: Vec<Receiver> = conns.iter().map(|_| listen_rx()).collect();
+    let threads: Vec<_> = conns
+        .into_iter()
+        .zip(&rxs)
+        .map(|(msgs, rx)| {
+            let mut tx = sender(
+                Endpoint::Connect(rx.endpoint().into()),
+                WireFormat::Tiledio,
+                Compression::None,
+            );
+            std::thread::spawn(move || {
+                for m in msgs {
+                    let parts: Vec<&[u8]> = m.iter().map(Vec::as_slice).collect();
+                    if tx.send_raw(&parts).is_err() {
+                        return;
+                    }
+                }
+                // keep the connection (silent) until the receiver is done
+                std::thread::sleep(Duration::from_millis(600));
+            })
+        })
+        .collect();
+    let mut o = PreprocessOptions::new(4, 2);
+    o.device = Device::Cpu;
+    let p = PipelineOptions {
+        queue: 2,
+        gaps,
+        drain: Duration::from_millis(200),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let zarr = dir.path().join("out.zarr");
+    let sinks = Sinks {
+        zarr: Some(zarr.clone()),
+        publisher: None,
+    };
+    let r = run_pipeline_parallel(rxs, &o, None, sinks, &p, &mut |_, _| {});
+    for t in threads {
+        t.join().unwrap();
+    }
+    let out = r.is_ok().then(|| read_zarr(&zarr));
+    (r, out)
+}
+
+/// The Stream V2 messages of a series of `n` 4x4 u8 frames of value i, made by our sender and
+/// captured raw.
+fn v2_series(n: u64) -> Vec<Vec<Vec<u8>>> {
+    let mut pull = Socket::open(
+        SocketType::Pull,
+        &Endpoint::Listen("tcp://127.0.0.1:*".into()),
+        opts(20_000),
+    )
+    .unwrap();
+    let mut tx = sender(
+        Endpoint::Connect(pull.endpoint().into()),
+        WireFormat::StreamV2,
+        Compression::None,
+    );
+    let th = std::thread::spawn(move || {
+        tx.start(n, (4, 4), ElementType::U8).unwrap();
+        for i in 0..n {
+            tx.image(i, 0.0, 0.0, &[i as u8; 16]).unwrap();
+        }
+        tx.end().unwrap();
+        // keep the connection until everything is read
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let msgs = (0..n + 2)
+        .map(|_| {
+            let mut parts = Vec::new();
+            pull.recv_multipart(&mut parts).unwrap();
+            parts
+        })
+        .collect();
+    th.join().unwrap();
+    msgs
+}
+
+/// Frame i preprocessed (4x4 of value i, crop 4, bin 2, sum): 2x2 f32 of 4·i.
+fn expected_frames(idx: &[u64], n: u64) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| {
+            let v = if idx.contains(&i) { 4.0 * (i as u8) as f32 } else { 0.0 };
+            std::iter::repeat_n(v, 4).flat_map(f32::to_ne_bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn several_connections_merge_into_frame_order() {
+    // three senders, each with its own start and end and every third frame
+    let n = 10;
+    let conns: Vec<_> = (0..3u64)
+        .map(|c| {
+            let mut v = vec![start_msg(n)];
+            v.extend((c..n).step_by(3).map(image_msg));
+            v.push(end_msg());
+            v
+        })
+        .collect();
+    let (r, out) = parallel_on(conns, GapPolicy::Error);
+    let r = r.unwrap();
+    assert_eq!((r.frames, r.gaps.len()), (n, 0));
+    assert_eq!(out.unwrap(), expected_frames(&(0..n).collect::<Vec<_>>(), n));
+
+    // one PUSH socket round-robin (Stream V2, whose images describe themselves): the start
+    // on the first connection, the end on the second, the third connection falls silent (it
+    // ends after the drain)
+    let mut v2 = v2_series(7).into_iter();
+    let mut conns = vec![vec![v2.next().unwrap()], vec![], vec![]];
+    for i in 0..7 {
+        conns[i % 3].push(v2.next().unwrap());
+    }
+    conns[1].push(v2.next().unwrap());
+    let (r, out) = parallel_on(conns, GapPolicy::Error);
+    assert_eq!(r.unwrap().frames, 7);
+    assert_eq!(out.unwrap(), expected_frames(&(0..7).collect::<Vec<_>>(), 7));
+
+    // a frame lost on one connection: a gap (recorded) or an error, never a wrong frame
+    let lost = |gaps| {
+        let v2 = v2_series(6);
+        let mut conns = vec![vec![v2[0].clone()], vec![]];
+        for i in [0, 1, 2, 4, 5] {
+            conns[i % 2].push(v2[1 + i].clone());
+        }
+        conns[0].push(v2[7].clone());
+        parallel_on(conns, gaps)
+    };
+    let (r, out) = lost(GapPolicy::Record);
+    let r = r.unwrap();
+    assert_eq!((r.frames, r.gaps.len(), r.gaps[0].clone()), (5, 1, 3..4));
+    assert_eq!(out.unwrap(), expected_frames(&[0, 1, 2, 4, 5], 6));
+    let (r, _) = lost(GapPolicy::Error);
+    let e = r.unwrap_err();
+    assert_eq!(stream_kind(&e), StreamErrorKind::Gap);
+    assert!(e.to_string().contains("frames 3..4 missing"), "{e}");
+
+    // connections that disagree about the series
+    let conns = vec![
+        vec![start_msg(4), image_msg(0), image_msg(2), end_msg()],
+        vec![start_msg(5), image_msg(1), image_msg(3), end_msg()],
+    ];
+    let (r, _) = parallel_on(conns, GapPolicy::Error);
+    let e = r.unwrap_err();
+    assert_eq!(stream_kind(&e), StreamErrorKind::Malformed);
+    assert!(e.to_string().contains("a start of 5 frames"), "{e}");
 }
 
 fn cbor(hex: &str) -> Vec<u8> {

@@ -90,6 +90,7 @@
 
 mod cbor;
 mod error;
+mod merge;
 mod message;
 mod pipeline;
 mod publisher;
@@ -99,7 +100,7 @@ pub mod zmtp;
 
 pub use error::{StreamError, StreamErrorKind, StreamResult};
 pub use message::{Compression, Frame, Message, WireFormat};
-pub use pipeline::{GapPolicy, PipelineOptions, Sinks, StreamReport, run_pipeline};
+pub use pipeline::{GapPolicy, PipelineOptions, Sinks, StreamReport, run_pipeline, run_pipeline_parallel};
 pub use publisher::{Publisher, pickle_meta};
 pub use receiver::{Receiver, ReceiverOptions};
 pub use sender::{Sender, SenderOptions};

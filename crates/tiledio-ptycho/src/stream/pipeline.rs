@@ -2,17 +2,17 @@
 //! Zarr array and/or a [`Publisher`].
 
 use super::error::{StreamError, StreamErrorKind as K};
-use super::message::{Frame, Message};
+use super::merge::Merge;
+use super::message::Message;
 use super::publisher::Publisher;
 use super::receiver::{Receiver, kind_name};
 use crate::error::{Result, usage};
 use crate::preprocess::{BatchPreprocessor, Center, PreprocessOptions};
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tiledio_io::ElementType;
-use tiledio_io::gpu::DeviceBuffer;
+use tiledio_io::gpu::{DeviceBuffer, Event, PinnedBuffer};
 use tiledio_kernels::OutputType;
 
 /// Where the preprocessed frames go (either, both, or neither for a dry run).
@@ -46,6 +46,9 @@ pub struct PipelineOptions {
     pub queue: usize,
     /// Missing frames.
     pub gaps: GapPolicy,
+    /// After an end message, how long to wait for frames still missing on the other
+    /// connections ([`run_pipeline_parallel`]) before they count as gaps.
+    pub drain: Duration,
 }
 
 impl Default for PipelineOptions {
@@ -53,6 +56,7 @@ impl Default for PipelineOptions {
         PipelineOptions {
             queue: 0,
             gaps: GapPolicy::Error,
+            drain: Duration::from_secs(1),
         }
     }
 }
@@ -81,8 +85,6 @@ pub struct StreamReport {
     /// Whether the kernel ran on the GPU.
     pub gpu: bool,
 }
-
-type Item = std::result::Result<(Message, Instant), StreamError>;
 
 /// Runs one series: waits for its start message, preprocesses the frames in batches of
 /// `opts.batch` with one [`BatchPreprocessor`] (GPU when `opts.device` allows, else CPU),
@@ -127,43 +129,70 @@ pub fn run_pipeline(
     popts: &PipelineOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<StreamReport> {
+    run_pipeline_parallel(vec![receiver], opts, dark, sinks, popts, progress)
+}
+
+/// [`run_pipeline`] on one series arriving over several connections at once: the frames of a
+/// PUSH socket that hands them round-robin to several PULL connections (as a detector's
+/// Stream V2 stream does when several receivers connect: its images describe themselves), or
+/// the shares of several senders, each with its own start and end (a tiledio-format image
+/// needs a start on its own connection). Each connection is read (and its frames decoded) on a thread of its
+/// own, and the frames are merged back into index order before batching. The series ends at
+/// an end message once every frame has come, or every connection has ended, or the others
+/// stayed silent for [`PipelineOptions::drain`].
+///
+/// ```
+/// use tiledio_ptycho::stream::{Endpoint, PipelineOptions, Receiver, ReceiverOptions, Sender, SenderOptions, Sinks, WireFormat, run_pipeline_parallel};
+/// use tiledio_ptycho::{Device, PreprocessOptions};
+/// let listen = || Receiver::new(&Endpoint::Listen("tcp://127.0.0.1:*".into()), ReceiverOptions::default());
+/// let rxs = vec![listen()?, listen()?];
+/// // two senders, each with every other frame of a series of 6
+/// let senders: Vec<_> = rxs.iter().enumerate().map(|(k, rx)| {
+///     let at = Endpoint::Connect(rx.endpoint().to_string());
+///     std::thread::spawn(move || -> Result<(), tiledio_ptycho::stream::StreamError> {
+///         let mut tx = Sender::new(&at, SenderOptions::new(WireFormat::Tiledio))?;
+///         tx.start(6, (8, 8), tiledio_io::ElementType::U8)?;
+///         for i in (k as u64..6).step_by(2) {
+///             tx.image(i, i as f64, 0.0, &[i as u8; 64])?;
+///         }
+///         tx.end()
+///     })
+/// }).collect();
+/// let mut o = PreprocessOptions::new(4, 2);
+/// o.device = Device::Cpu;
+/// let r = run_pipeline_parallel(rxs, &o, None, Sinks::default(), &PipelineOptions::default(), &mut |_, _| {})?;
+/// assert_eq!((r.frames, r.gaps.len()), (6, 0));
+/// for t in senders {
+///     t.join().unwrap()?;
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// As [`run_pipeline`]; `Malformed` when two connections' start messages disagree.
+pub fn run_pipeline_parallel(
+    receivers: Vec<Receiver>,
+    opts: &PreprocessOptions,
+    dark: Option<&[f32]>,
+    sinks: Sinks<'_>,
+    popts: &PipelineOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<StreamReport> {
     if matches!(opts.center, Center::Auto(_)) {
         return Err(usage(
             "a stream needs a fixed crop centre (Center::Frame or Center::At)",
         ));
     }
-    let endpoint = receiver.endpoint().to_string();
+    let n = receivers.len().max(1);
     let queue = if popts.queue == 0 {
         opts.batch.max(1) * 2
     } else {
         popts.queue
     };
-    let (tx, rx) = mpsc::sync_channel::<Item>(queue);
-    let (recycle_tx, recycle_rx) = mpsc::channel::<Frame>();
-    let handle = std::thread::Builder::new()
-        .name("tiledio-stream-recv".into())
-        .spawn(move || receive_loop(receiver, &tx, &recycle_rx))
-        .map_err(|e| StreamError::new(&endpoint, K::Io, format!("thread: {e}")))?;
-    let r = Pipeline::new(&endpoint, opts, dark, sinks, popts).run(&rx, &recycle_tx, progress);
-    drop(rx);
-    if r.is_ok() {
-        let _ = handle.join();
-    }
-    // on error the receiving thread ends at its next message or timeout; not waited for
-    r
-}
-
-fn receive_loop(mut r: Receiver, tx: &mpsc::SyncSender<Item>, recycled: &mpsc::Receiver<Frame>) {
-    loop {
-        while let Ok(f) = recycled.try_recv() {
-            r.recycle(f);
-        }
-        let m = r.recv().map(|m| (m, Instant::now()));
-        let stop = !matches!(m, Ok((Message::Start { .. } | Message::Image { .. }, _)));
-        if tx.send(m).is_err() || stop {
-            return;
-        }
-    }
+    let mut merge = Merge::start(receivers, queue.div_ceil(n), popts.drain)?;
+    let endpoint = merge.endpoint().to_string();
+    // on an error the receiving threads end at their next message or timeout; not waited for
+    Pipeline::new(&endpoint, opts, dark, sinks, popts).run(&mut merge, progress)
 }
 
 struct Pipeline<'a> {
@@ -180,11 +209,15 @@ struct Pipeline<'a> {
     side: usize,
     ofb: usize,
     zarr: Option<tiledio_zarr::ZarrArray>,
+    /// The batch's input rows, on the CPU path.
     batch_in: Vec<u8>,
+    /// The batch's input rows and buffers, on the GPU path.
+    gpu: Option<GpuBatches>,
+    /// Bytes of one frame's input rows.
+    in_frame: usize,
     /// Frames of the batch: index, posx, posy, arrival.
     batch: Vec<(u64, f64, f64, Instant)>,
     out: Vec<u8>,
-    gpu_bufs: Option<(DeviceBuffer, DeviceBuffer)>,
     next: u64,
     done: u64,
     gaps: Vec<Range<u64>>,
@@ -215,9 +248,10 @@ impl<'a> Pipeline<'a> {
             ofb: 0,
             zarr: None,
             batch_in: Vec::new(),
+            gpu: None,
+            in_frame: 0,
             batch: Vec::new(),
             out: Vec::new(),
-            gpu_bufs: None,
             next: 0,
             done: 0,
             gaps: Vec::new(),
@@ -231,27 +265,16 @@ impl<'a> Pipeline<'a> {
         StreamError::new(self.endpoint, kind, m).into()
     }
 
-    fn run(
-        mut self,
-        rx: &mpsc::Receiver<Item>,
-        recycle: &mpsc::Sender<Frame>,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<StreamReport> {
-        let endpoint = self.endpoint;
-        let next = |rx: &mpsc::Receiver<Item>| -> Result<(Message, Instant)> {
-            match rx.recv() {
-                Ok(m) => Ok(m?),
-                Err(_) => Err(StreamError::new(endpoint, K::Disconnected, "the receiving thread stopped").into()),
-            }
-        };
-        match next(rx)? {
+    fn run(mut self, merge: &mut Merge, progress: &mut dyn FnMut(u64, u64)) -> Result<StreamReport> {
+        match merge.next()? {
             (
                 Message::Start {
                     frames, shape, dtype, ..
                 },
                 _,
+                _,
             ) => self.start(frames, shape, dtype)?,
-            (other, _) => {
+            (other, _, _) => {
                 return Err(self.err(
                     K::Malformed,
                     format!("expected a start message, got {}", kind_name(&other)),
@@ -259,7 +282,7 @@ impl<'a> Pipeline<'a> {
             }
         }
         loop {
-            match next(rx)? {
+            match merge.next()? {
                 (
                     Message::Image {
                         frame,
@@ -270,13 +293,14 @@ impl<'a> Pipeline<'a> {
                         data,
                     },
                     t,
+                    from,
                 ) => {
                     self.first.get_or_insert(t);
                     self.image(frame, posx, posy, shape, dtype, &data, t, progress)?;
-                    let _ = recycle.send(data);
+                    merge.recycle(from, data);
                 }
-                (Message::End, _) => break,
-                (m @ Message::Start { .. }, _) => {
+                (Message::End, _, _) => break,
+                (m @ Message::Start { .. }, _, _) => {
                     return Err(self.err(
                         K::Malformed,
                         format!("{} inside a series (after frame {})", kind_name(&m), self.next),
@@ -285,6 +309,7 @@ impl<'a> Pipeline<'a> {
             }
         }
         self.flush(progress)?;
+        self.finish_gpu()?;
         let received_or_missing = self.done + self.gaps.iter().map(|g| g.end - g.start).sum::<u64>();
         if received_or_missing < self.frames {
             return Err(self.err(
@@ -350,6 +375,14 @@ impl<'a> Pipeline<'a> {
         let pre = BatchPreprocessor::new(self.shape, dtype, self.dark, self.opts)?;
         self.side = pre.params().out_side();
         self.ofb = pre.params().out_frame_bytes();
+        self.in_frame = pre
+            .rows()
+            .len()
+            .checked_mul(self.shape.1 * dtype.size())
+            .ok_or_else(|| usage("frame size overflows"))?;
+        if pre.on_gpu() {
+            self.gpu = Some(GpuBatches::new(self.opts.batch.max(1), self.in_frame, self.ofb)?);
+        }
         self.pre = Some(pre);
         Ok(())
     }
@@ -416,7 +449,10 @@ impl<'a> Pipeline<'a> {
                 format!("frame {frame}: {} bytes, rows {rows:?} needed", data.len()),
             )
         })?;
-        self.batch_in.extend_from_slice(need);
+        match self.gpu.as_mut() {
+            Some(g) => g.put(self.batch.len(), need)?,
+            None => self.batch_in.extend_from_slice(need),
+        }
         self.batch.push((frame, posx, posy, arrived));
         if self.batch.len() >= self.opts.batch.max(1) {
             self.flush(progress)?;
@@ -431,30 +467,34 @@ impl<'a> Pipeline<'a> {
         }
         let ofb = self.ofb;
         let pre = self.pre.as_mut().ok_or_else(|| usage("no preprocessor"))?;
-        self.out.resize(k * ofb, 0);
-        if pre.on_gpu() {
-            let cap = self.opts.batch.max(1);
-            let in_frame = self.batch_in.len() / k;
-            if self.gpu_bufs.is_none() {
-                self.gpu_bufs = Some((
-                    DeviceBuffer::new((cap * in_frame).max(1))?,
-                    DeviceBuffer::new((cap * ofb).max(1))?,
-                ));
+        let host_sinks = self.sinks.zarr.is_some() || self.sinks.publisher.is_some();
+        match self.gpu.as_mut() {
+            Some(g) => {
+                let arrivals = self.batch.iter().map(|b| b.3).collect();
+                if host_sinks {
+                    g.run(pre, k, arrivals)?;
+                    self.saturated += pre.take_saturated()?;
+                    self.out.resize(k * ofb, 0);
+                    g.d_out
+                        .copy_to_host_at(0, &mut self.out[..k * ofb])
+                        .map_err(tiledio_kernels::KernelError::from)?;
+                    // waited for by take_saturated; the latencies count the sinks too (below)
+                    g.pending = None;
+                } else {
+                    // no host sink: the frames stay in GPU memory, and the batch before this
+                    // one is waited for only now, so copies and kernels overlap the receiving
+                    self.latencies.extend(g.finished()?);
+                    g.run(pre, k, arrivals)?;
+                    self.done += k as u64;
+                    self.batch.clear();
+                    progress(self.done, self.frames);
+                    return Ok(());
+                }
             }
-            let (d_in, d_out) = self.gpu_bufs.as_mut().ok_or_else(|| usage("no GPU buffers"))?;
-            d_in.copy_from_host_at(0, &self.batch_in)
-                .map_err(tiledio_kernels::KernelError::from)?;
-            // a synchronous copy from pageable memory may still be in flight
-            tiledio_io::gpu::gpu()?.synchronize()?;
-            pre.run_device(d_in, k, d_out)?;
-            self.saturated += pre.take_saturated()?;
-            let mut host = vec![0u8; (cap * ofb).max(1)];
-            d_out
-                .copy_to_host(&mut host)
-                .map_err(tiledio_kernels::KernelError::from)?;
-            self.out.copy_from_slice(&host[..k * ofb]);
-        } else {
-            self.saturated += pre.run_host(&self.batch_in, k, &mut self.out)?;
+            None => {
+                self.out.resize(k * ofb, 0);
+                self.saturated += pre.run_host(&self.batch_in, k, &mut self.out)?;
+            }
         }
         let f0 = self.batch[0].0;
         if let Some(z) = &self.zarr {
@@ -479,5 +519,114 @@ impl<'a> Pipeline<'a> {
         self.batch_in.clear();
         progress(self.done, self.frames);
         Ok(())
+    }
+
+    /// Waits for the GPU's last batch; its latencies and the saturated count.
+    fn finish_gpu(&mut self) -> Result<()> {
+        if let (Some(g), Some(pre)) = (self.gpu.as_mut(), self.pre.as_mut()) {
+            self.latencies.extend(g.finished()?);
+            self.saturated += pre.take_saturated()?;
+        }
+        Ok(())
+    }
+}
+
+/// The GPU path's buffers: the batch's input rows are gathered in one of two page-locked
+/// buffers in turn, copied to the GPU asynchronously on the preprocessor's stream, and
+/// preprocessed there while the next batch is gathered in the other buffer.
+struct GpuBatches {
+    pinned: [PinnedBuffer; 2],
+    /// Recorded after the copy out of `pinned[i]`: the buffer may be written again.
+    copied: [Event; 2],
+    slot: usize,
+    in_frame: usize,
+    d_in: DeviceBuffer,
+    d_out: DeviceBuffer,
+    /// The batch queued last: recorded after its kernel, and its frames' arrivals.
+    pending: Option<(Event, Vec<Instant>)>,
+}
+
+impl GpuBatches {
+    fn new(cap: usize, in_frame: usize, ofb: usize) -> Result<GpuBatches> {
+        let kerr = |e: tiledio_io::IoError| crate::PtychoError::from(tiledio_kernels::KernelError::from(e));
+        let bytes = cap
+            .checked_mul(in_frame)
+            .ok_or_else(|| usage("batch size overflows"))?
+            .max(1);
+        let out = cap
+            .checked_mul(ofb)
+            .ok_or_else(|| usage("batch size overflows"))?
+            .max(1);
+        Ok(GpuBatches {
+            pinned: [
+                PinnedBuffer::new(bytes).map_err(kerr)?,
+                PinnedBuffer::new(bytes).map_err(kerr)?,
+            ],
+            copied: [Event::new().map_err(kerr)?, Event::new().map_err(kerr)?],
+            slot: 0,
+            in_frame,
+            d_in: DeviceBuffer::new(bytes)?,
+            d_out: DeviceBuffer::new(out)?,
+            pending: None,
+        })
+    }
+
+    /// Puts frame `i` of the current batch (its input rows).
+    fn put(&mut self, i: usize, rows: &[u8]) -> Result<()> {
+        let kerr = |e: tiledio_io::IoError| crate::PtychoError::from(tiledio_kernels::KernelError::from(e));
+        if i == 0 {
+            // the copy that last read this buffer (two batches ago) must be done
+            self.copied[self.slot].synchronize().map_err(kerr)?;
+        }
+        let at = i * self.in_frame;
+        let dst = self.pinned[self.slot]
+            .get_mut(at..at + rows.len())
+            .ok_or_else(|| usage("a frame beyond the batch"))?;
+        dst.copy_from_slice(rows);
+        Ok(())
+    }
+
+    /// Queues the copy and the kernel of the current batch of `k` frames; switches buffers.
+    fn run(&mut self, pre: &mut BatchPreprocessor, k: usize, arrivals: Vec<Instant>) -> Result<()> {
+        let kerr = |e: tiledio_io::IoError| crate::PtychoError::from(tiledio_kernels::KernelError::from(e));
+        let stream = pre.stream().ok_or_else(|| usage("no GPU stream"))?;
+        let slot = self.slot;
+        // SAFETY: `pinned[slot]` lives as long as `self`, whose drop comes after `finished`
+        // or the end of the stream's work (Event::synchronize in `put` before any rewrite);
+        // `d_in` is rewritten only by later copies on the same stream, after this kernel.
+        unsafe {
+            self.d_in
+                .copy_from_host_async(0, &self.pinned[slot][..k * self.in_frame], stream)
+        }
+        .map_err(kerr)?;
+        self.copied[slot].record(stream).map_err(kerr)?;
+        pre.run_device(&self.d_in, k, &mut self.d_out)?;
+        let done = Event::new().map_err(kerr)?;
+        let stream = pre.stream().ok_or_else(|| usage("no GPU stream"))?;
+        done.record(stream).map_err(kerr)?;
+        self.pending = Some((done, arrivals));
+        self.slot = 1 - slot;
+        Ok(())
+    }
+
+    /// Waits for the batch queued last (if any); the latencies of its frames.
+    fn finished(&mut self) -> Result<Vec<Duration>> {
+        let Some((done, arrivals)) = self.pending.take() else {
+            return Ok(Vec::new());
+        };
+        done.synchronize()
+            .map_err(|e| crate::PtychoError::from(tiledio_kernels::KernelError::from(e)))?;
+        let now = Instant::now();
+        Ok(arrivals.into_iter().map(|t| now - t).collect())
+    }
+}
+
+impl Drop for GpuBatches {
+    fn drop(&mut self) {
+        // queued copies may still read the page-locked buffers
+        let _ = self.finished();
+        for e in &self.copied {
+            let _ = e.synchronize();
+        }
     }
 }
