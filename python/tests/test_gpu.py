@@ -192,3 +192,38 @@ def test_dask_with_cupy_chunks(slide, cp):
     x = tiledio.dask.from_slide(s.path, chunks=64, device="cuda")
     assert isinstance(x._meta, cp.ndarray)
     np.testing.assert_array_equal(cp.asnumpy(x.compute()), img)
+
+
+def test_dask_graph_on_cupy_chunks_equals_the_cpu(slide, cp, tmp_path):
+    pytest.importorskip("dask.array")
+    import tiledio.dask
+
+    s, img = slide
+    g = tiledio.dask.from_slide(s.path, chunks=(64, 96), device="cuda")
+    c = tiledio.dask.from_slide(s.path, chunks=(64, 96))
+    assert isinstance(g._meta, cp.ndarray) and isinstance(c._meta, np.ndarray)
+
+    def graph(x):
+        # a reduction across chunks, an elementwise step and an overlap (halo) step
+        grey = x.astype(np.float32).mean(axis=2)
+        # halos from the neighbouring chunks (concatenated CuPy blocks on the GPU)
+        edges = grey.map_overlap(lambda b: b * 2 - b.max(), depth=1, boundary="none")
+        return (edges - grey.mean()).sum(axis=0), x.max(axis=(0, 1))
+
+    gs, gm = graph(g)
+    cs, cm = graph(c)
+    gs, gm = gs.compute(), gm.compute()
+    assert isinstance(gs, cp.ndarray) and isinstance(gm, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(gs), cs.compute(), rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(cp.asnumpy(gm), cm.compute())
+    # Zarr: a level written by tiledio, read back as CuPy chunks
+    p = tiledio.write_zarr(tmp_path / "z.ome.zarr", img, chunks=64, ome=True)
+    for level in (0, 1):
+        z = tiledio.dask.from_zarr(p, level=level, device="cuda")
+        zc = tiledio.dask.from_zarr(p, level=level)
+        assert isinstance(z._meta, cp.ndarray)
+        blocks = z.blocks[0, 0, 0].compute()
+        assert isinstance(blocks, cp.ndarray)
+        np.testing.assert_array_equal(cp.asnumpy(z.compute()), zc.compute())
+        np.testing.assert_array_equal(cp.asnumpy((z.astype(np.uint32) * 2).sum(axis=0).compute()),
+                                      (zc.astype(np.uint32) * 2).sum(axis=0).compute())

@@ -166,6 +166,52 @@ def test_write_zarr_ome_read_by_zarr_python(tmp_path):
         tiledio.write_zarr(tmp_path / "bad.zarr", np.zeros((2, 3, 4, 5), np.uint8), ome=True)
 
 
+def half_mean(a):
+    """A 2x2 area average as tiledio's pyramids make it: sides rounded up (the last row and
+    column repeated), integers rounded half up."""
+    h, w = a.shape[-2:]
+    p = np.pad(a.astype(np.uint64), [(0, 0)] * (a.ndim - 2) + [(0, h % 2), (0, w % 2)], mode="edge")
+    s = p[..., 0::2, 0::2] + p[..., 0::2, 1::2] + p[..., 1::2, 0::2] + p[..., 1::2, 1::2]
+    return ((s + 2) // 4).astype(a.dtype)
+
+
+def test_write_zarr_ome_pyramid(tmp_path):
+    rgb = rgb_image(301, 250)
+    p = tiledio.write_zarr(tmp_path / "pyr.ome.zarr", rgb, chunks=64, ome=True)
+    g = zarr.open_group(p, mode="r")
+    ms = g.attrs["ome"]["multiscales"][0]
+    # 301x250 -> 151x125 -> 76x63: a side fits in one 64 chunk
+    assert [d["path"] for d in ms["datasets"]] == ["0", "1", "2"]
+    shapes = [g[d["path"]].shape for d in ms["datasets"]]
+    assert shapes == [(3, 301, 250), (3, 151, 125), (3, 76, 63)]
+    for d, (_, h, w) in zip(ms["datasets"], shapes):
+        (t,) = d["coordinateTransformations"]
+        assert t["type"] == "scale"
+        assert t["scale"] == [1.0, 301 / h, 250 / w]
+    assert all(g[d["path"]].chunks == (1, 64, 64) for d in ms["datasets"])
+    level0 = g["0"][:]
+    np.testing.assert_array_equal(level0, np.moveaxis(rgb, 2, 0))
+    np.testing.assert_array_equal(g["1"][:], half_mean(level0))
+    np.testing.assert_array_equal(g["2"][:], half_mean(g["1"][:]))
+    # tiledio reads the levels too
+    np.testing.assert_array_equal(tiledio.open_zarr(p, level=2)[:], g["2"][:])
+    # levels= fixes the count; float and 2-D images
+    f = data((40, 70), "float32", seed=3)
+    q = tiledio.write_zarr(tmp_path / "f.ome.zarr", f, chunks=16, ome=True, levels=4, codec="none")
+    g = zarr.open_group(q, mode="r")
+    assert [d["path"] for d in g.attrs["ome"]["multiscales"][0]["datasets"]] == ["0", "1", "2", "3"]
+    assert g["3"].shape == (5, 9)
+    expect = ((f[0::2, 0::2] + f[0::2, 1::2]) + f[1::2, 0::2] + f[1::2, 1::2]) / np.float32(4)
+    np.testing.assert_array_equal(g["1"][:], expect)
+    one = tiledio.write_zarr(tmp_path / "one.ome.zarr", f, chunks=16, ome=True, levels=1)
+    assert len(zarr.open_group(one, mode="r").attrs["ome"]["multiscales"][0]["datasets"]) == 1
+    with pytest.raises(ValueError, match="levels"):
+        tiledio.write_zarr(tmp_path / "bad.ome.zarr", f, ome=True, levels=0)
+    with pytest.raises(ValueError, match="ome=True"):
+        tiledio.write_zarr(tmp_path / "bad.zarr", f, levels=2)
+    assert not (tmp_path / "bad.ome.zarr").exists() and not (tmp_path / "bad.zarr").exists()
+
+
 def test_write_zarr_from_dask(tmp_path):
     da = pytest.importorskip("dask.array")
     a = data((130, 70, 3), "uint16", seed=8)

@@ -161,6 +161,7 @@ def write_zarr(
     shard: Union[None, int, Sequence[int]] = None,
     codec: str = "zstd",
     ome: bool = False,
+    levels: Optional[int] = None,
 ) -> str:
     """Write an array as a new Zarr v3 array, or with ``ome=True`` an OME-Zarr 0.5 image.
 
@@ -177,16 +178,21 @@ def write_zarr(
             ``chunks``): Zarr v3 sharding, few files for small chunks.
         codec: ``"none"``, ``"zstd[:level]"``, ``"gzip[:level]"``, ``"blosc[:level]"`` or
             ``"blosc-zstd[:level]"``.
-        ome: write an OME-Zarr image group instead of a plain array: ``array`` is ``(H, W)``
-            (axes y, x) or ``(H, W, C)`` (stored channel first, axes c, y, x), one
-            multiscale level ``"0"``; ``chunks`` and ``shard`` apply to y and x.
+        ome: write an OME-Zarr multiscale image group instead of a plain array: ``array`` is
+            ``(H, W)`` (axes y, x) or ``(H, W, C)`` (stored channel first, axes c, y, x);
+            ``chunks`` and ``shard`` apply to y and x. Level ``"0"`` is ``array``; levels
+            ``"1"``, ``"2"``... are 2× area averages of the level above (sides rounded up,
+            integers rounded half up, as tiledio's TIFF pyramids), made until a side fits in
+            one chunk, each with the same chunks and codec, listed in the ``multiscales``
+            metadata with their scale.
+        levels: with ``ome=True``, the number of levels in all (1 to 40) instead.
 
     Returns:
         The path written.
 
     Raises:
         TiledioError: the output exists or cannot be written.
-        ValueError: chunks, shard, codec or shapes that cannot work.
+        ValueError: chunks, shard, codec, levels or shapes that cannot work.
 
     Example:
         >>> tiledio.write_zarr("edges.zarr", edges, chunks=512, codec="zstd")
@@ -197,8 +203,8 @@ def write_zarr(
     """
     path = os.fspath(path)
     if _is_dask(array):
-        return _write_zarr_dask(path, array, chunks, shard, codec, ome)
-    w = ZarrWriter(path, tuple(array.shape), _dtype_of(array), chunks, shard, codec, ome)
+        return _write_zarr_dask(path, array, chunks, shard, codec, ome, levels)
+    w = ZarrWriter(path, tuple(array.shape), _dtype_of(array), chunks, shard, codec, ome, levels)
     try:
         if all(n > 0 for n in array.shape):
             w.write((0,) * len(array.shape), array)
@@ -221,11 +227,13 @@ def _dtype_of(array: Any) -> Any:
         return numpy.dtype(str(dt).rsplit(".", 1)[-1])
 
 
-def _write_zarr_dask(path: str, x: Any, chunks: Any, shard: Any, codec: str, ome: bool) -> str:
+def _write_zarr_dask(
+    path: str, x: Any, chunks: Any, shard: Any, codec: str, ome: bool, levels: Optional[int]
+) -> str:
     import numpy
 
     shape = tuple(int(n) for n in x.shape)
-    w = ZarrWriter(path, shape, numpy.dtype(x.dtype), chunks, shard, codec, ome)
+    w = ZarrWriter(path, shape, numpy.dtype(x.dtype), chunks, shard, codec, ome, levels)
     try:
         if all(n > 0 for n in shape):
             band = int(w.unit[0])

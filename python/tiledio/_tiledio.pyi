@@ -168,6 +168,7 @@ class ZarrWriter:
         shard: Union[None, int, Sequence[int]] = None,
         codec: str = "zstd",
         ome: bool = False,
+        levels: Optional[int] = None,
     ) -> "ZarrWriter": ...
     @property
     def shape(self) -> Tuple[int, ...]: ...

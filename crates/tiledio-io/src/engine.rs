@@ -41,6 +41,20 @@ pub(crate) fn run<S>(
     work: impl Fn(&mut S, usize) -> Result<()> + Sync,
     done: impl Fn(S) -> Result<()> + Sync,
 ) -> Result<()> {
+    run_on(ctx, pool, ctx.settings().threads.clamp(1, n), n, init, work, done)
+}
+
+/// [`run`] over at most `threads` workers; with one, on the calling thread (no hand-off to the
+/// pool: for a small read the hand-off and the wake-up of pool threads cost more than the read).
+pub(crate) fn run_on<S>(
+    ctx: &Context,
+    pool: Pool,
+    threads: usize,
+    n: usize,
+    init: impl Fn() -> Result<S> + Sync,
+    work: impl Fn(&mut S, usize) -> Result<()> + Sync,
+    done: impl Fn(S) -> Result<()> + Sync,
+) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
@@ -70,7 +84,7 @@ pub(crate) fn run<S>(
             fail(e);
         }
     };
-    let threads = ctx.settings().threads.clamp(1, n);
+    let threads = threads.clamp(1, n);
     if threads == 1 {
         worker();
     } else {
@@ -138,7 +152,7 @@ pub(crate) fn read_exact(
     path: &Path,
     offset: u64,
     out: &mut [u8],
-    scratch: &mut AlignedBuf,
+    scratch: &mut DirectScratch,
 ) -> Result<()> {
     let len = out.len();
     let rd = |e| IoError::Read {
@@ -149,6 +163,7 @@ pub(crate) fn read_exact(
     };
     let got = match f.direct() {
         Some(d) => {
+            let scratch = scratch.get();
             let (delta, got) = posix::pread_direct(d, scratch, offset, len).map_err(rd)?;
             out[..got].copy_from_slice(&scratch[delta..delta + got]);
             got
@@ -166,17 +181,40 @@ pub(crate) fn read_exact(
     Ok(())
 }
 
+/// The aligned buffer of O_DIRECT reads (a task plus alignment slack), allocated on the first
+/// direct read: a read through the page cache never needs it, and allocating a task's worth
+/// of memory per worker per call was most of the cost of a small read.
+pub(crate) struct DirectScratch {
+    len: usize,
+    buf: Option<AlignedBuf>,
+}
+
+impl DirectScratch {
+    /// A buffer of `task_size` bytes plus alignment slack, allocated when first used.
+    pub(crate) fn new(task_size: usize) -> DirectScratch {
+        DirectScratch {
+            len: task_size + 2 * DIRECT_ALIGN,
+            buf: None,
+        }
+    }
+
+    fn get(&mut self) -> &mut AlignedBuf {
+        let len = self.len;
+        self.buf.get_or_insert_with(|| AlignedBuf::new(len))
+    }
+}
+
 /// A host worker's scratch: one buffer for direct-I/O alignment slack, one for the bytes of
-/// pieces that do not map onto one stretch of the destination.
+/// pieces that do not map onto one stretch of the destination (both allocated when needed).
 pub(crate) struct HostScratch {
-    direct: AlignedBuf,
+    direct: DirectScratch,
     piece: Vec<u8>,
 }
 
 impl HostScratch {
     pub(crate) fn new(task_size: usize) -> HostScratch {
         HostScratch {
-            direct: AlignedBuf::new(task_size + 2 * DIRECT_ALIGN),
+            direct: DirectScratch::new(task_size),
             piece: Vec::new(),
         }
     }

@@ -373,9 +373,15 @@ fn run_read<'f>(
 fn read_host(files: &[FileRef<'_>], pieces: &[plan::Piece], buf: &mut [u8], s: &Settings) -> Result<()> {
     let ctx = Context::for_settings(s)?;
     let dst = DisjointBytes::new(buf);
-    engine::run(
+    // a read of at most one task's bytes is one task, read by the calling thread (as KvikIO
+    // splits reads into tasks of `task_size`): handing a small read to the pool, and waking
+    // its threads, cost more than the read from the page cache
+    let bytes: usize = pieces.iter().map(|p| p.len).fold(0, usize::saturating_add);
+    let threads = if bytes <= s.task_size { 1 } else { s.threads };
+    engine::run_on(
         &ctx,
         Pool::Reads,
+        threads,
         pieces.len(),
         || Ok(HostScratch::new(s.task_size)),
         |scratch, i| {

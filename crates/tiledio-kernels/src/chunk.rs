@@ -13,6 +13,8 @@ const MODULE: &str = "tiledio_chunk_copy";
 const GPU_SEGMENT: u64 = 16 << 10;
 /// Bytes one CPU task handles (whole rows, or one segment of a longer row).
 const HOST_TASK: usize = 256 << 10;
+/// Host copies of at most this many bytes run on the calling thread, not in parallel.
+const SEQUENTIAL_COPY: usize = 1 << 20;
 /// The most dimensions the GPU kernel handles.
 const MAX_RANK: usize = 16;
 const HEADER: usize = 10;
@@ -359,45 +361,52 @@ impl ChunkLayout {
         let ig = self.inner_grid();
         let rpi: u64 = self.inner[..self.rank() - 1].iter().product();
         let sw = self.swap;
+        // a copy of a few tasks runs on the calling thread: a parallel iterator hands its work
+        // to a pool (rayon's global one outside a pool), which costs more than a small copy
+        let small = dst.len().min(src.len()) <= SEQUENTIAL_COPY;
         let dst = DisjointBytes::new(dst);
-        (0..units.len() as u64 * tasks_per_unit)
-            .into_par_iter()
-            .try_for_each(|t| -> Result<()> {
-                let ui = (t / tasks_per_unit) as usize;
-                let rem = t % tasks_per_unit;
-                let (chunk, s) = (rem / segs, (rem % segs) as usize);
-                let (lo, hi) = (s * seg, ((s + 1) * seg).min(rb));
-                let mut uc = [0u64; MAX_RANK];
-                unravel(units[ui], &grid, &mut uc[..self.rank()]);
-                let mut g = [0u64; MAX_RANK];
-                let slot = ui * self.slot_bytes;
-                for row in chunk * rows_per_task..((chunk + 1) * rows_per_task).min(rpu) {
-                    let so = slot + self.row_start(&uc, &ig, rpi, row, &mut g);
-                    let (va, vb, wa) = match self.row_window(&g[..self.rank()]) {
-                        Some((wo, a, b)) if a.max(lo) < b.min(hi) => {
-                            let va = a.max(lo);
-                            (va, b.min(hi), wo + (va - a))
-                        }
-                        _ => (hi, hi, 0),
-                    };
-                    // SAFETY (disjointness): tasks cover disjoint staging bytes (one unit's
-                    // rows, or one segment of a row) and, units being distinct for scatters
-                    // (`check`), disjoint window bytes. The view checks the bounds.
-                    match dir {
-                        Direction::Gather => {
-                            let out = unsafe { dst.slice_mut(so + lo, hi - lo) }.map_err(tiledio_io::IoError::from)?;
-                            fill_from(&mut out[..va - lo], lo, fill);
-                            copy_bytes(&mut out[va - lo..vb - lo], bytes(src, wa, vb - va)?, sw);
-                            fill_from(&mut out[vb - lo..], vb, fill);
-                        }
-                        Direction::Scatter => {
-                            let out = unsafe { dst.slice_mut(wa, vb - va) }.map_err(tiledio_io::IoError::from)?;
-                            copy_bytes(out, bytes(src, so + va, vb - va)?, sw);
-                        }
+        let tasks = units.len() as u64 * tasks_per_unit;
+        let task = |t: u64| -> Result<()> {
+            let ui = (t / tasks_per_unit) as usize;
+            let rem = t % tasks_per_unit;
+            let (chunk, s) = (rem / segs, (rem % segs) as usize);
+            let (lo, hi) = (s * seg, ((s + 1) * seg).min(rb));
+            let mut uc = [0u64; MAX_RANK];
+            unravel(units[ui], &grid, &mut uc[..self.rank()]);
+            let mut g = [0u64; MAX_RANK];
+            let slot = ui * self.slot_bytes;
+            for row in chunk * rows_per_task..((chunk + 1) * rows_per_task).min(rpu) {
+                let so = slot + self.row_start(&uc, &ig, rpi, row, &mut g);
+                let (va, vb, wa) = match self.row_window(&g[..self.rank()]) {
+                    Some((wo, a, b)) if a.max(lo) < b.min(hi) => {
+                        let va = a.max(lo);
+                        (va, b.min(hi), wo + (va - a))
+                    }
+                    _ => (hi, hi, 0),
+                };
+                // SAFETY (disjointness): tasks cover disjoint staging bytes (one unit's
+                // rows, or one segment of a row) and, units being distinct for scatters
+                // (`check`), disjoint window bytes. The view checks the bounds.
+                match dir {
+                    Direction::Gather => {
+                        let out = unsafe { dst.slice_mut(so + lo, hi - lo) }.map_err(tiledio_io::IoError::from)?;
+                        fill_from(&mut out[..va - lo], lo, fill);
+                        copy_bytes(&mut out[va - lo..vb - lo], bytes(src, wa, vb - va)?, sw);
+                        fill_from(&mut out[vb - lo..], vb, fill);
+                    }
+                    Direction::Scatter => {
+                        let out = unsafe { dst.slice_mut(wa, vb - va) }.map_err(tiledio_io::IoError::from)?;
+                        copy_bytes(out, bytes(src, so + va, vb - va)?, sw);
                     }
                 }
-                Ok(())
-            })
+            }
+            Ok(())
+        };
+        if small {
+            (0..tasks).try_for_each(task)
+        } else {
+            (0..tasks).into_par_iter().try_for_each(task)
+        }
     }
 
     /// CPU gather: staging slot `i` gets unit `units[i]` (a linear index in the unit grid,

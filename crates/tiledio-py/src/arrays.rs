@@ -205,9 +205,29 @@ pub(crate) fn new_array<'py>(
     dtype: ElementType,
     shape: &[u64],
 ) -> PyResult<(Bound<'py, PyAny>, RawBytes)> {
+    alloc_array(py, dtype, shape, "zeros")
+}
+
+/// A new NumPy array of `dtype` and `shape` whose bytes are not set (`numpy.empty`), for a read
+/// that writes every byte (a slide's regions: 0 outside the image): no zeroing pass over
+/// memory the read overwrites. If the read fails the array is dropped unseen.
+pub(crate) fn new_array_for_overwrite<'py>(
+    py: Python<'py>,
+    dtype: ElementType,
+    shape: &[u64],
+) -> PyResult<(Bound<'py, PyAny>, RawBytes)> {
+    alloc_array(py, dtype, shape, "empty")
+}
+
+fn alloc_array<'py>(
+    py: Python<'py>,
+    dtype: ElementType,
+    shape: &[u64],
+    how: &str,
+) -> PyResult<(Bound<'py, PyAny>, RawBytes)> {
     let len = check_budget(dtype, shape)?;
     let dims = PyTuple::new(py, shape)?;
-    let a = numpy(py)?.call_method1("zeros", (dims, dtype.name()))?;
+    let a = numpy(py)?.call_method1(how, (dims, dtype.name()))?;
     let u = a.cast::<PyUntypedArray>()?;
     let bytes = RawBytes { ptr: data_ptr(u), len };
     Ok((a, bytes))

@@ -1,6 +1,6 @@
 //! Whole-slide images: [`PySlide`] (`tiledio.Slide`), its associated images and batch reads.
 
-use crate::arrays::{array_from_vec, np_dtype, out_or_new, pair};
+use crate::arrays::{array_from_vec, host_out, new_array_for_overwrite, np_dtype, pair};
 use crate::device::{Device, device_out, wrap};
 use crate::errors::{Failure, Res, detach, guarded};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
@@ -19,6 +19,19 @@ use tiledio::tiff::Slide;
 #[pyclass(module = "tiledio", name = "Slide", frozen)]
 pub(crate) struct PySlide {
     slide: Arc<Slide>,
+}
+
+/// A new C-order GPU array whose bytes are not set, for a read that writes every byte (a
+/// slide's regions: 0 outside the image). `DeviceArray::zeros` would add a pass over the whole
+/// array, and a wait for it, before the read (as the Rust API's `read_level_device` does not).
+fn device_array_for_overwrite(dtype: ElementType, shape: &[u64]) -> Res<DeviceArray> {
+    let n = tiledio::io::ArrayLayout::contiguous(dtype, shape)?.nbytes();
+    let n = usize::try_from(n).map_err(|_| Failure::argument(format!("an array of shape {shape:?} is too large")))?;
+    Ok(DeviceArray::from_buffer(
+        tiledio::io::gpu::DeviceBuffer::new(n)?,
+        dtype,
+        shape,
+    )?)
 }
 
 /// Checks a `(width, height)` size.
@@ -66,7 +79,11 @@ impl PySlide {
         let region = Region::new(&[location.1, location.0], &[h, w]);
         match device {
             Device::Cpu => {
-                let (a, bytes) = out_or_new(py, out, dtype, &shape)?;
+                // every byte of the region is written (0 outside the image): no zeroing first
+                let (a, bytes) = match out {
+                    Some(o) => (o.clone(), host_out(o, dtype, &shape)?),
+                    None => new_array_for_overwrite(py, dtype, &shape)?,
+                };
                 detach(py, move || {
                     // SAFETY: `a` is alive (held by this frame) and written only here.
                     let dst = unsafe { bytes.get_mut() };
@@ -98,7 +115,7 @@ impl PySlide {
                 }
                 None => {
                     let arr = detach(py, move || {
-                        let mut a = DeviceArray::zeros(dtype, &shape)?;
+                        let mut a = device_array_for_overwrite(dtype, &shape)?;
                         if level_coords {
                             slide.read_level_region_device_into(level, &region, Border::Fill, &mut a.view_mut())?;
                         } else {
@@ -451,7 +468,7 @@ impl BatchJob {
                 Ok(Batch::Host(buf, shape, t))
             }
             Device::Cuda => {
-                let a = DeviceArray::zeros(t, &shape)?;
+                let a = device_array_for_overwrite(t, &shape)?;
                 for (i, &loc) in locs.iter().enumerate() {
                     // SAFETY: region i of the batch array, alive for this loop, written only here
                     let mut v = unsafe {

@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyEllipsis, PySlice, PyTuple};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use tiledio::io::{Border, DeviceArray, ElementType, Region, Source, Target};
-use tiledio::zarr::ome::{Axis, Level, MultiscaleWriter, OmeVersion};
+use tiledio::zarr::ome::{Axis, MultiscaleWriter, OmeVersion, pyramid_level_count, write_reduced_levels};
 use tiledio::zarr::{ArraySpec, Compression, WriteOptions, ZarrArray};
 
 /// A Zarr array (v2 or v3; an OME-Zarr image's level) opened by :func:`tiledio.open_zarr`.
@@ -487,6 +487,8 @@ fn stored_layout(
 struct WriterState {
     array: ZarrArray,
     group: Option<MultiscaleWriter>,
+    /// The stored array's specification (the reduced levels of an OME image reuse it).
+    spec: ArraySpec,
 }
 
 /// A new Zarr array (or OME-Zarr image) written region by region, then finished: nothing is
@@ -502,6 +504,8 @@ pub(crate) struct ZarrWriter {
     /// An OME image with channels: the caller's `(H, W, C)` is stored `(C, H, W)`.
     chw: bool,
     opts: WriteOptions,
+    /// OME images: the number of levels asked for (`None`: until a side fits in one chunk).
+    levels: Option<usize>,
 }
 
 impl ZarrWriter {
@@ -527,9 +531,11 @@ impl ZarrWriter {
     /// tuple: Zarr v3 sharding), ``codec`` (``"none"``, ``"zstd[:level]"``, ``"gzip[:level]"``,
     /// ``"blosc[:level]"``, ``"blosc-zstd[:level]"``). With ``ome=True`` an OME-Zarr 0.5 image:
     /// ``shape`` is ``(H, W)`` (axes y, x) or ``(H, W, C)`` (stored as c, y, x), ``chunks`` and
-    /// ``shard`` apply to y and x, one level ``"0"``.
+    /// ``shard`` apply to y and x. :meth:`finish` then adds the reduced levels ``"1"``,
+    /// ``"2"``... (2× area averages, integers rounded half up) until a side fits in one chunk,
+    /// or ``levels`` levels in all.
     #[new]
-    #[pyo3(signature = (path, shape, dtype, chunks=None, shard=None, codec="zstd", ome=false))]
+    #[pyo3(signature = (path, shape, dtype, chunks=None, shard=None, codec="zstd", ome=false, levels=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -540,8 +546,18 @@ impl ZarrWriter {
         shard: Option<&Bound<'_, PyAny>>,
         codec: &str,
         ome: bool,
+        levels: Option<usize>,
     ) -> PyResult<Self> {
         let t = crate::arrays::element_type_from(py, dtype)?;
+        match levels {
+            Some(_) if !ome => {
+                return Err(PyValueError::new_err("levels applies to OME-Zarr images (ome=True)"));
+            }
+            Some(n) if !(1..=40).contains(&n) => {
+                return Err(PyValueError::new_err(format!("levels={n}: 1 to 40")));
+            }
+            _ => {}
+        }
         if shape.is_empty() {
             return Err(PyValueError::new_err("a Zarr array needs at least one dimension"));
         }
@@ -563,11 +579,16 @@ impl ZarrWriter {
             if ome {
                 let g = MultiscaleWriter::create(&p, OmeVersion::V05)?;
                 let array = g.create_level("0", &spec)?;
-                Ok(WriterState { array, group: Some(g) })
+                Ok(WriterState {
+                    array,
+                    group: Some(g),
+                    spec,
+                })
             } else {
                 Ok(WriterState {
                     array: ZarrArray::create(&p, &spec)?,
                     group: None,
+                    spec,
                 })
             }
         })?;
@@ -578,6 +599,7 @@ impl ZarrWriter {
             dtype: t,
             chw,
             opts,
+            levels,
         })
     }
 
@@ -686,10 +708,12 @@ impl ZarrWriter {
     }
 
     /// Writes the metadata last and moves the array (or image group) into place at ``path``;
-    /// returns that path. Units never written read as the fill value (0).
+    /// returns that path. Units never written read as the fill value (0). An OME image gets
+    /// its reduced levels here, each read back from the level above a band at a time.
     fn finish(&self, py: Python<'_>) -> PyResult<String> {
         let chw = self.chw;
-        let nd = self.shape.len();
+        let want = self.levels;
+        let opts = self.opts.clone();
         detach(py, move || {
             let st = self
                 .state
@@ -706,15 +730,12 @@ impl ZarrWriter {
                     } else {
                         vec![Axis::space("y", None), Axis::space("x", None)]
                     };
-                    let scale = vec![1.0; if chw { 3 } else { nd }];
-                    let p = g.finish(
-                        None,
-                        axes,
-                        vec![Level {
-                            path: "0".into(),
-                            scale,
-                        }],
-                    )?;
+                    let r = st.spec.shape.len();
+                    let (h, w) = (st.spec.shape[r - 2], st.spec.shape[r - 1]);
+                    let (cy, cx) = (st.spec.chunk_shape[r - 2], st.spec.chunk_shape[r - 1]);
+                    let n = want.unwrap_or_else(|| pyramid_level_count(h, w, (cy, cx)));
+                    let levels = write_reduced_levels(&g, &a, &st.spec, n, &opts)?;
+                    let p = g.finish(None, axes, levels)?;
                     Ok(crate::arrays::path_str(&p))
                 }
             }

@@ -209,11 +209,21 @@ pub(crate) fn read_window(
 ) -> Result<Vec<u8>> {
     let (len, jobs) = window_jobs(fh, page, x, y, w, h)?;
     let inside = window_inside(page, x, y, w, h);
-    on_compute_threads(fh, || {
+    on_compute_threads_if(!small_window(page, len), fh, || {
         let mut out = alloc(len, if inside { 0 } else { background })?;
         fill_window(fh, page, &jobs, &mut out, w)?;
         Ok(out)
     })
+}
+
+/// Bytes of output up to which an uncompressed window is read on the calling thread: its
+/// reads, placement and fill are one task each (a hand-off to the compute threads and their
+/// wake-up took longer than reading such a window from the page cache).
+const SMALL_WINDOW: usize = 1 << 20;
+
+/// Whether a window of `len` output bytes is read on the calling thread (see [`SMALL_WINDOW`]).
+fn small_window(page: &Page, len: usize) -> bool {
+    page.compression == Compression::None && len <= SMALL_WINDOW
 }
 
 /// Reads a window of a page into a caller's buffer of exactly its size (row-major,
@@ -238,9 +248,14 @@ pub(crate) fn read_window_into(
         )));
     }
     let inside = window_inside(page, x, y, w, h);
-    on_compute_threads(fh, || {
+    let small = small_window(page, len);
+    on_compute_threads_if(!small, fh, || {
         if !inside {
-            out.par_chunks_mut(1 << 20).for_each(|c| c.fill(background));
+            if small {
+                out.fill(background);
+            } else {
+                out.par_chunks_mut(1 << 20).for_each(|c| c.fill(background));
+            }
         }
         fill_window(fh, page, &jobs, out, w)
     })
@@ -264,6 +279,12 @@ fn fill_window(fh: &FileHandle, page: &Page, jobs: &[Job], out: &mut [u8], out_w
 /// ([`tiledio_io::Context::compute`]), not on rayon's global pool.
 pub(crate) fn on_compute_threads<R: Send>(fh: &FileHandle, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
     tiledio_io::Context::for_settings(fh.settings())?.compute(f)
+}
+
+/// [`on_compute_threads`] when `parallel`, else `f` on the calling thread (for small work that
+/// uses no parallel iterator).
+fn on_compute_threads_if<R: Send>(parallel: bool, fh: &FileHandle, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
+    if parallel { on_compute_threads(fh, f) } else { f() }
 }
 
 /// The decode scratch allowed in flight at once: a quarter of the memory budget

@@ -604,6 +604,134 @@ pub fn write_pyramid(
     )
 }
 
+/// The number of levels of a 2× pyramid over a level 0 of `height × width`: halving (sides
+/// rounded up) until a side fits in one chunk (`chunk` is `(rows, columns)`), at most 40.
+///
+/// ```
+/// use tiledio_zarr::ome::pyramid_level_count;
+/// assert_eq!(pyramid_level_count(1000, 3000, (256, 256)), 3); // 1000, 500, 250 rows
+/// assert_eq!(pyramid_level_count(200, 3000, (256, 256)), 1);
+/// ```
+pub fn pyramid_level_count(height: u64, width: u64, chunk: (u64, u64)) -> usize {
+    let (mut h, mut w, mut n) = (height, width, 1);
+    while h > chunk.0.max(1) && w > chunk.1.max(1) && n < 40 {
+        (h, w, n) = (h.div_ceil(2), w.div_ceil(2), n + 1);
+    }
+    n
+}
+
+/// Writes the reduced levels `"1"` to `"{levels - 1}"` of a multiscale image being written by
+/// `w`, each a 2× area average of the level above ([`tiledio_kernels::downsample2x`]: integers
+/// rounded half up, the same pixels as the TIFF pyramid writer's levels), read back from the
+/// level above one band of storage units (shard or chunk rows) at a time, so memory stays
+/// bounded by a band. `level0` is the finished level `"0"` and `spec` its specification: the
+/// last two axes are y and x, any leading axes (channels) are halved plane by plane, and the
+/// reduced levels keep its chunks, shards, codec and dimension names. Returns the
+/// [`Level`]s of all levels (level 0's included) for [`MultiscaleWriter::finish`]: scale 1
+/// on leading axes, the level's downsample on y and x.
+///
+/// ```
+/// use tiledio_zarr::{ArraySpec, DataType, WriteOptions};
+/// use tiledio_zarr::ome::*;
+/// # let dir = tempfile::tempdir()?;
+/// let g = MultiscaleWriter::create(dir.path().join("p.zarr"), OmeVersion::V05)?;
+/// let spec = ArraySpec::new(&[4, 6], &[2, 2], DataType::U8).with_dimension_names(&["y", "x"]);
+/// let a = g.create_level("0", &spec)?;
+/// a.write_all(&(0..24u8).collect::<Vec<_>>()[..], &WriteOptions::default())?;
+/// let levels = write_reduced_levels(&g, &a.finish()?, &spec, 2, &WriteOptions::default())?;
+/// assert_eq!(levels[1].scale, [2.0, 2.0]);
+/// let root = g.finish(None, vec![Axis::space("y", None), Axis::space("x", None)], levels)?;
+/// let l1 = tiledio_zarr::ZarrArray::open(root.join("1"))?;
+/// assert_eq!(l1.shape(), [2, 3]);
+/// assert_eq!(l1.read_to_vec()?, [4, 6, 8, 16, 18, 20]); // (0 + 1 + 6 + 7 + 2) / 4 = 4 ...
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`ZarrError::Usage`] for `levels` outside 1..=40, a spec of rank below 2 or not matching
+/// `level0`; the arrays' read and write errors.
+pub fn write_reduced_levels(
+    w: &MultiscaleWriter,
+    level0: &ZarrArray,
+    spec: &ArraySpec,
+    levels: usize,
+    opts: &crate::WriteOptions,
+) -> Result<Vec<Level>> {
+    let r = spec.shape.len();
+    if !(1..=40).contains(&levels) {
+        return Err(crate::error::usage(format!("{levels} levels (1 to 40)")));
+    }
+    if r < 2 || level0.shape() != spec.shape.as_slice() {
+        return Err(crate::error::usage(format!(
+            "reduced levels of an array of shape {:?} from a specification of shape {:?} (rank 2 or more, the same shape)",
+            level0.shape(),
+            spec.shape
+        )));
+    }
+    let (h0, w0) = (spec.shape[r - 2], spec.shape[r - 1]);
+    let lead = spec.shape[..r - 2].to_vec();
+    let planes: u64 = lead.iter().product();
+    let es = spec.data_type.size();
+    let scale = |h: u64, wd: u64| -> Vec<f64> {
+        let mut s = vec![1.0; r - 2];
+        s.push(h0 as f64 / h.max(1) as f64);
+        s.push(w0 as f64 / wd.max(1) as f64);
+        s
+    };
+    let mut out = vec![Level {
+        path: "0".into(),
+        scale: vec![1.0; r],
+    }];
+    let mut above: Option<ZarrArray> = None;
+    for l in 1..levels {
+        let src = above.as_ref().unwrap_or(level0);
+        let (sh, sw) = (src.shape()[r - 2], src.shape()[r - 1]);
+        let (dh, dw) = (sh.div_ceil(2), sw.div_ceil(2));
+        let mut ls = spec.clone();
+        ls.shape = lead.iter().copied().chain([dh, dw]).collect();
+        let dst = w.create_level(&l.to_string(), &ls)?;
+        let band = ls.unit_shape()[r - 2].max(1);
+        let mut y = 0;
+        // (an empty level has no bands: nothing to read or write)
+        while y < dh && dw > 0 {
+            let rows = band.min(dh - y);
+            let (sy, srows) = (2 * y, (2 * rows).min(sh - 2 * y));
+            let mut o = lead.iter().map(|_| 0i64).collect::<Vec<_>>();
+            o.extend([sy as i64, 0]);
+            let mut shape = lead.clone();
+            shape.extend([srows, sw]);
+            let region = tiledio_io::Region::new(&o, &shape);
+            let bytes = |n: u64, c: u64| {
+                n.checked_mul(c)
+                    .and_then(|n| n.checked_mul(es as u64))
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| n.checked_mul(planes as usize).is_some())
+                    .ok_or_else(|| crate::error::usage(format!("level {l}: a band of {n} x {c} is too large")))
+            };
+            let (plane_in, plane_out) = (bytes(srows, sw)?, bytes(rows, dw)?);
+            let mut a = tiledio_io::try_alloc_zeroed(plane_in * planes as usize, "a band of the level above")?;
+            src.read_region(&region, tiledio_io::Border::Reject, &mut a[..])?;
+            let mut b = tiledio_io::try_alloc_zeroed(plane_out * planes as usize, "a band of the reduced level")?;
+            for (i, o) in a.chunks_exact(plane_in).zip(b.chunks_exact_mut(plane_out)) {
+                tiledio_kernels::downsample2x(i, o, srows as usize, sw as usize, 1, spec.data_type)
+                    .map_err(|e| crate::error::usage(format!("level {l}: {e}")))?;
+            }
+            let mut at = vec![0u64; r - 2];
+            at.extend([y, 0]);
+            let mut bs = lead.clone();
+            bs.extend([rows, dw]);
+            dst.write_region(&at, &bs, &b, opts)?;
+            y += rows;
+        }
+        above = Some(dst.finish()?);
+        out.push(Level {
+            path: l.to_string(),
+            scale: scale(dh, dw),
+        });
+    }
+    Ok(out)
+}
+
 /// Interleaved `h × w × c` elements of `es` bytes to planar `c × h × w`
 /// ([`tiledio_kernels::hwc_to_chw`]).
 fn hwc_to_chw(hwc: &[u8], h: u64, w: u64, c: u64, es: u64) -> Vec<u8> {
