@@ -41,7 +41,8 @@ pub(crate) fn run<S>(
     work: impl Fn(&mut S, usize) -> Result<()> + Sync,
     done: impl Fn(S) -> Result<()> + Sync,
 ) -> Result<()> {
-    run_on(ctx, pool, ctx.settings().threads.clamp(1, n), n, init, work, done)
+    // clamped to 1..=n in run_on, after the n == 0 case
+    run_on(ctx, pool, ctx.settings().threads, n, init, work, done)
 }
 
 /// [`run`] over at most `threads` workers; with one, on the calling thread (no hand-off to the
