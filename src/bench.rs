@@ -6,6 +6,9 @@
 //!
 //! The rows of `tiledio bench ptycho` are in [`ptycho`] (frames from a `.npy` file, the fused
 //! kernel, loopback ZeroMQ streams, bitshuffle-LZ4 streams, pyzmq and JAX peers).
+//!
+//! The suite's report: one row type ([`row::Row`]) for every measurement, the machine's
+//! description ([`machine`]), and the report with CSV, JSON and PNG plots ([`report`]).
 
 use crate::io::gpu::DeviceBuffer;
 use crate::io::{FileHandle, ReadRange, Settings};
@@ -13,7 +16,10 @@ use crate::tiff::Slide;
 use std::path::Path;
 use std::time::Instant;
 
+pub mod machine;
 pub mod ptycho;
+pub mod report;
+pub mod row;
 
 /// What can stop a measurement.
 #[derive(Debug, thiserror::Error)]
