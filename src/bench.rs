@@ -6,6 +6,11 @@
 //!
 //! The rows of `tiledio bench ptycho` are in [`ptycho`] (frames from a `.npy` file, the fused
 //! kernel, loopback ZeroMQ streams, bitshuffle-LZ4 streams, pyzmq and JAX peers).
+//!
+//! The suite behind `tiledio bench all` and `--out DIR`: one row type ([`row::Row`]) for every
+//! measurement and peer, the read ([`read`]) and write ([`write`]) benchmarks on generated
+//! inputs, the Python peers ([`peers`]), the machine's description ([`machine`]), the whole
+//! run ([`suite`]) and its report with CSV, JSON and PNG plots ([`report`]).
 
 use crate::io::gpu::DeviceBuffer;
 use crate::io::{FileHandle, ReadRange, Settings};
@@ -13,7 +18,14 @@ use crate::tiff::Slide;
 use std::path::Path;
 use std::time::Instant;
 
+pub mod machine;
+pub mod peers;
 pub mod ptycho;
+pub mod read;
+pub mod report;
+pub mod row;
+pub mod suite;
+pub mod write;
 
 /// What can stop a measurement.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +43,12 @@ pub enum BenchError {
     /// A cold-cache run was asked for without the rights to drop the page cache.
     #[error("cannot drop the page cache (needs root): {0}")]
     DropCaches(std::io::Error),
+    /// A Zarr array could not be written or read.
+    #[error(transparent)]
+    Zarr(#[from] crate::zarr::ZarrError),
+    /// The inputs or output folders of the suite could not be made (the message says which).
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// The median, minimum and maximum of repeated timings, in seconds.

@@ -140,6 +140,25 @@ Examples:
         #[arg(long)]
         json: bool,
     },
+    /// Write an RGB u8 image from GPU memory (host memory on the CPU) into Zarr v3 by chunk
+    /// size, sharded or not, and codec; KvikIO and TensorStore beside ours where they import.
+    /// Medians of the repeats with min and max; --out DIR writes a report with plots.
+    #[command(after_help = "\
+Examples:
+  tiledio bench write --side 8192 --chunks 256,512,1024 --codecs none,zstd --out bench-write
+  tiledio bench write --side 2048 --no-shards --no-peers --json")]
+    Write(crate::bench_suite::WriteArgs),
+    /// Everything: reads of generated slides (uncompressed and JPEG, by tile size, backend,
+    /// threads, warm and cold), Zarr writes, the Sobel round trip and ptychography frames/s,
+    /// with the Python peers (tifffile, tifffile + CuPy, KvikIO, cuCIM, TensorStore, CuPy
+    /// ndimage, scikit-image, pyzmq, JAX) in the same table; a missing peer is a row saying
+    /// why. --out DIR writes report.md, rows.csv, rows.json, machine.json and PNG plots.
+    #[command(after_help = "\
+Examples:
+  tiledio bench all --quick --out bench-quick          # seconds, no GPU needed
+  tiledio bench all --dir /scratch/tiledio-bench --out bench-h100
+  tiledio bench all --parts read --files slide.svs --out bench-svs")]
+    All(crate::bench_suite::AllArgs),
 }
 
 fn parse_shape(s: &str) -> Result<(usize, usize), String> {
@@ -174,7 +193,7 @@ impl BenchCommand {
     /// The `--backend` given, if any.
     pub(crate) fn backend(&self) -> Option<BackendArg> {
         match self {
-            BenchCommand::Read { .. } => None,
+            BenchCommand::Read { .. } | BenchCommand::Write(_) | BenchCommand::All(_) => None,
             BenchCommand::Slide { backend, .. } => *backend,
             BenchCommand::Pipeline { placement, .. } | BenchCommand::Ptycho { placement, .. } => placement.backend,
         }
@@ -197,6 +216,8 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Write(a) => crate::bench_suite::write(a),
+        BenchCommand::All(a) => crate::bench_suite::all(a),
         BenchCommand::Ptycho {
             dir,
             keep,

@@ -2,6 +2,7 @@
 //! `tiledio bench` measures; the format subcommands inspect, read and convert files.
 
 mod bench;
+mod bench_suite;
 mod cmd_convert;
 mod cmd_docs;
 mod cmd_filter;

@@ -267,6 +267,8 @@ fn every_help_shows_an_example() {
         &["bench", "slide"],
         &["bench", "pipeline"],
         &["bench", "ptycho"],
+        &["bench", "write"],
+        &["bench", "all"],
         &["ptycho"],
         &["ptycho", "preprocess"],
         &["ptycho", "stream"],
