@@ -59,7 +59,7 @@ def rust_side(cli: str, path: str, level: int, threads: int, repeats: int) -> di
                        capture_output=True, text=True, timeout=3600)
     if r.returncode != 0:
         return {"error": f"exit {r.returncode}", "stderr_tail": r.stderr[-2000:]}
-    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    doc = json.loads(r.stdout)
     rows = [row for row in doc.get("rows", []) if row.get("target") == "gpu" and row.get("threads") == threads]
     if not rows:
         return {"error": "no gpu row in the CLI's JSON", "json": doc}

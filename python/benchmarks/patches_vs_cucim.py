@@ -124,9 +124,23 @@ def run_cucim(a, locs, out_dir):
     size = (a.patch, a.patch)
     dev = a.cucim_device
 
+    # the location forms cuCIM's batch read_region has taken across versions: an (N, 2) int64
+    # array, the same flattened, a list of [x, y] lists; the first it accepts is used
+    forms = [np.ascontiguousarray(locs, dtype=np.int64), np.ascontiguousarray(locs, dtype=np.int64).reshape(-1),
+             [[int(x), int(y)] for x, y in locs]]
+
+    def start():
+        errors = []
+        for f in forms:
+            try:
+                return img.read_region(f, size, 0, device=dev, num_workers=a.workers, batch_size=a.batch_size)
+            except (ValueError, TypeError) as e:
+                errors.append(f"{type(f).__name__}{getattr(f, 'shape', '')}: {e}")
+        raise RuntimeError("cuCIM took no form of the locations: " + "; ".join(errors))
+
     def one_pass(keep=None):
         n = 0
-        it = img.read_region(locs, size, 0, device=dev, num_workers=a.workers, batch_size=a.batch_size)
+        it = start()
         for batch in it:
             x = cp.asarray(batch) if dev == "cuda" else cp.asarray(np.asarray(batch))
             if x.ndim == 3:
