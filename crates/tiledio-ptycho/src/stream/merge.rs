@@ -41,6 +41,8 @@ pub(crate) struct Merge {
     /// Frames and shape of the series, once its start has come.
     series: Option<(u64, (usize, usize))>,
     end_seen: bool,
+    /// When the first end message came.
+    end_at: Option<Instant>,
     /// One past the largest frame handed out.
     next: u64,
     drain: Duration,
@@ -78,6 +80,7 @@ impl Merge {
             inboxes,
             series: None,
             end_seen: false,
+            end_at: None,
             next: 0,
             drain,
         })
@@ -101,19 +104,24 @@ impl Merge {
             if self.end_seen && self.series.is_some_and(|(n, _)| self.next >= n) {
                 return Ok((Message::End, Instant::now(), 0));
             }
-            self.fill()?;
-            // a start or an end at the head of a queue is taken before any image
+            let missing = self.poll()?;
+            // a start at the head of a queue is taken before any image; a repeated one leaves
+            // its queue without a head, so the queues are looked at again
+            let mut repeated = false;
             for i in 0..self.inboxes.len() {
-                match self.inboxes[i].head.take() {
-                    Some((
-                        Message::Start {
-                            frames,
-                            shape,
-                            dtype,
-                            format,
-                        },
-                        t,
-                    )) => match self.series {
+                if let Some((
+                    Message::Start {
+                        frames,
+                        shape,
+                        dtype,
+                        format,
+                    },
+                    t,
+                )) = &self.inboxes[i].head
+                {
+                    let (frames, shape, dtype, format, t) = (*frames, *shape, *dtype, *format, *t);
+                    self.inboxes[i].head = None;
+                    match self.series {
                         None => {
                             self.series = Some((frames, shape));
                             return Ok((
@@ -127,28 +135,51 @@ impl Merge {
                                 i,
                             ));
                         }
-                        Some(s) if s == (frames, shape) => {}
+                        Some(s) if s == (frames, shape) => repeated = true,
                         Some((n, sh)) => {
                             return Err(StreamError::new(
                                 &self.endpoint,
                                 K::Malformed,
                                 format!(
                                     "connection {i}: a start of {frames} frames of {shape:?} in a series of {n} \
-                                         frames of {sh:?}"
+                                     frames of {sh:?}"
                                 ),
                             ));
                         }
-                    },
-                    Some((Message::End, _)) => {
-                        self.inboxes[i].ended = true;
-                        self.end_seen = true;
                     }
-                    other => self.inboxes[i].head = other,
                 }
             }
-            let open = self.inboxes.iter().filter(|b| !b.ended).count();
-            let heads = self.inboxes.iter().filter(|b| b.head.is_some()).count();
-            if open == 0 && heads == 0 {
+            if repeated {
+                continue;
+            }
+            let heads: Vec<(u64, usize)> = self
+                .inboxes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| match &b.head {
+                    Some((Message::Image { frame, .. }, _)) => Some((*frame, i)),
+                    _ => None,
+                })
+                .collect();
+            // the next frame of the series cannot come smaller from anywhere else; any other
+            // frame is taken only once every open connection has shown its next one
+            let pick = heads
+                .iter()
+                .find(|(f, _)| *f == self.next)
+                .or_else(|| if missing.is_none() { heads.iter().min() } else { None })
+                .copied();
+            if let Some((frame, i)) = pick {
+                if let Some((m, t)) = self.inboxes[i].head.take() {
+                    self.next = self.next.max(frame + 1);
+                    return Ok((m, t, i));
+                }
+                continue;
+            }
+            let Some(i) = missing else {
+                if self.inboxes.iter().any(|b| b.head.is_some()) {
+                    continue;
+                }
+                // every connection has ended
                 return if self.end_seen {
                     Ok((Message::End, Instant::now(), 0))
                 } else {
@@ -158,52 +189,66 @@ impl Merge {
                         "the receiving threads stopped",
                     ))
                 };
-            }
-            // every open connection has a head (fill waited for them), or has just ended
-            let pick = self
-                .inboxes
-                .iter()
-                .enumerate()
-                .filter_map(|(i, b)| match &b.head {
-                    Some((Message::Image { frame, .. }, _)) => Some((*frame, i)),
-                    _ => None,
-                })
-                .min();
-            if let Some((frame, i)) = pick {
-                if self.inboxes.iter().any(|b| !b.ended && b.head.is_none()) {
-                    continue;
+            };
+            if let Some(t) = self.end_at
+                && t.elapsed() >= self.drain
+            {
+                // silent since the series ended elsewhere: done
+                for b in self.inboxes.iter_mut().filter(|b| b.head.is_none()) {
+                    b.ended = true;
                 }
-                let Some((m, t)) = self.inboxes[i].head.take() else {
-                    continue;
-                };
-                self.next = self.next.max(frame + 1);
-                return Ok((m, t, i));
+                continue;
+            }
+            // a short wait on one silent queue, then every queue again
+            if let Ok(m) = self.inboxes[i].rx.recv_timeout(POLL) {
+                self.take(i, m)?;
             }
         }
     }
 
-    /// Waits until every open connection has a message at its head (after an end, each waits
-    /// at most `drain`; a connection silent that long counts as ended).
-    fn fill(&mut self) -> Result<(), StreamError> {
-        let end_seen = self.end_seen;
-        let drain = self.drain;
-        for b in self.inboxes.iter_mut().filter(|b| !b.ended && b.head.is_none()) {
-            let r = if end_seen {
-                b.rx.recv_timeout(drain).ok()
-            } else {
-                b.rx.recv().ok()
-            };
-            match r {
-                Some(Ok(m)) => b.head = Some(m),
-                // a connection idle after the series' end is done, not broken
-                Some(Err(e)) if end_seen && e.kind == K::Timeout => b.ended = true,
-                Some(Err(e)) => return Err(e),
-                None => b.ended = true,
+    /// Takes what is waiting in every queue without a head; the first open connection still
+    /// without one, if any. A connection that has nothing more to say (a PUSH socket's
+    /// round-robin sent the series' last messages elsewhere) must not hide an end waiting on
+    /// another, so no queue is waited on here.
+    fn poll(&mut self) -> Result<Option<usize>, StreamError> {
+        let mut missing = None;
+        for i in 0..self.inboxes.len() {
+            let b = &self.inboxes[i];
+            if b.ended || b.head.is_some() {
+                continue;
             }
+            match b.rx.try_recv() {
+                Ok(m) => self.take(i, m)?,
+                Err(mpsc::TryRecvError::Disconnected) => self.inboxes[i].ended = true,
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            let b = &self.inboxes[i];
+            if !b.ended && b.head.is_none() {
+                missing.get_or_insert(i);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Puts a message from connection `i` at its head; an end ends the connection (its last
+    /// message) and starts the drain; a timeout after an end ends it quietly.
+    fn take(&mut self, i: usize, m: Item) -> Result<(), StreamError> {
+        match m {
+            Ok((Message::End, _)) => {
+                self.inboxes[i].ended = true;
+                self.end_seen = true;
+                self.end_at.get_or_insert_with(Instant::now);
+            }
+            Ok(m) => self.inboxes[i].head = Some(m),
+            Err(e) if e.kind == K::Timeout && self.end_seen => self.inboxes[i].ended = true,
+            Err(e) => return Err(e),
         }
         Ok(())
     }
 }
+
+/// How long [`Merge::next`] waits on one silent queue before polling them all again.
+const POLL: Duration = Duration::from_micros(200);
 
 /// A message, when it arrived, and the index of the connection it came from.
 pub(crate) type Merged = std::result::Result<(Message, Instant, usize), StreamError>;
