@@ -97,6 +97,12 @@ pub(crate) fn format_err(path: &std::path::Path, message: impl Into<String>) -> 
     }
 }
 
+/// A CUDA failure of the preprocessing's own GPU work (page-locked buffers, events, copies),
+/// reported as the kernel layer reports its own.
+pub(crate) fn gpu(e: tiledio_io::IoError) -> PtychoError {
+    PtychoError::Kernel(tiledio_kernels::KernelError::from(e))
+}
+
 pub(crate) fn usage(message: impl Into<String>) -> PtychoError {
     PtychoError::Usage(message.into())
 }

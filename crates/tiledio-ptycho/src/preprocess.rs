@@ -561,7 +561,6 @@ fn decoded_to_gpu(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64> {
     use tiledio_io::gpu::{Event, PinnedBuffer};
-    let kerr = |e: tiledio_io::IoError| crate::PtychoError::from(tiledio_kernels::KernelError::from(e));
     let (h, _) = store.shape();
     let fb = store.frame_bytes();
     let cap = g
@@ -570,10 +569,13 @@ fn decoded_to_gpu(
         .ok_or_else(|| usage("batch size overflows"))?
         .max(1);
     let mut pinned = [
-        PinnedBuffer::new(cap).map_err(kerr)?,
-        PinnedBuffer::new(cap).map_err(kerr)?,
+        PinnedBuffer::new(cap).map_err(crate::error::gpu)?,
+        PinnedBuffer::new(cap).map_err(crate::error::gpu)?,
     ];
-    let copied = [Event::new().map_err(kerr)?, Event::new().map_err(kerr)?];
+    let copied = [
+        Event::new().map_err(crate::error::gpu)?,
+        Event::new().map_err(crate::error::gpu)?,
+    ];
     let mut d_in = DeviceBuffer::new(cap)?;
     let mut d_batch = DeviceBuffer::new((g.bcap * g.ofb).max(1))?;
     let mut host_batch = Vec::new();
@@ -585,15 +587,15 @@ fn decoded_to_gpu(
         let slot = b % 2;
         // the copy that last read this buffer (two batches ago) must be done before it is
         // overwritten; the decode of this batch then overlaps the GPU's work on the last one
-        copied[slot].synchronize().map_err(kerr)?;
+        copied[slot].synchronize().map_err(crate::error::gpu)?;
         let host = &mut pinned[slot][..k * fb];
         store.read_frames(f..e, None, tiledio_io::Target::Host(host))?;
         let stream = pre.stream().ok_or_else(|| usage("no GPU stream"))?;
         // SAFETY: `pinned[slot]` lives until the end of this function, after the final
         // synchronisation, and is not written again before `copied[slot]` has passed; `d_in`
         // is reused only by later copies on the same stream, ordered after this batch's kernel.
-        unsafe { d_in.copy_from_host_async(0, &pinned[slot][..k * fb], stream) }.map_err(kerr)?;
-        copied[slot].record(stream).map_err(kerr)?;
+        unsafe { d_in.copy_from_host_async(0, &pinned[slot][..k * fb], stream) }.map_err(crate::error::gpu)?;
+        copied[slot].record(stream).map_err(crate::error::gpu)?;
         match dev_out.as_deref_mut() {
             Some(out) => {
                 // SAFETY: a view of bytes f*ofb .. e*ofb of `out`, alive for this launch

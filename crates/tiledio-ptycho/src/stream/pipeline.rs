@@ -548,7 +548,6 @@ struct GpuBatches {
 
 impl GpuBatches {
     fn new(cap: usize, in_frame: usize, ofb: usize) -> Result<GpuBatches> {
-        let kerr = |e: tiledio_io::IoError| crate::PtychoError::from(tiledio_kernels::KernelError::from(e));
         let bytes = cap
             .checked_mul(in_frame)
             .ok_or_else(|| usage("batch size overflows"))?
@@ -559,10 +558,13 @@ impl GpuBatches {
             .max(1);
         Ok(GpuBatches {
             pinned: [
-                PinnedBuffer::new(bytes).map_err(kerr)?,
-                PinnedBuffer::new(bytes).map_err(kerr)?,
+                PinnedBuffer::new(bytes).map_err(crate::error::gpu)?,
+                PinnedBuffer::new(bytes).map_err(crate::error::gpu)?,
             ],
-            copied: [Event::new().map_err(kerr)?, Event::new().map_err(kerr)?],
+            copied: [
+                Event::new().map_err(crate::error::gpu)?,
+                Event::new().map_err(crate::error::gpu)?,
+            ],
             slot: 0,
             in_frame,
             d_in: DeviceBuffer::new(bytes)?,
@@ -573,10 +575,9 @@ impl GpuBatches {
 
     /// Puts frame `i` of the current batch (its input rows).
     fn put(&mut self, i: usize, rows: &[u8]) -> Result<()> {
-        let kerr = |e: tiledio_io::IoError| crate::PtychoError::from(tiledio_kernels::KernelError::from(e));
         if i == 0 {
             // the copy that last read this buffer (two batches ago) must be done
-            self.copied[self.slot].synchronize().map_err(kerr)?;
+            self.copied[self.slot].synchronize().map_err(crate::error::gpu)?;
         }
         let at = i * self.in_frame;
         let dst = self.pinned[self.slot]
@@ -588,7 +589,6 @@ impl GpuBatches {
 
     /// Queues the copy and the kernel of the current batch of `k` frames; switches buffers.
     fn run(&mut self, pre: &mut BatchPreprocessor, k: usize, arrivals: Vec<Instant>) -> Result<()> {
-        let kerr = |e: tiledio_io::IoError| crate::PtychoError::from(tiledio_kernels::KernelError::from(e));
         let stream = pre.stream().ok_or_else(|| usage("no GPU stream"))?;
         let slot = self.slot;
         // SAFETY: `pinned[slot]` lives as long as `self`, whose drop comes after `finished`
@@ -598,12 +598,12 @@ impl GpuBatches {
             self.d_in
                 .copy_from_host_async(0, &self.pinned[slot][..k * self.in_frame], stream)
         }
-        .map_err(kerr)?;
-        self.copied[slot].record(stream).map_err(kerr)?;
+        .map_err(crate::error::gpu)?;
+        self.copied[slot].record(stream).map_err(crate::error::gpu)?;
         pre.run_device(&self.d_in, k, &mut self.d_out)?;
-        let done = Event::new().map_err(kerr)?;
+        let done = Event::new().map_err(crate::error::gpu)?;
         let stream = pre.stream().ok_or_else(|| usage("no GPU stream"))?;
-        done.record(stream).map_err(kerr)?;
+        done.record(stream).map_err(crate::error::gpu)?;
         self.pending = Some((done, arrivals));
         self.slot = 1 - slot;
         Ok(())
@@ -614,8 +614,7 @@ impl GpuBatches {
         let Some((done, arrivals)) = self.pending.take() else {
             return Ok(Vec::new());
         };
-        done.synchronize()
-            .map_err(|e| crate::PtychoError::from(tiledio_kernels::KernelError::from(e)))?;
+        done.synchronize().map_err(crate::error::gpu)?;
         let now = Instant::now();
         Ok(arrivals.into_iter().map(|t| now - t).collect())
     }
