@@ -133,6 +133,8 @@ pub struct FileHandle {
     len: u64,
     settings: Settings,
     device: OnceLock<std::result::Result<(DeviceIo, BackendReport), String>>,
+    /// The file mapped for small host reads ([`Settings::mapped_reads`]), made on first use.
+    map: OnceLock<Option<crate::mapped::FileMap>>,
 }
 
 impl std::fmt::Debug for FileHandle {
@@ -176,6 +178,7 @@ impl FileHandle {
             len,
             settings: settings.clone(),
             device: OnceLock::new(),
+            map: OnceLock::new(),
         })
     }
 
@@ -269,21 +272,28 @@ impl FileHandle {
         self.read_ranges_ordered(ranges, Target::Device(dst), Some(stream))
     }
 
+    /// The mapping a host read of `ranges` copies from: for reads of at most one task's
+    /// bytes (which the calling thread would read alone) when mapped reads are on and the page
+    /// cache is not bypassed; `None` otherwise, or when the file could not be mapped.
+    fn small_read_map(&self, ranges: &[ReadRange]) -> Option<&crate::mapped::FileMap> {
+        if !self.settings.mapped_reads || self.direct.is_some() {
+            return None;
+        }
+        let bytes = ranges.iter().map(|r| r.len).fold(0usize, usize::saturating_add);
+        if bytes > self.settings.task_size {
+            return None;
+        }
+        self.map
+            .get_or_init(|| crate::mapped::FileMap::new(&self.file, self.len))
+            .as_ref()
+    }
+
     fn read_ranges_ordered(
         &self,
         ranges: &[ReadRange],
         mut dst: Target<'_>,
         order: Option<&crate::gpu::Stream>,
     ) -> Result<ReadStats> {
-        let items: Vec<Item> = ranges
-            .iter()
-            .map(|r| Item {
-                file: 0,
-                file_offset: r.file_offset,
-                len: r.len,
-                buf_offset: r.dst_offset,
-            })
-            .collect();
         for r in ranges {
             if r.file_offset.checked_add(r.len as u64).is_none_or(|end| end > self.len) {
                 return Err(IoError::PastEof {
@@ -294,6 +304,25 @@ impl FileHandle {
                 });
             }
         }
+        if let Target::Host(buf) = &mut dst
+            && let Some(map) = self.small_read_map(ranges)
+        {
+            map.copy(&self.file, &self.path, ranges, buf)?;
+            return Ok(ReadStats {
+                backend: Backend::Host,
+                bytes_read: ranges.iter().map(|r| r.len as u64).sum(),
+                pieces: ranges.len(),
+            });
+        }
+        let items: Vec<Item> = ranges
+            .iter()
+            .map(|r| Item {
+                file: 0,
+                file_offset: r.file_offset,
+                len: r.len,
+                buf_offset: r.dst_offset,
+            })
+            .collect();
         let files = [FileRef {
             path: &self.path,
             file: Some(&self.file),

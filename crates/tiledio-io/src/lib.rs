@@ -28,6 +28,7 @@ mod engine;
 mod error;
 mod file;
 pub mod gpu;
+mod mapped;
 mod memory;
 mod output;
 mod plan;

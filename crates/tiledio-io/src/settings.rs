@@ -75,6 +75,10 @@ pub struct Settings {
     /// (`TILEDIO_COMPUTE_THREADS`, default 0: one per core). Separate from the I/O threads,
     /// which mostly wait on the storage.
     pub compute_threads: usize,
+    /// Copy small host reads (at most `task_size` bytes in one call) out of a read-only
+    /// mapping of the file instead of `pread` (`TILEDIO_MAPPED_READS`, default on): a slide
+    /// window's many short row segments then cost no system calls. Off when `direct_io` is on.
+    pub mapped_reads: bool,
 }
 
 impl Default for Settings {
@@ -90,6 +94,7 @@ impl Default for Settings {
             device: 0,
             scratch_cap: 4 << 30,
             compute_threads: 0,
+            mapped_reads: true,
         }
     }
 }
@@ -192,6 +197,9 @@ impl Settings {
         }
         if let Some(v) = get("TILEDIO_SCRATCH_CAP") {
             self.scratch_cap = parse_size("TILEDIO_SCRATCH_CAP", &v)?;
+        }
+        if let Some(v) = get("TILEDIO_MAPPED_READS") {
+            self.mapped_reads = parse_bool("TILEDIO_MAPPED_READS", &v)?;
         }
         if let Some(v) = get("TILEDIO_COMPUTE_THREADS") {
             self.compute_threads = v.trim().parse().map_err(|_| IoError::Setting {

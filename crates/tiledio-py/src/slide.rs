@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
-use tiledio::io::{Border, DeviceArray, DeviceView, ElementType, Region};
+use tiledio::io::gpu::{PinnedBuffer, Stream};
+use tiledio::io::{Border, DeviceArray, ElementType, Region};
 use tiledio::tiff::Slide;
 
 /// A whole-slide image (tiled TIFF, BigTIFF, SVS, OME-TIFF) opened by :func:`tiledio.open_slide`:
@@ -316,6 +317,7 @@ impl PySlide {
             size,
             device,
             batch_size,
+            staging: Mutex::new(Vec::new()),
         });
         let count = job.locations.len().div_ceil(batch_size);
         let workers = (num_workers > 0 && count > 0).then(|| Workers::start(&job, num_workers.min(count)));
@@ -432,6 +434,14 @@ struct BatchJob {
     size: (u64, u64),
     device: Device,
     batch_size: usize,
+    /// Page-locked buffers the GPU batches are read into, kept between batches.
+    staging: Mutex<Vec<Staging>>,
+}
+
+/// A page-locked host buffer and the stream that copies it to the GPU.
+struct Staging {
+    host: PinnedBuffer,
+    stream: Stream,
 }
 
 /// One batch, read.
@@ -468,17 +478,49 @@ impl BatchJob {
                 Ok(Batch::Host(buf, shape, t))
             }
             Device::Cuda => {
-                let a = device_array_for_overwrite(t, &shape)?;
+                // The batch is read on this thread into page-locked memory (a small window of
+                // uncompressed tiles is copied straight out of the file's mapping), then moved
+                // to the GPU in one copy: per region, a GPU read would cost a transfer, a
+                // placement kernel and a wait each.
+                let mut staging = self.take_staging(total)?;
                 for (i, &loc) in locs.iter().enumerate() {
-                    // SAFETY: region i of the batch array, alive for this loop, written only here
-                    let mut v = unsafe {
-                        DeviceView::from_raw(a.buffer().device_ptr() + (i * each) as u64, t, &[h, w, c], None)?
-                    };
-                    self.slide.read_region_device_into(loc, self.level, self.size, &mut v)?;
+                    self.slide.read_region_into(
+                        loc,
+                        self.level,
+                        self.size,
+                        &mut staging.host[i * each..(i + 1) * each],
+                    )?;
                 }
+                let mut a = device_array_for_overwrite(t, &shape)?;
+                // SAFETY: `staging.host` is neither written nor freed until the stream has run
+                // the copy: it is synchronised before the staging goes back to the pool.
+                unsafe {
+                    a.buffer_mut()
+                        .copy_from_host_async(0, &staging.host[..total], &staging.stream)?
+                };
+                staging.stream.synchronize()?;
+                self.give_back(staging);
                 Ok(Batch::Device(a))
             }
         }
+    }
+
+    /// A page-locked buffer of at least `len` bytes, with a stream for its copy: one the
+    /// batch's workers used before, or a new one (page-locking is slow: done once a worker).
+    fn take_staging(&self, len: usize) -> Res<Staging> {
+        let kept = self.staging.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match kept {
+            Some(s) if s.host.len() >= len => Ok(s),
+            _ => Ok(Staging {
+                host: PinnedBuffer::new(len)?,
+                stream: Stream::new()?,
+            }),
+        }
+    }
+
+    /// Keeps `staging` for the next batch.
+    fn give_back(&self, staging: Staging) {
+        self.staging.lock().unwrap_or_else(|p| p.into_inner()).push(staging);
     }
 
     /// [`BatchJob::read`] with a panic turned into an error (on a worker thread).

@@ -119,6 +119,36 @@ pub(crate) fn slot_ranges(page: &Page, jobs: &[Job]) -> Vec<ReadRange> {
         .collect()
 }
 
+/// The range reads that put an uncompressed window straight into `out` (`out_w` pixels
+/// wide): for every output row, the row segment of each tile it crosses, in output order (so
+/// the destinations rise and are checked in one pass). No tile-major scratch is filled and
+/// copied again, and only the window's columns are read, not whole tile rows. `None` when a
+/// job needs rows its tile does not store (a short last strip: the general path leaves them 0).
+pub(crate) fn window_ranges(page: &Page, jobs: &[Job], out_w: u64) -> Option<Vec<ReadRange>> {
+    let px = page.pixel_bytes() as u64;
+    let tile_row = page.tile_w * px;
+    let out_row = out_w * px;
+    let rows: u64 = jobs.iter().map(|j| j.h).sum();
+    let mut ranges = Vec::with_capacity(usize::try_from(rows).ok()?);
+    // jobs come in tile-row order; the jobs of one tile row share their rows of the window
+    for band in jobs.chunk_by(|a, b| a.dst_y == b.dst_y) {
+        if band.iter().any(|j| j.src_y + j.h > page.stored_rows(j.tile)) {
+            return None;
+        }
+        for row in 0..band[0].h {
+            for j in band {
+                ranges.push(ReadRange {
+                    // a hostile offset saturates and the read reports it past the end of the file
+                    file_offset: page.offsets[j.tile].saturating_add((j.src_y + row) * tile_row + j.src_x * px),
+                    len: (j.w * px) as usize,
+                    dst_offset: ((j.dst_y + row) * out_row + j.dst_x * px) as usize,
+                });
+            }
+        }
+    }
+    Some(ranges)
+}
+
 /// Reads the compressed bytes of every needed tile (one batched call) and decodes them in
 /// parallel into a tile-major buffer of `jobs.len()` full tiles.
 pub(crate) fn read_decode(fh: &FileHandle, page: &Page, jobs: &[Job]) -> Result<Vec<u8>> {
@@ -264,8 +294,21 @@ pub(crate) fn read_window_into(
 /// Reads and places the tiles of `jobs` into the window `out` (`out_w` pixels wide).
 fn fill_window(fh: &FileHandle, page: &Page, jobs: &[Job], out: &mut [u8], out_w: u64) -> Result<()> {
     if page.compression == Compression::None {
-        let slots = read_decode(fh, page, jobs)?;
-        place(page, jobs, &slots, out, out_w)?;
+        let direct = if small_window(page, out.len()) {
+            window_ranges(page, jobs, out_w)
+        } else {
+            None
+        };
+        match direct {
+            // a small window: each row segment straight from the file into `out`
+            Some(ranges) => {
+                fh.read_ranges(&ranges, &mut *out)?;
+            }
+            None => {
+                let slots = read_decode(fh, page, jobs)?;
+                place(page, jobs, &slots, out, out_w)?;
+            }
+        }
         if page.big_endian && page.dtype.size() > 1 {
             swap_bytes(out, page.dtype.size());
         }

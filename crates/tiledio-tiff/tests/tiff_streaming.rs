@@ -272,7 +272,8 @@ fn level_regions_follow_the_border_policy() {
 /// Uncompressed tiles are read by the rows a window needs (a halo of one row costs one row of
 /// the tiles above and below): windows starting and ending inside tiles, one row high, at the
 /// last (partial) tile row, in every element size, equal the same rows cut from the whole
-/// level.
+/// level, and so do windows reaching past the image (background outside), read through a
+/// mapping of the file or with `pread`.
 #[test]
 fn windows_inside_uncompressed_tiles_equal_the_whole_level() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,33 +290,50 @@ fn windows_inside_uncompressed_tiles_equal_the_whole_level() {
             .compression(Compression::None)
             .levels(1);
         write_pyramid(&path, &img, &opts).unwrap();
-        let s = Slide::open(&path).unwrap();
         let px = c * t.size();
-        for (y0, rows, x0, cols) in [
-            (1u64, 1u64, 0u64, 150u64),
-            (63, 3, 5, 70),
-            (17, 120, 31, 1),
-            (202, 1, 0, 150),
-            (190, 13, 149, 1),
-            (0, 203, 0, 150),
-        ] {
-            let got = s
-                .read_level_region(
-                    0,
-                    &tiledio_io::Region::new(&[y0 as i64, x0 as i64], &[rows, cols]),
-                    tiledio_io::Border::Reject,
-                )
-                .unwrap();
-            let want: Vec<u8> = (y0..y0 + rows)
-                .flat_map(|y| {
-                    let start = (y as usize * w + x0 as usize) * px;
-                    img.bytes()[start..start + cols as usize * px].to_vec()
-                })
-                .collect();
-            assert!(
-                got.bytes() == want.as_slice(),
-                "{t:?}×{c} tile {tile}: rows {y0}+{rows}, columns {x0}+{cols}"
-            );
+        // small windows are copied out of a mapping of the file, or read with pread when
+        // mapped reads are off: both give the same bytes
+        for mapped in [true, false] {
+            let settings = tiledio_io::Settings {
+                mapped_reads: mapped,
+                ..Default::default()
+            };
+            let s = Slide::open_with(&path, &settings).unwrap();
+            for (y0, rows, x0, cols) in [
+                (1i64, 1u64, 0i64, 150u64),
+                (63, 3, 5, 70),
+                (17, 120, 31, 1),
+                (202, 1, 0, 150),
+                (190, 13, 149, 1),
+                (0, 203, 0, 150),
+                // reaching past every edge: the outside is the background (0)
+                (-7, 40, -3, 20),
+                (180, 40, 140, 30),
+                (-1, 205, -1, 152),
+            ] {
+                let got = s
+                    .read_level_region(
+                        0,
+                        &tiledio_io::Region::new(&[y0, x0], &[rows, cols]),
+                        tiledio_io::Border::Fill,
+                    )
+                    .unwrap();
+                let mut want = Vec::new();
+                for y in y0..y0 + rows as i64 {
+                    for x in x0..x0 + cols as i64 {
+                        if (0..h as i64).contains(&y) && (0..w as i64).contains(&x) {
+                            let start = (y as usize * w + x as usize) * px;
+                            want.extend_from_slice(&img.bytes()[start..start + px]);
+                        } else {
+                            want.extend(std::iter::repeat_n(0u8, px));
+                        }
+                    }
+                }
+                assert!(
+                    got.bytes() == want.as_slice(),
+                    "{t:?}×{c} tile {tile}, mapped {mapped}: rows {y0}+{rows}, columns {x0}+{cols}"
+                );
+            }
         }
     }
 }
