@@ -46,6 +46,25 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// A pool of `threads` threads named `{name}-0`, `{name}-1`, ...; one that cannot be started
+/// is an [`IoError::Setting`] on `setting` (the variable that asked for the threads), `reason`.
+fn thread_pool(
+    threads: usize,
+    name: &'static str,
+    setting: &'static str,
+    reason: &'static str,
+) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |i| format!("{name}-{i}"))
+        .build()
+        .map_err(|_| IoError::Setting {
+            name: setting,
+            value: threads.to_string(),
+            reason,
+        })
+}
+
 static CONTEXTS: Mutex<Vec<Arc<Context>>> = Mutex::new(Vec::new());
 
 impl Context {
@@ -60,24 +79,18 @@ impl Context {
             return Ok(c.clone());
         }
         settings.validate()?;
-        let io_pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(settings.threads)
-            .thread_name(|i| format!("tiledio-io-{i}"))
-            .build()
-            .map_err(|_| IoError::Setting {
-                name: "TILEDIO_THREADS",
-                value: settings.threads.to_string(),
-                reason: "the I/O threads could not be started",
-            })?;
-        let compute_pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(settings.compute_threads)
-            .thread_name(|i| format!("tiledio-cpu-{i}"))
-            .build()
-            .map_err(|_| IoError::Setting {
-                name: "TILEDIO_COMPUTE_THREADS",
-                value: settings.compute_threads.to_string(),
-                reason: "the compute threads could not be started",
-            })?;
+        let io_pool = thread_pool(
+            settings.threads,
+            "tiledio-io",
+            "TILEDIO_THREADS",
+            "the I/O threads could not be started",
+        )?;
+        let compute_pool = thread_pool(
+            settings.compute_threads,
+            "tiledio-cpu",
+            "TILEDIO_COMPUTE_THREADS",
+            "the compute threads could not be started",
+        )?;
         // pinned staging is the memory a context holds most of (threads × slots × task size):
         // the contexts made before give theirs back, so a process that moves between settings
         // (a benchmark sweep) holds one context's worth, not one per setting ever used
@@ -194,11 +207,8 @@ impl Context {
         let writes = || {
             self.write_pool
                 .get_or_init(|| {
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(self.settings.threads)
-                        .thread_name(|i| format!("tiledio-write-{i}"))
-                        .build()
-                        .ok()
+                    let why = "the write threads could not be started";
+                    thread_pool(self.settings.threads, "tiledio-write", "TILEDIO_THREADS", why).ok()
                 })
                 .as_ref()
         };

@@ -509,31 +509,23 @@ mod tests {
             }
             Ok(())
         };
-        std::thread::scope(|s| {
-            let r = s.spawn(|| {
-                run(
-                    &ctx,
-                    Pool::Reads,
-                    3,
-                    || Ok(()),
-                    |(), _| {
-                        started_r.store(true, Ordering::SeqCst);
-                        wait_for(&started_w)
-                    },
-                    |()| Ok(()),
-                )
-            });
-            let w = run(
+        // three items on `pool`, each saying it started and waiting for the other pool's
+        let side = |pool: Pool, mine: &AtomicBool, other: &AtomicBool| {
+            run(
                 &ctx,
-                Pool::Writes,
+                pool,
                 3,
                 || Ok(()),
                 |(), _| {
-                    started_w.store(true, Ordering::SeqCst);
-                    wait_for(&started_r)
+                    mine.store(true, Ordering::SeqCst);
+                    wait_for(other)
                 },
                 |()| Ok(()),
-            );
+            )
+        };
+        std::thread::scope(|s| {
+            let r = s.spawn(|| side(Pool::Reads, &started_r, &started_w));
+            let w = side(Pool::Writes, &started_w, &started_r);
             w.unwrap();
             r.join().unwrap().unwrap();
         });

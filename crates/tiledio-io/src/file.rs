@@ -161,8 +161,7 @@ impl FileHandle {
     /// # Errors
     /// [`IoError::Open`], [`IoError::PermissionDenied`], [`IoError::Setting`].
     pub fn open_with(path: impl AsRef<Path>, settings: &Settings) -> Result<FileHandle> {
-        settings.validate()?;
-        let path = path.as_ref().to_path_buf();
+        let path = checked_path(path, settings)?;
         let file = backend::open_read(&path)?;
         let len = file.metadata().map_err(|e| IoError::open(&path, e))?.len();
         // O_DIRECT refused (tmpfs, some FUSE): read through the page cache instead.
@@ -316,12 +315,7 @@ impl FileHandle {
         }
         let items: Vec<Item> = ranges
             .iter()
-            .map(|r| Item {
-                file: 0,
-                file_offset: r.file_offset,
-                len: r.len,
-                buf_offset: r.dst_offset,
-            })
+            .map(|r| item(0, r.file_offset, r.len, r.dst_offset))
             .collect();
         let files = [FileRef {
             path: &self.path,
@@ -360,6 +354,47 @@ impl FileHandle {
     }
 }
 
+/// Checks `settings` and takes `path` as the file a handle or writer works on.
+fn checked_path(path: impl AsRef<Path>, settings: &Settings) -> Result<PathBuf> {
+    settings.validate()?;
+    Ok(path.as_ref().to_path_buf())
+}
+
+/// `len` bytes at `file_offset` of file `file` of a call, and at `buf_offset` of its buffer.
+fn item(file: usize, file_offset: u64, len: usize, buf_offset: usize) -> Item {
+    Item {
+        file,
+        file_offset,
+        len,
+        buf_offset,
+    }
+}
+
+/// Checks a transfer between one buffer of `buf_len` bytes and a file, then plans it: the
+/// buffer must hold every item, and the items must not overlap where they are written (in the
+/// buffer for a read, in the file for a write). Returns the pieces and their bytes in all; a
+/// read may bridge gaps of up to `gap` bytes, a write never does.
+fn check_and_plan(
+    items: &[Item],
+    buf_len: usize,
+    gap: u64,
+    task_size: usize,
+    read: bool,
+) -> Result<(Vec<plan::Piece>, u64)> {
+    plan::check_buffer(items, buf_len)?;
+    let written = |i: &Item| {
+        if read {
+            (0, i.buf_offset as u64, (i.buf_offset + i.len) as u64)
+        } else {
+            (0, i.file_offset, i.file_offset + i.len as u64)
+        }
+    };
+    plan::check_disjoint(items.iter().filter(|i| i.len > 0).map(written).collect())?;
+    let pieces = plan::plan(items, gap, task_size, read);
+    let bytes = pieces.iter().map(|p| p.len as u64).sum();
+    Ok((pieces, bytes))
+}
+
 /// Checks a read's destinations, plans it and runs it; `device` names the backend for GPU
 /// targets (asked only when the target is GPU memory).
 fn run_read<'f>(
@@ -371,16 +406,7 @@ fn run_read<'f>(
     order: Option<&crate::gpu::Stream>,
     device: impl FnOnce() -> Result<(&'f DeviceIo, Backend)>,
 ) -> Result<ReadStats> {
-    plan::check_buffer(items, dst.len())?;
-    plan::check_disjoint(
-        items
-            .iter()
-            .filter(|i| i.len > 0)
-            .map(|i| (0, i.buf_offset as u64, (i.buf_offset + i.len) as u64))
-            .collect(),
-    )?;
-    let pieces = plan::plan(items, gap, settings.task_size, true);
-    let bytes_read = pieces.iter().map(|p| p.len as u64).sum();
+    let (pieces, bytes_read) = check_and_plan(items, dst.len(), gap, settings.task_size, true)?;
     let backend = match dst {
         Target::Host(buf) => {
             read_host(files, &pieces, buf, settings)?;
@@ -397,6 +423,62 @@ fn run_read<'f>(
         bytes_read,
         pieces: pieces.len(),
     })
+}
+
+/// Runs `job` on each of `pieces` on `pool`, with the CUDA context current on every worker (as
+/// cuFile needs).
+fn run_cufile(
+    ctx: &Context,
+    pool: Pool,
+    pieces: &[plan::Piece],
+    job: impl Fn(&plan::Piece) -> Result<()> + Sync,
+) -> Result<()> {
+    engine::run(
+        ctx,
+        pool,
+        pieces.len(),
+        || crate::gpu::gpu().map(|_| ()),
+        |(), i| job(&pieces[i]),
+        |()| Ok(()),
+    )
+}
+
+/// Moves segment `sg` of piece `p` between the file of `h` (named `path` in errors) and GPU
+/// memory at `base` with cuFile: a write when `write`, else a read. A failed call is
+/// [`IoError::CuFile`]; fewer bytes than asked are [`IoError::ShortRead`] for a read (the file
+/// shrank) and [`IoError::CuFile`] for a write.
+fn cufile_segment(
+    h: &crate::cufile::CuFileHandle,
+    write: bool,
+    base: u64,
+    p: &plan::Piece,
+    sg: &plan::Segment,
+    path: &Path,
+) -> Result<()> {
+    let off = p.file_offset + sg.piece_offset as u64;
+    let op = if write { "write" } else { "read" };
+    let cufile_err = |message: String| IoError::CuFile {
+        path: path.into(),
+        op,
+        offset: off,
+        len: sg.len as u64,
+        message,
+    };
+    let n = h
+        .transfer(write, base, sg.buf_offset, sg.len, off)
+        .map_err(cufile_err)?;
+    if n >= sg.len {
+        Ok(())
+    } else if write {
+        Err(cufile_err(format!("wrote {n} of {} bytes", sg.len)))
+    } else {
+        Err(IoError::ShortRead {
+            path: path.into(),
+            offset: off,
+            len: sg.len as u64,
+            got: n as u64,
+        })
+    }
 }
 
 fn read_host(files: &[FileRef<'_>], pieces: &[plan::Piece], buf: &mut [u8], s: &Settings) -> Result<()> {
@@ -470,48 +552,21 @@ fn read_device(
             },
             give_back,
         ),
-        DeviceIo::CuFile(h) => engine::run(
-            &ctx,
-            Pool::Reads,
-            pieces.len(),
-            || crate::gpu::gpu().map(|_| ()),
-            |(), i| {
-                let p = &pieces[i];
-                let path = files[p.file].path;
-                let whole = [plan::Segment {
-                    piece_offset: 0,
-                    len: p.len,
-                    buf_offset: p.dense_offset().unwrap_or(0),
-                }];
-                let segs = if p.dense_offset().is_some() {
-                    &whole[..]
-                } else {
-                    &p.segs[..]
-                };
-                for sg in segs {
-                    let off = p.file_offset + sg.piece_offset as u64;
-                    let n = h
-                        .transfer(false, base, sg.buf_offset, sg.len, off)
-                        .map_err(|message| IoError::CuFile {
-                            path: path.into(),
-                            op: "read",
-                            offset: off,
-                            len: sg.len as u64,
-                            message,
-                        })?;
-                    if n < sg.len {
-                        return Err(IoError::ShortRead {
-                            path: path.into(),
-                            offset: off,
-                            len: sg.len as u64,
-                            got: n as u64,
-                        });
-                    }
-                }
-                Ok(())
-            },
-            |()| Ok(()),
-        ),
+        DeviceIo::CuFile(h) => run_cufile(&ctx, Pool::Reads, pieces, |p| {
+            let path = files[p.file].path;
+            let whole = [plan::Segment {
+                piece_offset: 0,
+                len: p.len,
+                buf_offset: p.dense_offset().unwrap_or(0),
+            }];
+            let segs = if p.dense_offset().is_some() {
+                &whole[..]
+            } else {
+                &p.segs[..]
+            };
+            segs.iter()
+                .try_for_each(|sg| cufile_segment(h, false, base, p, sg, path))
+        }),
         DeviceIo::Mmap(m) => engine::run(
             &ctx,
             Pool::Reads,
@@ -572,12 +627,7 @@ pub fn read_files<'a>(reads: &[FileRead], dst: impl Into<Target<'a>>, settings: 
     let items: Vec<Item> = reads
         .iter()
         .enumerate()
-        .map(|(i, r)| Item {
-            file: i,
-            file_offset: r.file_offset,
-            len: r.len,
-            buf_offset: r.dst_offset,
-        })
+        .map(|(i, r)| item(i, r.file_offset, r.len, r.dst_offset))
         .collect();
     let files: Vec<FileRef<'_>> = reads
         .iter()
@@ -697,8 +747,7 @@ impl FileWriter {
     /// As [`FileWriter::create`]; [`IoError::NotRegularFile`] / [`IoError::BadOutput`] for a
     /// target that cannot be replaced.
     pub fn create_with(path: impl AsRef<Path>, settings: &Settings) -> Result<FileWriter> {
-        settings.validate()?;
-        let path = path.as_ref().to_path_buf();
+        let path = checked_path(path, settings)?;
         output::check_output(&path, &[], output::OutputKind::File)?;
         output::remove_stale_temporaries(&path);
         let (file, temp) = create_temp(&path)?;
@@ -726,78 +775,27 @@ impl FileWriter {
         let src = src.into();
         let items: Vec<Item> = ranges
             .iter()
-            .map(|r| Item {
-                file: 0,
-                file_offset: r.file_offset,
-                len: r.len,
-                buf_offset: r.src_offset,
-            })
+            .map(|r| item(0, r.file_offset, r.len, r.src_offset))
             .collect();
-        plan::check_buffer(&items, src.len())?;
-        plan::check_disjoint(
-            items
-                .iter()
-                .filter(|i| i.len > 0)
-                .map(|i| (0, i.file_offset, i.file_offset + i.len as u64))
-                .collect(),
-        )?;
-        let pieces = plan::plan(&items, 0, self.settings.task_size, false);
-        let bytes_written = pieces.iter().map(|p| p.len as u64).sum();
-        let s = &self.settings;
-        let ctx = Context::for_settings(s)?;
-        let backend = match src {
-            Source::Host(buf) => {
-                engine::run(
-                    &ctx,
-                    Pool::Writes,
-                    pieces.len(),
-                    || Ok(()),
-                    |(), i| engine::host_write_piece(&self.file, &self.temp, &pieces[i], buf),
-                    |()| Ok(()),
-                )?;
-                Backend::Host
+        let (pieces, bytes_written) = check_and_plan(&items, src.len(), 0, self.settings.task_size, false)?;
+        let ctx = Context::for_settings(&self.settings)?;
+        // cuFile is asked for (and the file registered with it) only for GPU sources
+        let cufile = match src {
+            Source::Device(d) => self.cufile_for_writes().map(|h| (h, d.device_ptr())),
+            Source::Host(_) => None,
+        };
+        let backend = match cufile {
+            Some((h, base)) => {
+                run_cufile(&ctx, Pool::Writes, &pieces, |p| {
+                    p.segs
+                        .iter()
+                        .try_for_each(|sg| cufile_segment(h, true, base, p, sg, &self.temp))
+                })?;
+                Backend::CuFile
             }
-            Source::Device(d) => {
-                let base = d.device_ptr();
-                if let Some(h) = self.cufile_for_writes() {
-                    engine::run(
-                        &ctx,
-                        Pool::Writes,
-                        pieces.len(),
-                        || crate::gpu::gpu().map(|_| ()),
-                        |(), i| {
-                            let p = &pieces[i];
-                            for sg in &p.segs {
-                                let off = p.file_offset + sg.piece_offset as u64;
-                                let werr = |message| IoError::CuFile {
-                                    path: self.temp.clone(),
-                                    op: "write",
-                                    offset: off,
-                                    len: sg.len as u64,
-                                    message,
-                                };
-                                let n = h.transfer(true, base, sg.buf_offset, sg.len, off).map_err(werr)?;
-                                if n < sg.len {
-                                    return Err(werr(format!("wrote {n} of {} bytes", sg.len)));
-                                }
-                            }
-                            Ok(())
-                        },
-                        |()| Ok(()),
-                    )?;
-                    Backend::CuFile
-                } else {
-                    engine::run(
-                        &ctx,
-                        Pool::Writes,
-                        pieces.len(),
-                        || StagingSet::take(&ctx, s.task_size, s.staging_slots),
-                        |set, i| engine::staged_write_piece(&self.file, &self.temp, &pieces[i], base, set),
-                        StagingSet::give_back,
-                    )?;
-                    Backend::Staged
-                }
-            }
+            None => run_writes(&ctx, &self.settings, src, pieces.len(), |i, put| {
+                put(&self.file, &self.temp, &pieces[i])
+            })?,
         };
         Ok(WriteStats {
             backend,
@@ -873,6 +871,46 @@ impl Drop for FileWriter {
     }
 }
 
+/// Writes one piece of a write job: `put(file, path, piece)`, `path` naming the file in errors.
+type PutPiece<'p> = dyn FnMut(&File, &Path, &plan::Piece) -> Result<()> + 'p;
+
+/// Runs `jobs` write jobs on the write pool, from host memory, or from GPU memory through
+/// staging buffers: `job(i, put)` does job `i`, writing each of its pieces with `put`. Returns
+/// the backend used.
+fn run_writes(
+    ctx: &std::sync::Arc<Context>,
+    s: &Settings,
+    src: Source<'_>,
+    jobs: usize,
+    job: impl Fn(usize, &mut PutPiece<'_>) -> Result<()> + Sync,
+) -> Result<Backend> {
+    match src {
+        Source::Host(buf) => {
+            engine::run(
+                ctx,
+                Pool::Writes,
+                jobs,
+                || Ok(()),
+                |(), i| job(i, &mut |f, t, p| engine::host_write_piece(f, t, p, buf)),
+                |()| Ok(()),
+            )?;
+            Ok(Backend::Host)
+        }
+        Source::Device(d) => {
+            let base = d.device_ptr();
+            engine::run(
+                ctx,
+                Pool::Writes,
+                jobs,
+                || StagingSet::take(ctx, s.task_size, s.staging_slots),
+                |set, i| job(i, &mut |f, t, p| engine::staged_write_piece(f, t, p, base, set)),
+                StagingSet::give_back,
+            )?;
+            Ok(Backend::Staged)
+        }
+    }
+}
+
 /// One file of a [`write_files`] call: the whole file is `len` bytes of the source from `src_offset`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileWrite {
@@ -936,28 +974,17 @@ pub fn write_files<'a>(
     let items: Vec<Item> = files
         .iter()
         .enumerate()
-        .map(|(i, f)| Item {
-            file: i,
-            file_offset: 0,
-            len: f.len,
-            buf_offset: f.src_offset,
-        })
+        .map(|(i, f)| item(i, 0, f.len, f.src_offset))
         .collect();
     plan::check_buffer(&items, src.len())?;
     let s = settings;
     let ctx = Context::for_settings(s)?;
     let order = interleave_by_directory(files);
     // One job per file: a worker creates it, writes it in task-sized pieces, and renames it.
-    let write_one = |job: usize, put: &mut dyn FnMut(&File, &Path, &plan::Piece) -> Result<()>| -> Result<()> {
+    let write_one = |job: usize, put: &mut PutPiece<'_>| -> Result<()> {
         let fw = &files[order[job]];
         let (file, temp) = create_temp(&fw.path)?;
-        let item = Item {
-            file: 0,
-            file_offset: 0,
-            len: fw.len,
-            buf_offset: fw.src_offset,
-        };
-        let r = plan::plan(&[item], 0, s.task_size, false)
+        let r = plan::plan(&[item(0, 0, fw.len, fw.src_offset)], 0, s.task_size, false)
             .iter()
             .try_for_each(|p| put(&file, &temp, p))
             .and_then(|()| commit(&file, &temp, &fw.path, sync));
@@ -966,31 +993,7 @@ pub fn write_files<'a>(
         }
         r
     };
-    let backend = match src {
-        Source::Host(buf) => {
-            engine::run(
-                &ctx,
-                Pool::Writes,
-                files.len(),
-                || Ok(()),
-                |(), i| write_one(i, &mut |f, t, p| engine::host_write_piece(f, t, p, buf)),
-                |()| Ok(()),
-            )?;
-            Backend::Host
-        }
-        Source::Device(d) => {
-            let base = d.device_ptr();
-            engine::run(
-                &ctx,
-                Pool::Writes,
-                files.len(),
-                || StagingSet::take(&ctx, s.task_size, s.staging_slots),
-                |set, i| write_one(i, &mut |f, t, p| engine::staged_write_piece(f, t, p, base, set)),
-                StagingSet::give_back,
-            )?;
-            Backend::Staged
-        }
-    };
+    let backend = run_writes(&ctx, s, src, files.len(), write_one)?;
     if sync {
         let mut dirs: Vec<&Path> = files.iter().filter_map(|f| f.path.parent()).collect();
         dirs.sort();

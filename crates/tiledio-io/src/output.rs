@@ -162,24 +162,26 @@ fn parent_dir(p: &Path) -> &Path {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn file_kind(ft: std::fs::FileType) -> &'static str {
-    if ft.is_symlink() {
-        "a symbolic link"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_file() {
-        "a regular file"
-    } else {
-        "not a regular file"
-    }
+    FILE_KINDS
+        .iter()
+        .find(|(is, _)| is(&ft))
+        .map_or("not a regular file", |&(_, kind)| kind)
 }
+
+/// A test of a file type and the name of the kind it finds.
+type KindTest = (fn(&std::fs::FileType) -> bool, &'static str);
+
+/// [`file_kind`]'s tests, in order: the first that holds names the kind (a symbolic link is
+/// named as such, not by what it points to).
+const FILE_KINDS: [KindTest; 7] = [
+    (std::fs::FileType::is_symlink, "a symbolic link"),
+    (std::fs::FileType::is_dir, "a directory"),
+    (FileTypeExt::is_fifo, "a FIFO"),
+    (FileTypeExt::is_char_device, "a character device"),
+    (FileTypeExt::is_block_device, "a block device"),
+    (FileTypeExt::is_socket, "a socket"),
+    (std::fs::FileType::is_file, "a regular file"),
+];
 
 /// What an output will be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -152,6 +152,15 @@ fn parse_bool(name: &'static str, v: &str) -> Result<bool> {
     }
 }
 
+/// Parses a whole number of things (threads, slots); `reason` says what was expected.
+fn parse_count(name: &'static str, v: &str, reason: &'static str) -> Result<usize> {
+    v.trim().parse().map_err(|_| IoError::Setting {
+        name,
+        value: v.into(),
+        reason,
+    })
+}
+
 impl Settings {
     /// The defaults with any `TILEDIO_*` environment variables applied.
     ///
@@ -164,21 +173,13 @@ impl Settings {
     /// Applies variables from `get` (the environment, or a map in tests).
     pub(crate) fn with_vars(mut self, get: impl Fn(&str) -> Option<String>) -> Result<Settings> {
         if let Some(v) = get("TILEDIO_THREADS") {
-            self.threads = v.trim().parse().map_err(|_| IoError::Setting {
-                name: "TILEDIO_THREADS",
-                value: v.clone(),
-                reason: "expected a whole number",
-            })?;
+            self.threads = parse_count("TILEDIO_THREADS", &v, "expected a whole number")?;
         }
         if let Some(v) = get("TILEDIO_TASK_SIZE") {
             self.task_size = parse_size("TILEDIO_TASK_SIZE", &v)? as usize;
         }
         if let Some(v) = get("TILEDIO_STAGING_SLOTS") {
-            self.staging_slots = v.trim().parse().map_err(|_| IoError::Setting {
-                name: "TILEDIO_STAGING_SLOTS",
-                value: v.clone(),
-                reason: "expected a whole number",
-            })?;
+            self.staging_slots = parse_count("TILEDIO_STAGING_SLOTS", &v, "expected a whole number")?;
         }
         if let Some(v) = get("TILEDIO_DIRECT_IO") {
             self.direct_io = parse_bool("TILEDIO_DIRECT_IO", &v)?;
@@ -202,11 +203,11 @@ impl Settings {
             self.mapped_reads = parse_bool("TILEDIO_MAPPED_READS", &v)?;
         }
         if let Some(v) = get("TILEDIO_COMPUTE_THREADS") {
-            self.compute_threads = v.trim().parse().map_err(|_| IoError::Setting {
-                name: "TILEDIO_COMPUTE_THREADS",
-                value: v.clone(),
-                reason: "expected a whole number (0: one per core)",
-            })?;
+            self.compute_threads = parse_count(
+                "TILEDIO_COMPUTE_THREADS",
+                &v,
+                "expected a whole number (0: one per core)",
+            )?;
         }
         self.validate()?;
         Ok(self)

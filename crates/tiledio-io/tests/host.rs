@@ -12,6 +12,24 @@ fn scratch_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(base).unwrap()
 }
 
+/// `len` bytes at `file_offset` of the file, to `dst_offset` of the destination.
+fn range(file_offset: u64, len: usize, dst_offset: usize) -> ReadRange {
+    ReadRange {
+        file_offset,
+        len,
+        dst_offset,
+    }
+}
+
+/// A file `name` holding `data` in a new scratch directory, opened with the default settings.
+fn file_of(name: &str, data: impl AsRef<[u8]>) -> (tempfile::TempDir, PathBuf, FileHandle) {
+    let dir = scratch_dir();
+    let path = dir.path().join(name);
+    std::fs::write(&path, data).unwrap();
+    let fh = FileHandle::open(&path).unwrap();
+    (dir, path, fh)
+}
+
 fn settings(threads: usize, task_pages: usize, gap: u64, direct: bool) -> Settings {
     Settings {
         threads,
@@ -96,21 +114,9 @@ proptest! {
 
 #[test]
 fn range_past_eof_is_a_typed_error() {
-    let dir = scratch_dir();
-    let path = dir.path().join("short.bin");
-    std::fs::write(&path, vec![1u8; 1000]).unwrap();
-    let fh = FileHandle::open(&path).unwrap();
+    let (_dir, path, fh) = file_of("short.bin", vec![1u8; 1000]);
     let mut buf = vec![0u8; 100];
-    let err = fh
-        .read_ranges(
-            &[ReadRange {
-                file_offset: 950,
-                len: 100,
-                dst_offset: 0,
-            }],
-            &mut buf,
-        )
-        .unwrap_err();
+    let err = fh.read_ranges(&[range(950, 100, 0)], &mut buf).unwrap_err();
     match err {
         IoError::PastEof {
             offset,
@@ -124,59 +130,26 @@ fn range_past_eof_is_a_typed_error() {
         e => panic!("wrong error {e}"),
     }
     // An offset whose end overflows u64 is refused too, not wrapped.
-    let err = fh
-        .read_ranges(
-            &[ReadRange {
-                file_offset: u64::MAX - 10,
-                len: 100,
-                dst_offset: 0,
-            }],
-            &mut buf,
-        )
-        .unwrap_err();
+    let err = fh.read_ranges(&[range(u64::MAX - 10, 100, 0)], &mut buf).unwrap_err();
     assert!(matches!(err, IoError::PastEof { .. }), "{err}");
     assert!(err.to_string().contains("short.bin"), "error names the file: {err}");
 }
 
 #[test]
 fn zero_length_ranges_and_empty_files_are_fine() {
-    let dir = scratch_dir();
-    let path = dir.path().join("empty.bin");
-    std::fs::write(&path, b"").unwrap();
-    let fh = FileHandle::open(&path).unwrap();
+    let (_dir, _, fh) = file_of("empty.bin", b"");
     assert!(fh.is_empty());
     let mut buf = vec![9u8; 4];
-    let st = fh
-        .read_ranges(
-            &[ReadRange {
-                file_offset: 0,
-                len: 0,
-                dst_offset: 2,
-            }],
-            &mut buf,
-        )
-        .unwrap();
+    let st = fh.read_ranges(&[range(0, 0, 2)], &mut buf).unwrap();
     assert_eq!((st.bytes_read, st.pieces), (0, 0));
     assert_eq!(buf, [9, 9, 9, 9]);
 }
 
 #[test]
 fn destination_errors_are_typed() {
-    let dir = scratch_dir();
-    let path = dir.path().join("d.bin");
-    std::fs::write(&path, vec![3u8; 100]).unwrap();
-    let fh = FileHandle::open(&path).unwrap();
+    let (_dir, _, fh) = file_of("d.bin", vec![3u8; 100]);
     let mut buf = vec![0u8; 10];
-    let err = fh
-        .read_ranges(
-            &[ReadRange {
-                file_offset: 0,
-                len: 8,
-                dst_offset: 5,
-            }],
-            &mut buf,
-        )
-        .unwrap_err();
+    let err = fh.read_ranges(&[range(0, 8, 5)], &mut buf).unwrap_err();
     assert!(
         matches!(
             err,
@@ -189,31 +162,14 @@ fn destination_errors_are_typed() {
         "{err}"
     );
     let err = fh
-        .read_ranges(
-            &[
-                ReadRange {
-                    file_offset: 0,
-                    len: 6,
-                    dst_offset: 0,
-                },
-                ReadRange {
-                    file_offset: 50,
-                    len: 4,
-                    dst_offset: 4,
-                },
-            ],
-            &mut buf,
-        )
+        .read_ranges(&[range(0, 6, 0), range(50, 4, 4)], &mut buf)
         .unwrap_err();
     assert!(matches!(err, IoError::OverlappingDestinations { at: 4 }), "{err}");
 }
 
 #[test]
 fn file_shrinking_after_open_gives_short_read() {
-    let dir = scratch_dir();
-    let path = dir.path().join("shrink.bin");
-    std::fs::write(&path, random_bytes(100_000, 7)).unwrap();
-    let fh = FileHandle::open(&path).unwrap();
+    let (_dir, path, fh) = file_of("shrink.bin", random_bytes(100_000, 7));
     std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
@@ -235,21 +191,9 @@ fn direct_io_reads_unaligned_ranges() {
     // The build directory's file system takes O_DIRECT here and in CI (ext4/overlay).
     assert!(fh.direct_io(), "O_DIRECT was refused for {}", path.display());
     let ranges = [
-        ReadRange {
-            file_offset: 1,
-            len: 4095,
-            dst_offset: 0,
-        },
-        ReadRange {
-            file_offset: 12_345,
-            len: 100_001,
-            dst_offset: 4095,
-        },
-        ReadRange {
-            file_offset: (1 << 20) - 7,
-            len: 7,
-            dst_offset: 104_096,
-        },
+        range(1, 4095, 0),
+        range(12_345, 100_001, 4095),
+        range((1 << 20) - 7, 7, 104_096),
     ];
     let mut got = vec![0u8; 104_103];
     fh.read_ranges(&ranges, &mut got).unwrap();

@@ -2,7 +2,7 @@
 //! replaced, and the memory budget refuses absurd buffers.
 
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tiledio_io::{FileHandle, FileRead, FileWriter, IoError, Settings, read_files};
 
@@ -16,18 +16,21 @@ fn within_timeout<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .expect("hung on a special file")
 }
 
-fn mkfifo(p: &Path) {
-    let st = std::process::Command::new("mkfifo").arg(p).status().unwrap();
+/// Makes the special files of a test in a new directory: a FIFO `fifo`, and a symbolic link
+/// `link` to `target` (taken in that directory unless absolute). Returns the directory and
+/// their paths.
+fn special_files(fifo: &str, link: &str, target: impl AsRef<Path>) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (fifo, link) = (dir.path().join(fifo), dir.path().join(link));
+    let st = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(st.success());
+    std::os::unix::fs::symlink(dir.path().join(target), &link).unwrap();
+    (dir, fifo, link)
 }
 
 #[test]
 fn fifo_and_device_sources_are_refused_not_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("chunk.fifo");
-    mkfifo(&fifo);
-    let zero = dir.path().join("zero");
-    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let (_dir, fifo, zero) = special_files("chunk.fifo", "zero", "/dev/zero");
     for p in [fifo, zero] {
         let q = p.clone();
         let opened = within_timeout(move || FileHandle::open(&q).map(|_| ()));
@@ -50,11 +53,8 @@ fn fifo_and_device_sources_are_refused_not_read() {
 
 #[test]
 fn special_outputs_are_never_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("out.fifo");
-    mkfifo(&fifo);
-    let link = dir.path().join("out.link");
-    std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+    // the link's target, "elsewhere" in the directory, does not exist
+    let (dir, fifo, link) = special_files("out.fifo", "out.link", "elsewhere");
     for p in [fifo.as_path(), link.as_path(), Path::new("/dev/full")] {
         let e = FileWriter::create(p).unwrap_err();
         assert!(matches!(e, IoError::NotRegularFile { .. }), "{}: {e}", p.display());

@@ -472,20 +472,17 @@ impl ChunkLayout {
         fill: &[u8],
     ) -> Result<()> {
         self.check(Direction::Gather, window.len(), staging.len(), units, fill)?;
-        if units.is_empty() {
-            return Ok(());
-        }
-        let (p, items) = self.device_params(Direction::Gather, units, fill)?;
-        let k = kernel(MODULE, SRC, "chunk_copy")?;
-        let args = LaunchArgs::new()
-            .read(window)
-            .write(staging)
-            .read(p.buffer())
-            .scalar(items);
         // SAFETY: chunk_copy(u8* win, u8* staging, const u64* p, u64 items) reads the window
         // and writes the staging only inside the bounds `check` verified; it writes nothing
         // to the window when gathering.
-        unsafe { args.launch(&k, blocks(items, 1, 1 << 20), 128) }
+        unsafe {
+            self.copy_device(
+                Direction::Gather,
+                LaunchArgs::new().read(window).write(staging),
+                units,
+                fill,
+            )
+        }
     }
 
     /// [`ChunkLayout::scatter_host`] on the GPU (same arguments, same result).
@@ -505,18 +502,41 @@ impl ChunkLayout {
     /// CUDA or NVRTC error.
     pub fn scatter_device(&self, staging: &DeviceBuffer, window: &mut DeviceBuffer, units: &[u64]) -> Result<()> {
         self.check(Direction::Scatter, window.len(), staging.len(), units, &[])?;
+        // SAFETY: as in gather_device, with the window written and the staging read; units
+        // are distinct (checked), so no two blocks write the same window bytes.
+        unsafe {
+            self.copy_device(
+                Direction::Scatter,
+                LaunchArgs::new().write(window).read(staging),
+                units,
+                &[0],
+            )
+        }
+    }
+
+    /// Launches `chunk_copy` for `units` (nothing for none), `window_staging` holding the window
+    /// and the staging buffer, in that order, read or written as `dir` says; the parameter
+    /// block and item count are added here.
+    ///
+    /// # Safety
+    /// The arguments have been checked (`check`) against these buffers, and the
+    /// buffer `dir` writes is passed as written (the caller's SAFETY says why the kernel stays
+    /// inside it).
+    unsafe fn copy_device(
+        &self,
+        dir: Direction,
+        window_staging: LaunchArgs<'_>,
+        units: &[u64],
+        fill: &[u8],
+    ) -> Result<()> {
         if units.is_empty() {
             return Ok(());
         }
-        let (p, items) = self.device_params(Direction::Scatter, units, &[0])?;
+        let (p, items) = self.device_params(dir, units, fill)?;
         let k = kernel(MODULE, SRC, "chunk_copy")?;
-        let args = LaunchArgs::new()
-            .write(window)
-            .read(staging)
-            .read(p.buffer())
-            .scalar(items);
-        // SAFETY: as in gather_device, with the window written and the staging read; units
-        // are distinct (checked), so no two blocks write the same window bytes.
+        let args = window_staging.read(p.buffer()).scalar(items);
+        // SAFETY: the caller's: chunk_copy(u8* win, u8* staging, const u64* p, u64 items) with
+        // the buffers checked against `p`.
         unsafe { args.launch(&k, blocks(items, 1, 1 << 20), 128) }
     }
 
@@ -634,13 +654,7 @@ pub fn fill_host(dst: &mut [u8], pattern: &[u8]) {
     if pattern.is_empty() {
         return;
     }
-    if pattern.iter().all(|b| *b == pattern[0]) {
-        dst.fill(pattern[0]);
-    } else {
-        for (i, b) in dst.iter_mut().enumerate() {
-            *b = pattern[i % pattern.len()];
-        }
-    }
+    fill_from(dst, 0, pattern);
 }
 
 /// [`fill_host`] on the GPU: fills the first `len` bytes of `dst` with repetitions of `pattern`.

@@ -8,7 +8,7 @@ use crate::error::{Result, TiffError};
 use crate::image::{HostImage, SampleType};
 use crate::page::{Compression, Page};
 use crate::region::{Job, read_decode, slot_ranges, window_bytes, window_inside, window_jobs};
-use crate::slide::{ReadOptions, Slide};
+use crate::slide::{ReadOptions, Slide, region_readers};
 use crate::write::{WriteOptions, WriteReport, write_pyramid};
 use std::path::Path;
 use tiledio_io::gpu::DeviceBuffer;
@@ -233,7 +233,7 @@ fn read_window_device_into(
     Ok(())
 }
 
-impl Slide {
+region_readers! {
     /// Reads a region into GPU memory (OpenSlide semantics, as [`Slide::read_region`]).
     ///
     /// ```no_run
@@ -245,9 +245,7 @@ impl Slide {
     ///
     /// # Errors
     /// As [`Slide::read_region`]; [`TiffError::Io`] with `IoError::NoGpu` without a GPU.
-    pub fn read_region_device(&self, location: (i64, i64), level: usize, size: (u64, u64)) -> Result<DeviceImage> {
-        self.read_region_device_with(location, level, size, &ReadOptions::default())
-    }
+    fn read_region_device;
 
     /// [`Slide::read_region_device`] with options.
     ///
@@ -260,22 +258,17 @@ impl Slide {
     ///
     /// # Errors
     /// As [`Slide::read_region_device`].
-    pub fn read_region_device_with(
-        &self,
-        location: (i64, i64),
-        level: usize,
-        size: (u64, u64),
-        opts: &ReadOptions,
-    ) -> Result<DeviceImage> {
-        let (page, x, y) = self.window(location, level, size)?;
-        let buffer = read_window_device(self.file(), page, (x, y), size, opts.background)?;
+    fn read_region_device_with -> DeviceImage = |slide, page, at, size, background| {
+        let buffer = read_window_device(slide.file(), page, at, size, background)?;
         Ok(DeviceImage {
             buffer,
             shape: (size.1 as usize, size.0 as usize, page.spp),
             dtype: page.dtype,
         })
-    }
+    };
+}
 
+impl Slide {
     /// [`Slide::read_region_device`] into a GPU array the caller owns: a [`DeviceArray`] of
     /// ours, or an array allocated by CuPy or PyTorch seen through [`DeviceView::from_raw`]. The
     /// array must be C-order `height × width × channels` of the slide's sample type.
@@ -326,14 +319,7 @@ impl Slide {
         border: Border,
         out: &mut DeviceView<'_>,
     ) -> Result<()> {
-        let page = self.page(level)?;
-        region
-            .check(&[page.height, page.width], border)
-            .map_err(|e| TiffError::InvalidArgument(format!("{}: level {level}: {e}", self.path().display())))?;
-        let (&[y, x], &[h, w]) = (region.origin(), region.shape()) else {
-            return Err(TiffError::Internal("a checked region has rank 2".into()));
-        };
-        self.window((0, 0), level, (w, h))?;
+        let (page, (x, y), (w, h)) = self.level_window(level, region, border)?;
         let out = out.expect_mut(page.dtype, &[h, w, page.spp as u64])?;
         read_window_device_into(self.file(), page, (x, y), (w, h), 0, out)
     }

@@ -269,6 +269,30 @@ impl Reader<'_> {
         Ok(Ifd { tags, next })
     }
 
+    /// Reads the IFD at `off` as page `page`, after checking that no page was read from that
+    /// offset before (an IFD loop; `what` names the offset in the message) and that there is
+    /// room for another page.
+    fn read_new_ifd(
+        &self,
+        off: u64,
+        what: &str,
+        page: usize,
+        seen: &mut HashSet<u64>,
+        budget: &mut u64,
+    ) -> Result<Ifd> {
+        if !seen.insert(off) {
+            return Err(malformed(
+                self.fh,
+                page,
+                format!("IFD loop: {what} {off} visited twice"),
+            ));
+        }
+        if page >= MAX_PAGES {
+            return Err(malformed(self.fh, page, "too many IFDs"));
+        }
+        self.read_ifd(off, page, budget)
+    }
+
     /// Reads the main IFD chain, then the SubIFDs of each page (appended, with their parent).
     /// Returns `(ifd, parent)` pairs; `parent` is `None` for main-chain pages.
     pub(crate) fn read_all(&self) -> Result<Vec<(Ifd, Option<usize>)>> {
@@ -277,17 +301,7 @@ impl Reader<'_> {
         let mut out: Vec<(Ifd, Option<usize>)> = Vec::new();
         let mut off = self.header.first_ifd;
         while off != 0 {
-            if !seen.insert(off) {
-                return Err(malformed(
-                    self.fh,
-                    out.len(),
-                    format!("IFD loop: offset {off} visited twice"),
-                ));
-            }
-            if out.len() >= MAX_PAGES {
-                return Err(malformed(self.fh, out.len(), "too many IFDs"));
-            }
-            let ifd = self.read_ifd(off, out.len(), &mut budget)?;
+            let ifd = self.read_new_ifd(off, "offset", out.len(), &mut seen, &mut budget)?;
             off = ifd.next;
             out.push((ifd, None));
         }
@@ -298,17 +312,7 @@ impl Reader<'_> {
         for parent in 0..main {
             let subs = out[parent].0.uints(330).unwrap_or_default();
             for s in subs {
-                if !seen.insert(s) {
-                    return Err(malformed(
-                        self.fh,
-                        out.len(),
-                        format!("IFD loop: SubIFD offset {s} visited twice"),
-                    ));
-                }
-                if out.len() >= MAX_PAGES {
-                    return Err(malformed(self.fh, out.len(), "too many IFDs"));
-                }
-                let ifd = self.read_ifd(s, out.len(), &mut budget)?;
+                let ifd = self.read_new_ifd(s, "SubIFD offset", out.len(), &mut seen, &mut budget)?;
                 out.push((ifd, Some(parent)));
             }
         }

@@ -51,13 +51,78 @@ impl ReadOptions {
     }
 }
 
-/// A window of a page in its own pixels: origin (may be outside the page) and size.
-#[derive(Clone, Copy, Debug)]
-struct Window {
-    x: i64,
-    y: i64,
-    w: u64,
-    h: u64,
+/// A page and a window of it in its own pixels: the origin `(x, y)` (which may be outside the
+/// page) and the size `(w, h)`.
+pub(crate) type PageWindow<'a> = (&'a Page, (i64, i64), (u64, u64));
+
+/// Declares the two OpenSlide-style region readers of one kind of memory (host, or GPU in
+/// `gpu.rs`), which differ only in how the window is read: `$plain(location, level, size)`
+/// reads with the default [`ReadOptions`]; `$with(location, level, size, opts)` finds the
+/// level's window ([`Slide::window`]) and evaluates `$read` with `$slide` (the slide), `$page`,
+/// `$at` (the window's `(x, y)` in the page's own pixels), `$size` and `$background` bound.
+/// Each reader's doc comment comes before its name.
+macro_rules! region_readers {
+    (
+        $(#[$plain_doc:meta])*
+        fn $plain:ident;
+        $(#[$with_doc:meta])*
+        fn $with:ident -> $image:ty = |$slide:ident, $page:ident, $at:pat, $size:ident, $background:ident| $read:expr;
+    ) => {
+        impl Slide {
+            $(#[$plain_doc])*
+            pub fn $plain(&self, location: (i64, i64), level: usize, size: (u64, u64)) -> Result<$image> {
+                self.$with(location, level, size, &ReadOptions::default())
+            }
+
+            $(#[$with_doc])*
+            pub fn $with(
+                &self,
+                location: (i64, i64),
+                level: usize,
+                size: (u64, u64),
+                opts: &ReadOptions,
+            ) -> Result<$image> {
+                let ($page, x, y) = self.window(location, level, size)?;
+                let ($slide, $at, $size, $background) = (self, (x, y), size, opts.background);
+                $read
+            }
+        }
+    };
+}
+pub(crate) use region_readers;
+
+region_readers! {
+    /// Reads a region into host memory, OpenSlide style: `location` is the top-left corner in
+    /// level-0 pixels, `size` is `(width, height)` in pixels of `level`. Parts outside the
+    /// image are filled with 0. Returns `height × width × channels` samples.
+    ///
+    /// ```no_run
+    /// let s = tiledio_tiff::Slide::open("slide.tif")?;
+    /// let img = s.read_region((1000, 2000), 1, (512, 512))?;
+    /// assert_eq!(img.shape().0, 512);
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TiffError::InvalidArgument`] for a level that does not exist or an oversized region;
+    /// [`TiffError::BadTile`], [`TiffError::Decode`], [`TiffError::Io`].
+    fn read_region;
+
+    /// [`Slide::read_region`] with options (background value).
+    ///
+    /// ```no_run
+    /// use tiledio_tiff::{ReadOptions, Slide};
+    /// let s = Slide::open("slide.svs")?;
+    /// let img = s.read_region_with((-10, -10), 0, (64, 64), &ReadOptions::with_background(255))?;
+    /// # Ok::<(), tiledio_tiff::TiffError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Slide::read_region`].
+    fn read_region_with -> HostImage = |slide, page, (x, y), size, background| {
+        let data = read_window(&slide.fh, page, x, y, size.0, size.1, background)?;
+        HostImage::from_bytes(size.1 as usize, size.0 as usize, page.spp, page.dtype, data)
+    };
 }
 
 /// A whole-slide image (tiled TIFF, BigTIFF, SVS-like, OME-TIFF) with OpenSlide-style access.
@@ -435,47 +500,6 @@ impl Slide {
         Ok((page, (location.0 as f64 / ds) as i64, (location.1 as f64 / ds) as i64))
     }
 
-    /// Reads a region into host memory, OpenSlide style: `location` is the top-left corner in
-    /// level-0 pixels, `size` is `(width, height)` in pixels of `level`. Parts outside the
-    /// image are filled with 0. Returns `height × width × channels` samples.
-    ///
-    /// ```no_run
-    /// let s = tiledio_tiff::Slide::open("slide.tif")?;
-    /// let img = s.read_region((1000, 2000), 1, (512, 512))?;
-    /// assert_eq!(img.shape().0, 512);
-    /// # Ok::<(), tiledio_tiff::TiffError>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`TiffError::InvalidArgument`] for a level that does not exist or an oversized region;
-    /// [`TiffError::BadTile`], [`TiffError::Decode`], [`TiffError::Io`].
-    pub fn read_region(&self, location: (i64, i64), level: usize, size: (u64, u64)) -> Result<HostImage> {
-        self.read_region_with(location, level, size, &ReadOptions::default())
-    }
-
-    /// [`Slide::read_region`] with options (background value).
-    ///
-    /// ```no_run
-    /// use tiledio_tiff::{ReadOptions, Slide};
-    /// let s = Slide::open("slide.svs")?;
-    /// let img = s.read_region_with((-10, -10), 0, (64, 64), &ReadOptions::with_background(255))?;
-    /// # Ok::<(), tiledio_tiff::TiffError>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Slide::read_region`].
-    pub fn read_region_with(
-        &self,
-        location: (i64, i64),
-        level: usize,
-        size: (u64, u64),
-        opts: &ReadOptions,
-    ) -> Result<HostImage> {
-        let (page, x, y) = self.window(location, level, size)?;
-        let data = read_window(&self.fh, page, x, y, size.0, size.1, opts.background)?;
-        HostImage::from_bytes(size.1 as usize, size.0 as usize, page.spp, page.dtype, data)
-    }
-
     /// [`Slide::read_region`] into a caller's buffer (a NumPy array's memory, a reused buffer)
     /// instead of a new image: exactly `height × width × channels` samples of the slide's
     /// sample type, native order. Every byte is written (0 outside the image).
@@ -517,7 +541,7 @@ impl Slide {
     /// As [`Slide::read_region`]; [`TiffError::InvalidArgument`] for a region of rank other
     /// than 2, or outside the level under [`Border::Reject`].
     pub fn read_level_region(&self, level: usize, region: &Region, border: Border) -> Result<HostImage> {
-        let (page, Window { x, y, w, h }) = self.level_window(level, region, border)?;
+        let (page, (x, y), (w, h)) = self.level_window(level, region, border)?;
         let data = read_window(&self.fh, page, x, y, w, h, 0)?;
         HostImage::from_bytes(h as usize, w as usize, page.spp, page.dtype, data)
     }
@@ -544,12 +568,12 @@ impl Slide {
     /// As [`Slide::read_level_region`]; [`TiffError::InvalidArgument`] for a buffer of another
     /// size.
     pub fn read_level_region_into(&self, level: usize, region: &Region, border: Border, out: &mut [u8]) -> Result<()> {
-        let (page, Window { x, y, w, h }) = self.level_window(level, region, border)?;
+        let (page, (x, y), (w, h)) = self.level_window(level, region, border)?;
         read_window_into(&self.fh, page, x, y, w, h, 0, out)
     }
 
-    /// The page and window `(x, y)`, `(w, h)` of a level region, checked.
-    fn level_window(&self, level: usize, region: &Region, border: Border) -> Result<(&Page, Window)> {
+    /// The page and window of a level region, checked.
+    pub(crate) fn level_window(&self, level: usize, region: &Region, border: Border) -> Result<PageWindow<'_>> {
         let page = self.page(level)?;
         region
             .check(&[page.height, page.width], border)
@@ -558,7 +582,7 @@ impl Slide {
             return Err(TiffError::Internal("a checked region has rank 2".into()));
         };
         self.window((0, 0), level, (w, h))?;
-        Ok((page, Window { x, y, w, h }))
+        Ok((page, (x, y), (w, h)))
     }
 
     /// Where the stored bytes of each tile (or strip) of a level lie in the file, in tile order

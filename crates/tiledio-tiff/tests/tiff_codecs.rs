@@ -47,47 +47,30 @@ fn decode_error(name: &str, codec: &str, reason: &str) {
     }
 }
 
-#[test]
-fn tiff_codec_deflate_more_than_tile() {
-    decode_error("deflate-more-than-tile.tif", "deflate", "more than the tile");
+/// One test per malformed codec fixture: `test: file, codec, reason` checks [`decode_error`].
+macro_rules! decode_error_tests {
+    ($($test:ident: $file:literal, $codec:literal, $reason:literal;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                decode_error($file, $codec, $reason);
+            }
+        )*
+    };
 }
 
-#[test]
-fn tiff_codec_deflate_bad_adler32() {
+decode_error_tests! {
+    tiff_codec_deflate_more_than_tile: "deflate-more-than-tile.tif", "deflate", "more than the tile";
     // the stream fills the tile exactly; only its checksum is wrong
-    decode_error("deflate-bad-adler32.tif", "deflate", "");
-}
-
-#[test]
-fn tiff_codec_deflate_truncated() {
-    decode_error("deflate-truncated.tif", "deflate", "");
-}
-
-#[test]
-fn tiff_codec_zstd_more_than_tile() {
-    decode_error("zstd-more-than-tile.tif", "zstd", "more than the tile");
-}
-
-#[test]
-fn tiff_codec_zstd_trailing_data() {
-    decode_error("zstd-trailing-data.tif", "zstd", "");
-}
-
-#[test]
-fn tiff_codec_packbits_more_than_tile() {
-    decode_error("packbits-more-than-tile.tif", "packbits", "more than the tile");
-}
-
-#[test]
-fn tiff_codec_lzw_more_than_tile() {
+    tiff_codec_deflate_bad_adler32: "deflate-bad-adler32.tif", "deflate", "";
+    tiff_codec_deflate_truncated: "deflate-truncated.tif", "deflate", "";
+    tiff_codec_zstd_more_than_tile: "zstd-more-than-tile.tif", "zstd", "more than the tile";
+    tiff_codec_zstd_trailing_data: "zstd-trailing-data.tif", "zstd", "";
+    tiff_codec_packbits_more_than_tile: "packbits-more-than-tile.tif", "packbits", "more than the tile";
     // tifffile silently drops the extra bytes; a stream that does not match its tile is refused
-    decode_error("lzw-more-than-tile.tif", "lzw", "more than the tile");
-}
-
-#[test]
-fn tiff_codec_jpeg_truncated_is_an_error() {
+    tiff_codec_lzw_more_than_tile: "lzw-more-than-tile.tif", "lzw", "more than the tile";
     // libjpeg only warns ("premature end of data segment") and fills with grey
-    decode_error("jpeg-truncated.tif", "jpeg", "");
+    tiff_codec_jpeg_truncated_is_an_error: "jpeg-truncated.tif", "jpeg", "";
 }
 
 /// The valid small codec fixtures (and the stripped PackBits one, whose last strip is short)

@@ -25,55 +25,39 @@ fn open_and_read(path: &Path) -> Result<(), TiffError> {
     Ok(())
 }
 
-#[test]
-fn tiff_malformed_truncated() {
-    let e = open_and_read(&mal("truncated.tif")).unwrap_err();
-    assert!(
-        matches!(e, TiffError::TileOutOfFile { .. } | TiffError::Malformed { .. }),
-        "{e}"
-    );
+/// One test per malformed fixture: `test: file => pattern,` checks that opening and reading
+/// the file fails with an error matching the pattern (and its guard).
+macro_rules! malformed_tests {
+    ($($(#[$doc:meta])* $test:ident: $file:literal => $err:pat $(if $guard:expr)?,)*) => {
+        $(
+            $(#[$doc])*
+            #[test]
+            fn $test() {
+                let e = open_and_read(&mal($file)).unwrap_err();
+                assert!(matches!(&e, $err $(if $guard)?), "{e}");
+            }
+        )*
+    };
 }
 
-#[test]
-fn tiff_malformed_offset_past_eof() {
-    let e = open_and_read(&mal("offset_past_eof.tif")).unwrap_err();
-    assert!(matches!(e, TiffError::TileOutOfFile { tile: 1, .. }), "{e}");
-}
-
-#[test]
-fn tiff_malformed_zero_bytecount() {
-    let e = open_and_read(&mal("zero_bytecount.tif")).unwrap_err();
-    assert!(
-        matches!(&e, TiffError::BadTile { reason, .. } if reason.contains("zero")),
-        "{e}"
-    );
-}
-
-#[test]
-fn tiff_malformed_tile_count_mismatch() {
-    let e = open_and_read(&mal("tile_count_mismatch.tif")).unwrap_err();
-    assert!(
-        matches!(&e, TiffError::Malformed { reason, .. } if reason.contains("offsets")),
-        "{e}"
-    );
-}
-
-#[test]
-fn tiff_malformed_absurd_dimensions() {
-    let e = open_and_read(&mal("absurd_dimensions.tif")).unwrap_err();
-    assert!(
-        matches!(&e, TiffError::Malformed { reason, .. } if reason.contains("4294967295")),
-        "{e}"
-    );
-}
-
-#[test]
-fn tiff_malformed_ifd_loop() {
-    let e = open_and_read(&mal("ifd_loop.tif")).unwrap_err();
-    assert!(
-        matches!(&e, TiffError::Malformed { reason, .. } if reason.contains("loop")),
-        "{e}"
-    );
+malformed_tests! {
+    tiff_malformed_truncated: "truncated.tif" => TiffError::TileOutOfFile { .. } | TiffError::Malformed { .. },
+    tiff_malformed_offset_past_eof: "offset_past_eof.tif" => TiffError::TileOutOfFile { tile: 1, .. },
+    tiff_malformed_zero_bytecount: "zero_bytecount.tif" => TiffError::BadTile { reason, .. } if reason.contains("zero"),
+    tiff_malformed_tile_count_mismatch: "tile_count_mismatch.tif"
+        => TiffError::Malformed { reason, .. } if reason.contains("offsets"),
+    tiff_malformed_absurd_dimensions: "absurd_dimensions.tif"
+        => TiffError::Malformed { reason, .. } if reason.contains("4294967295"),
+    tiff_malformed_ifd_loop: "ifd_loop.tif" => TiffError::Malformed { reason, .. } if reason.contains("loop"),
+    /// Thousands of SubIFDs, each loading the same ImageDescription of nearly the whole file out of
+    /// line: once 4 GiB loaded from a 256 KiB file (an out-of-memory of the `slide_open` fuzz
+    /// target), now bounded by the file's length plus a margin.
+    tiff_malformed_fuzz_value_bomb: "fuzz-value-bomb.tif"
+        => TiffError::Malformed { reason, .. } if reason.contains("add up to"),
+    /// JPEGTables with a frame header of 65471x1472 pixels for 64x64 tiles: every tile was decoded
+    /// at that size (33 s under the `slide_open` fuzz target); now a decode error.
+    tiff_malformed_fuzz_jpeg_huge_frame: "fuzz-jpeg-huge-frame.tif"
+        => TiffError::Decode { codec: "jpeg", reason, .. } if reason.contains("65471x1472 for a 64x64 tile"),
 }
 
 #[test]
@@ -82,29 +66,6 @@ fn tiff_malformed_not_a_tiff_and_empty() {
         let e = open_and_read(&mal(f)).unwrap_err();
         assert!(matches!(e, TiffError::NotTiff { .. }), "{f}: {e}");
     }
-}
-
-/// Thousands of SubIFDs, each loading the same ImageDescription of nearly the whole file out of
-/// line: once 4 GiB loaded from a 256 KiB file (an out-of-memory of the `slide_open` fuzz
-/// target), now bounded by the file's length plus a margin.
-#[test]
-fn tiff_malformed_fuzz_value_bomb() {
-    let e = open_and_read(&mal("fuzz-value-bomb.tif")).unwrap_err();
-    assert!(
-        matches!(&e, TiffError::Malformed { reason, .. } if reason.contains("add up to")),
-        "{e}"
-    );
-}
-
-/// JPEGTables with a frame header of 65471x1472 pixels for 64x64 tiles: every tile was decoded
-/// at that size (33 s under the `slide_open` fuzz target); now a decode error.
-#[test]
-fn tiff_malformed_fuzz_jpeg_huge_frame() {
-    let e = open_and_read(&mal("fuzz-jpeg-huge-frame.tif")).unwrap_err();
-    assert!(
-        matches!(&e, TiffError::Decode { codec: "jpeg", reason, .. } if reason.contains("65471x1472 for a 64x64 tile")),
-        "{e}"
-    );
 }
 
 fn fixture(name: &str) -> Vec<u8> {

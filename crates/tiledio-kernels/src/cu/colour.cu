@@ -16,6 +16,15 @@ typedef long long i64;
 #define MUL __dmul_rn
 #define DIV __ddiv_rn
 
+// c[0] x^(N-1) + ... + c[N-1] by Horner's rule, highest power first: p = c[0], then
+// p = c[i] + x * p for i = 1 .. N-1, each step rounded (as the Rust polynomials are).
+template <int N> __device__ __forceinline__ double horner(const double (&c)[N], double x) {
+    double p = c[0];
+#pragma unroll
+    for (int i = 1; i < N; i++) p = ADD(c[i], MUL(x, p));
+    return p;
+}
+
 __device__ __forceinline__ double det_ln(double x) {
     if (!(x > 0.0)) return x == 0.0 ? -__longlong_as_double(0x7ff0000000000000LL) : __longlong_as_double(0x7ff8000000000000LL);
     if (x == __longlong_as_double(0x7ff0000000000000LL)) return x;
@@ -34,16 +43,10 @@ __device__ __forceinline__ double det_ln(double x) {
     const double f = SUB(m, 1.0);
     const double s = DIV(f, ADD(2.0, f));
     const double z = MUL(s, s);
-    double p = 0.09523809523809523;
-    p = ADD(0.10526315789473684, MUL(z, p));
-    p = ADD(0.11764705882352941, MUL(z, p));
-    p = ADD(0.13333333333333333, MUL(z, p));
-    p = ADD(0.15384615384615385, MUL(z, p));
-    p = ADD(0.18181818181818182, MUL(z, p));
-    p = ADD(0.2222222222222222, MUL(z, p));
-    p = ADD(0.2857142857142857, MUL(z, p));
-    p = ADD(0.4, MUL(z, p));
-    p = ADD(0.6666666666666666, MUL(z, p));
+    const double c[10] = {0.09523809523809523, 0.10526315789473684, 0.11764705882352941, 0.13333333333333333,
+                          0.15384615384615385, 0.18181818181818182, 0.2222222222222222,  0.2857142857142857,
+                          0.4,                 0.6666666666666666};
+    const double p = horner(c, z);
     const double lnm = ADD(MUL(2.0, s), MUL(s, MUL(z, p)));
     return ADD(MUL((double)e, 0.6931471805599453), lnm);
 }
@@ -56,20 +59,12 @@ __device__ __forceinline__ double det_exp(double x) {
     if (x < -745.1332191019412) return 0.0;
     const double k = floor(ADD(MUL(x, 1.4426950408889634), 0.5));
     const double r = SUB(SUB(x, MUL(k, 0.6931471803691238)), MUL(k, 1.9082149292705877e-10));
-    double p = 1.6059043836821613e-10;
-    p = ADD(2.08767569878681e-09, MUL(r, p));
-    p = ADD(2.505210838544172e-08, MUL(r, p));
-    p = ADD(2.755731922398589e-07, MUL(r, p));
-    p = ADD(2.7557319223985893e-06, MUL(r, p));
-    p = ADD(2.48015873015873e-05, MUL(r, p));
-    p = ADD(0.0001984126984126984, MUL(r, p));
-    p = ADD(0.001388888888888889, MUL(r, p));
-    p = ADD(0.008333333333333333, MUL(r, p));
-    p = ADD(0.041666666666666664, MUL(r, p));
-    p = ADD(0.16666666666666666, MUL(r, p));
-    p = ADD(0.5, MUL(r, p));
-    p = ADD(1.0, MUL(r, p));
-    p = ADD(1.0, MUL(r, p));
+    const double c[14] = {1.6059043836821613e-10, 2.08767569878681e-09,   2.505210838544172e-08,
+                          2.755731922398589e-07,  2.7557319223985893e-06, 2.48015873015873e-05,
+                          0.0001984126984126984,  0.001388888888888889,   0.008333333333333333,
+                          0.041666666666666664,   0.16666666666666666,    0.5,
+                          1.0,                    1.0};
+    const double p = horner(c, r);
     const i64 ki = (i64)k;
     if (ki > 1023) return MUL(MUL(p, pow2(1023)), pow2(ki - 1023));
     if (ki < -1022) return MUL(MUL(p, pow2(ki + 600)), pow2(-600));

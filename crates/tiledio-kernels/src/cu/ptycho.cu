@@ -34,6 +34,46 @@ template <> __device__ __forceinline__ unsigned short convert<unsigned short>(fl
     return (unsigned short)r;
 }
 
+// One thread's share of the work: the output pixel it computes and the frames it walks.
+struct Pixel {
+    u32 nn;       // output pixels per frame (n * n)
+    u32 by, bx;   // the bin (row, column) the thread sums, before orientation
+    u32 o;        // where that bin lands in the output frame, after orientation
+    u32 f0, f1;   // the frames of the thread's frame group, [f0, f1)
+    u64 fstride;  // input elements per frame (rows * W)
+};
+
+// Fills `px` for this thread; false when the thread has no output pixel (its block is the
+// last of a frame group and the pixels ran out), in which case it has nothing to do.
+// flags: 4 = transpose, 8 = flip up-down, 16 = flip left-right
+__device__ __forceinline__ bool output_pixel(u32 nf, u32 n, u32 W, u32 rows, u32 flags, u32 pixel_blocks,
+                                             u32 frames_per_group, Pixel& px) {
+    px.nn = n * n;
+    const u32 pb = blockIdx.x % pixel_blocks;
+    const u32 group = blockIdx.x / pixel_blocks;
+    const u32 r = pb * blockDim.x + threadIdx.x;
+    if (r >= px.nn) return false;
+    px.by = r / n;
+    px.bx = r - px.by * n;
+    u32 oy = px.by, ox = px.bx;
+    if (flags & 4) { oy = px.bx; ox = px.by; }
+    if (flags & 8) oy = n - 1 - oy;
+    if (flags & 16) ox = n - 1 - ox;
+    px.o = oy * n + ox;
+    px.fstride = (u64)rows * W;
+    px.f0 = group * frames_per_group;
+    px.f1 = min(nf, px.f0 + frames_per_group);
+    return true;
+}
+
+// The end of the sum `s` of a bin of `bin_pixels` = B * B pixels, the same for every kernel:
+// bin-then-clamp (unless each pixel was clamped first, flags & 1), then the mean (flags & 2).
+__device__ __forceinline__ float finish(float s, u32 flags, u32 bin_pixels) {
+    if (!(flags & 1)) s = s > 0.0f ? s : 0.0f;
+    if (flags & 2) s = s / (float)bin_pixels;
+    return s;
+}
+
 // flags: 1 = clamp each pixel first (else clamp after binning), 2 = mean (else sum),
 // 4 = transpose, 8 = flip up-down, 16 = flip left-right
 template <typename T, typename O>
@@ -41,35 +81,22 @@ __device__ void preprocess(const T* __restrict__ in, O* __restrict__ out, const 
                            const float* __restrict__ div, u64* sat_count, u32 nf, u32 n, u32 S, u32 B, i64 y0,
                            i64 x0, u32 H, u32 W, u32 row0, u32 rows, u32 flags, u32 pixel_blocks,
                            u32 frames_per_group) {
-    const u32 nn = n * n;
-    const u32 pb = blockIdx.x % pixel_blocks;
-    const u32 group = blockIdx.x / pixel_blocks;
-    const u32 r = pb * blockDim.x + threadIdx.x;
-    if (r >= nn) return;
-    const u32 by = r / n, bx = r - by * n;
-    u32 oy = by, ox = bx;
-    if (flags & 4) { oy = bx; ox = by; }
-    if (flags & 8) oy = n - 1 - oy;
-    if (flags & 16) ox = n - 1 - ox;
-    const u32 o = oy * n + ox;
+    Pixel px;
+    if (!output_pixel(nf, n, W, rows, flags, pixel_blocks, frames_per_group, px)) return;
     const bool clamp_first = flags & 1;
-    const float scale = (float)(B * B);
-    const u64 fstride = (u64)rows * W;
-    const u32 f0 = group * frames_per_group;
-    const u32 f1 = min(nf, f0 + frames_per_group);
     u32 sat = 0;
-    for (u32 f = f0; f < f1; f++) {
-        const T* fr = in + (u64)f * fstride;
+    for (u32 f = px.f0; f < px.f1; f++) {
+        const T* fr = in + (u64)f * px.fstride;
         float s = 0.0f;
         for (u32 dy = 0; dy < B; dy++) {
-            const u32 u = by * B + dy;
+            const u32 u = px.by * B + dy;
             const i64 y = y0 + (i64)u;
             if (y < 0 || y >= (i64)H) continue;
             const T* row = fr + (u64)(y - (i64)row0) * W;
             const float* drow = dark + (u64)u * S;
             const float* vrow = div ? div + (u64)u * S : 0;
             for (u32 dx = 0; dx < B; dx++) {
-                const u32 v = bx * B + dx;
+                const u32 v = px.bx * B + dx;
                 const i64 x = x0 + (i64)v;
                 if (x < 0 || x >= (i64)W) continue;
                 float p = load(row + x) - drow[v];
@@ -82,9 +109,7 @@ __device__ void preprocess(const T* __restrict__ in, O* __restrict__ out, const 
                 s += p;
             }
         }
-        if (!clamp_first) s = s > 0.0f ? s : 0.0f;
-        if (flags & 2) s = s / scale;
-        out[(u64)f * nn + o] = convert<O>(s, sat);
+        out[(u64)f * px.nn + px.o] = convert<O>(finish(s, flags, B * B), sat);
     }
     if (sat) atomicAdd(sat_count, (u64)sat);
 }
@@ -98,20 +123,9 @@ __device__ void preprocess_bin(const T* __restrict__ in, O* __restrict__ out, co
                                const float* __restrict__ div, u64* sat_count, u32 nf, u32 n, u32 S, i64 y0,
                                i64 x0, u32 H, u32 W, u32 row0, u32 rows, u32 flags, u32 pixel_blocks,
                                u32 frames_per_group) {
-    const u32 nn = n * n;
-    const u32 pb = blockIdx.x % pixel_blocks;
-    const u32 group = blockIdx.x / pixel_blocks;
-    const u32 r = pb * blockDim.x + threadIdx.x;
-    if (r >= nn) return;
-    const u32 by = r / n, bx = r - by * n;
-    u32 oy = by, ox = bx;
-    if (flags & 4) { oy = bx; ox = by; }
-    if (flags & 8) oy = n - 1 - oy;
-    if (flags & 16) ox = n - 1 - ox;
-    const u32 o = oy * n + ox;
+    Pixel px;
+    if (!output_pixel(nf, n, W, rows, flags, pixel_blocks, frames_per_group, px)) return;
     const bool clamp_first = flags & 1;
-    const float scale = (float)(BB * BB);
-    const u64 fstride = (u64)rows * W;
     // the bin's pixels, row-major; a pixel outside the frame, or with a div that is not > 0,
     // contributes nothing (valid = false)
     float dk[BB * BB], dv[BB * BB];
@@ -122,7 +136,7 @@ __device__ void preprocess_bin(const T* __restrict__ in, O* __restrict__ out, co
 #pragma unroll
         for (int dx = 0; dx < BB; dx++) {
             const int k = dy * BB + dx;
-            const u32 u = by * BB + dy, v = bx * BB + dx;
+            const u32 u = px.by * BB + dy, v = px.bx * BB + dx;
             const i64 y = y0 + (i64)u, x = x0 + (i64)v;
             valid[k] = y >= 0 && y < (i64)H && x >= 0 && x < (i64)W;
             off[k] = valid[k] ? (u64)(y - (i64)row0) * W + (u64)x : 0;
@@ -131,12 +145,10 @@ __device__ void preprocess_bin(const T* __restrict__ in, O* __restrict__ out, co
             if (div && !(dv[k] > 0.0f)) valid[k] = false;
         }
     }
-    const u32 f0 = group * frames_per_group;
-    const u32 f1 = min(nf, f0 + frames_per_group);
     u32 sat = 0;
 #pragma unroll 4
-    for (u32 f = f0; f < f1; f++) {
-        const T* fr = in + (u64)f * fstride;
+    for (u32 f = px.f0; f < px.f1; f++) {
+        const T* fr = in + (u64)f * px.fstride;
         float s = 0.0f;
 #pragma unroll
         for (int k = 0; k < BB * BB; k++) {
@@ -146,9 +158,7 @@ __device__ void preprocess_bin(const T* __restrict__ in, O* __restrict__ out, co
             if (div) p = p / dv[k];
             s += p;
         }
-        if (!clamp_first) s = s > 0.0f ? s : 0.0f;
-        if (flags & 2) s = s / scale;
-        out[(u64)f * nn + o] = convert<O>(s, sat);
+        out[(u64)f * px.nn + px.o] = convert<O>(finish(s, flags, BB * BB), sat);
     }
     if (sat) atomicAdd(sat_count, (u64)sat);
 }
