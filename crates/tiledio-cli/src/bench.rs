@@ -29,9 +29,6 @@ Examples:
         task_mib: Vec<usize>,
         #[command(flatten)]
         runs: Runs,
-        /// Print one JSON object (the file, the GPU, the rows) instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// Read a whole slide level into one GPU array (or host array) with `Slide::read_level_device`
     /// (`read_level`): tile reads, decode if compressed, placement. Prints the median.
@@ -55,9 +52,6 @@ Examples:
         backend: Option<BackendArg>,
         #[command(flatten)]
         runs: Runs,
-        /// Print one JSON object (the file, the GPU, the rows) instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// The round trip of the seeds' comparison: read only, write only, tiled and global
     /// read + Sobel + uncompressed Zarr write of a level, medians over repeats.
@@ -172,7 +166,7 @@ fn parse_shape(s: &str) -> Result<(usize, usize), String> {
     }
 }
 
-/// How each benchmark row is run.
+/// How each row of `bench read` and `bench slide` is run, and how the rows are printed.
 #[derive(clap::Args)]
 pub(crate) struct Runs {
     /// Thread counts to try.
@@ -187,6 +181,52 @@ pub(crate) struct Runs {
     /// Use O_DIRECT (for the cold rows).
     #[arg(long)]
     direct: bool,
+    /// Print one JSON object (the file, the GPU, the rows) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Runs {
+    /// The page-cache states measured: warm, and cold too with --cold.
+    fn cache_states(&self) -> &'static [bool] {
+        if self.cold { &[false, true] } else { &[false] }
+    }
+}
+
+/// The rows of `bench read` or `bench slide` as they are measured: a table line each on
+/// stdout under a spinner (unless --json), and a JSON object each for the --json document.
+struct Rows {
+    json: bool,
+    pb: indicatif::ProgressBar,
+    rows: Vec<Value>,
+}
+
+impl Rows {
+    /// Prints the table's `header` (unless --json) and starts the spinner.
+    fn start(json: bool, header: &str) -> Self {
+        if !json {
+            println!("{header}");
+        }
+        Rows {
+            json,
+            pb: opts::spinner(""),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row: its table `line` (made and printed unless --json) and its JSON object.
+    fn push(&mut self, line: impl FnOnce() -> String, row: Value) {
+        if !self.json {
+            self.pb.suspend(|| println!("{}", line()));
+        }
+        self.rows.push(row);
+    }
+
+    /// Clears the spinner and returns the rows' JSON objects.
+    fn finish(self) -> Vec<Value> {
+        self.pb.finish_and_clear();
+        self.rows
+    }
 }
 
 impl BenchCommand {
@@ -200,12 +240,26 @@ impl BenchCommand {
     }
 }
 
-/// The GPU's name, or why there is none, as JSON fields.
-fn gpu_json() -> (Value, Value) {
-    match tiledio::io::gpu::gpu() {
+/// Prints the one JSON document of `bench read`, `slide` or `pipeline`: `file`, the fields of
+/// the object `about`, the GPU's name (`gpu`) or why there is none (`no_gpu_reason`), the
+/// fields of the object `more`, and the `rows`.
+fn print_report(file: &Path, about: Value, more: Value, rows: Value) -> anyhow::Result<()> {
+    let (gpu, no_gpu) = match tiledio::io::gpu::gpu() {
         Ok(g) => (json!(g.name()), Value::Null),
         Err(e) => (Value::Null, json!(e.to_string())),
+    };
+    let mut doc = serde_json::Map::new();
+    doc.insert("file".into(), json!(file.display().to_string()));
+    if let Value::Object(about) = about {
+        doc.extend(about);
     }
+    doc.insert("gpu".into(), gpu);
+    doc.insert("no_gpu_reason".into(), no_gpu);
+    if let Value::Object(more) = more {
+        doc.extend(more);
+    }
+    doc.insert("rows".into(), rows);
+    print_json(&Value::Object(doc))
 }
 
 /// Prints `v` as the command's one JSON document.
@@ -277,9 +331,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             pb.finish_and_clear();
             let rows = rows?;
             if json {
-                let (gpu, no_gpu) = gpu_json();
-                return print_json(&json!({
-                    "file": file.display().to_string(),
+                let about = json!({
                     "width": w,
                     "height": h,
                     "channels": input.channels(),
@@ -288,16 +340,17 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                     "tile": tile,
                     "repeats": repeats,
                     "durable": false,
-                    "gpu": gpu,
-                    "no_gpu_reason": no_gpu,
-                    "rows": rows.iter().map(|r| json!({
+                });
+                let rows = rows.iter().map(|r| {
+                    json!({
                         "what": r.what,
                         "median_ms": r.timing.median * 1e3,
                         "min_ms": r.timing.min * 1e3,
                         "max_ms": r.timing.max * 1e3,
                         "peak_device_bytes": r.peak_device_bytes,
-                    })).collect::<Vec<_>>(),
-                }));
+                    })
+                });
+                return print_report(&file, about, json!({}), json!(rows.collect::<Vec<_>>()));
             }
             println!(
                 "{} ({w} x {h} x {} {}), Sobel magnitude, {repeats} repeats, writes to the page cache (no fsync)",
@@ -327,7 +380,6 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             device,
             backend,
             runs: r,
-            json,
         } => {
             let device = match (backend, device.as_str()) {
                 (Some(BackendArg::Host), "gpu") => {
@@ -338,20 +390,19 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 (_, "auto") => "cpu".to_string(),
                 (_, d) => d.to_string(),
             };
-            slide(&file, level, &device, &r, json)
+            slide(&file, level, &device, &r)
         }
         BenchCommand::Read {
             file,
             backends,
             task_mib,
             runs: r,
-            json,
-        } => read(&file, &backends, &task_mib, &r, json),
+        } => read(&file, &backends, &task_mib, &r),
     }
 }
 
-fn read(path: &Path, backends: &[String], task_mib: &[usize], runs: &Runs, json: bool) -> anyhow::Result<()> {
-    let (threads, repeats, cold, direct) = (&runs.threads, runs.repeats, runs.cold, runs.direct);
+fn read(path: &Path, backends: &[String], task_mib: &[usize], runs: &Runs) -> anyhow::Result<()> {
+    let (threads, repeats, direct, json) = (&runs.threads, runs.repeats, runs.direct, runs.json);
     // every name checked before the first (long) row
     let choices: Vec<Option<BackendChoice>> = backends
         .iter()
@@ -386,20 +437,18 @@ fn read(path: &Path, backends: &[String], task_mib: &[usize], runs: &Runs, json:
         None
     };
     let mut host = vec![0u8; total];
-    let states: &[bool] = if cold { &[false, true] } else { &[false] };
-    if !json {
-        println!(
+    let mut rows = Rows::start(
+        json,
+        &format!(
             "\n{:<16} {:>7} {:>9} {:>6} {:>7} {:>9} {:>9}  backend used",
             "backend", "threads", "task", "cache", "direct", "GB/s", "ms"
-        );
-    }
-    let pb = opts::spinner("");
-    let mut rows = Vec::new();
+        ),
+    );
     let mut skipped = Vec::new();
     for (b, choice) in backends.iter().zip(&choices) {
         for &th in threads {
             for &tm in task_mib {
-                for &is_cold in states {
+                for &is_cold in runs.cache_states() {
                     let use_direct = direct && is_cold;
                     let s = Settings {
                         threads: th,
@@ -423,55 +472,48 @@ fn read(path: &Path, backends: &[String], task_mib: &[usize], runs: &Runs, json:
                         tiledio::io::prewarm(&s)?;
                     }
                     let cache = if is_cold { "cold" } else { "warm" };
-                    pb.set_message(format!("{b}, {th} threads, {tm} MiB tasks, {cache}"));
+                    rows.pb
+                        .set_message(format!("{b}, {th} threads, {tm} MiB tasks, {cache}"));
                     let (t, used) = bench::time_ranges(path, &s, &ranges, into, &reference, repeats, is_cold)
                         .with_context(|| format!("backend {b}"))?;
                     let used = used.split(';').next().unwrap_or("").to_string();
                     let gbps = t.rate(total as u64) / 1e9;
-                    if !json {
-                        pb.suspend(|| {
-                            println!(
-                                "{:<16} {:>7} {:>7}Mi {:>6} {:>7} {:>9.2} {:>9.1}  {}",
-                                b,
-                                th,
-                                tm,
-                                cache,
-                                use_direct,
-                                gbps,
-                                t.median * 1e3,
-                                used
-                            )
-                        });
-                    }
-                    rows.push(json!({
-                        "backend": b,
-                        "threads": th,
-                        "task_mib": tm,
-                        "cache": cache,
-                        "direct": use_direct,
-                        "gbps": gbps,
-                        "median_ms": t.median * 1e3,
-                        "min_ms": t.min * 1e3,
-                        "max_ms": t.max * 1e3,
-                        "backend_used": used,
-                    }));
+                    let line = || {
+                        format!(
+                            "{:<16} {:>7} {:>7}Mi {:>6} {:>7} {:>9.2} {:>9.1}  {}",
+                            b,
+                            th,
+                            tm,
+                            cache,
+                            use_direct,
+                            gbps,
+                            t.median * 1e3,
+                            used
+                        )
+                    };
+                    rows.push(
+                        line,
+                        json!({
+                            "backend": b,
+                            "threads": th,
+                            "task_mib": tm,
+                            "cache": cache,
+                            "direct": use_direct,
+                            "gbps": gbps,
+                            "median_ms": t.median * 1e3,
+                            "min_ms": t.min * 1e3,
+                            "max_ms": t.max * 1e3,
+                            "backend_used": used,
+                        }),
+                    );
                 }
             }
         }
     }
-    pb.finish_and_clear();
+    let rows = rows.finish();
     if json {
-        let (gpu, no_gpu) = gpu_json();
-        return print_json(&json!({
-            "file": path.display().to_string(),
-            "tiles": ranges.len(),
-            "bytes": total,
-            "repeats": repeats,
-            "gpu": gpu,
-            "no_gpu_reason": no_gpu,
-            "skipped_without_gpu": skipped,
-            "rows": rows,
-        }));
+        let about = json!({"tiles": ranges.len(), "bytes": total, "repeats": repeats});
+        return print_report(path, about, json!({"skipped_without_gpu": skipped}), json!(rows));
     }
     if !skipped.is_empty() {
         println!("not measured without a GPU: {}", skipped.join(", "));
@@ -479,8 +521,8 @@ fn read(path: &Path, backends: &[String], task_mib: &[usize], runs: &Runs, json:
     Ok(())
 }
 
-fn slide(path: &Path, level: usize, device: &str, runs: &Runs, json: bool) -> anyhow::Result<()> {
-    let (threads, repeats, cold, direct) = (&runs.threads, runs.repeats, runs.cold, runs.direct);
+fn slide(path: &Path, level: usize, device: &str, runs: &Runs) -> anyhow::Result<()> {
+    let (threads, repeats, direct, json) = (&runs.threads, runs.repeats, runs.direct, runs.json);
     let probe = Slide::open(path)?;
     let Some(&(w, h)) = probe.level_dimensions().get(level) else {
         bail!(
@@ -514,21 +556,19 @@ fn slide(path: &Path, level: usize, device: &str, runs: &Runs, json: bool) -> an
         "gpu" => &["gpu"],
         _ => &["cpu"],
     };
-    let states: &[bool] = if cold { &[false, true] } else { &[false] };
-    if !json {
-        println!(
+    let mut rows = Rows::start(
+        json,
+        &format!(
             "\n{:<6} {:>7} {:>6} {:>7} {:>10} {:>9} {:>9}",
             "target", "threads", "cache", "direct", "MPix/s", "GB/s", "ms"
-        );
-    }
-    let pb = opts::spinner("");
-    let mut rows = Vec::new();
+        ),
+    );
     for &t in targets {
         if t == "gpu" && gpu.is_err() {
             continue;
         }
         for &th in threads {
-            for &is_cold in states {
+            for &is_cold in runs.cache_states() {
                 let s = Settings {
                     threads: th,
                     direct_io: direct && is_cold,
@@ -538,52 +578,49 @@ fn slide(path: &Path, level: usize, device: &str, runs: &Runs, json: bool) -> an
                     tiledio::io::prewarm(&s)?;
                 }
                 let cache = if is_cold { "cold" } else { "warm" };
-                pb.set_message(format!("{t}, {th} threads, {cache}"));
+                rows.pb.set_message(format!("{t}, {th} threads, {cache}"));
                 let timing = bench::time_level(path, level, &s, t == "gpu", reference.bytes(), repeats, is_cold)?;
                 let m = timing.median;
                 let (mpix, gbps) = ((w * h) as f64 / m / 1e6, pixels as f64 / m / 1e9);
-                if !json {
-                    pb.suspend(|| {
-                        println!(
-                            "{:<6} {:>7} {:>6} {:>7} {:>10.0} {:>9.2} {:>9.1}",
-                            t,
-                            th,
-                            cache,
-                            direct && is_cold,
-                            mpix,
-                            gbps,
-                            m * 1e3
-                        )
-                    });
-                }
-                rows.push(json!({
-                    "target": t,
-                    "threads": th,
-                    "cache": cache,
-                    "direct": direct && is_cold,
-                    "mpix_per_s": mpix,
-                    "gbps": gbps,
-                    "median_ms": m * 1e3,
-                    "min_ms": timing.min * 1e3,
-                    "max_ms": timing.max * 1e3,
-                }));
+                let line = || {
+                    format!(
+                        "{:<6} {:>7} {:>6} {:>7} {:>10.0} {:>9.2} {:>9.1}",
+                        t,
+                        th,
+                        cache,
+                        direct && is_cold,
+                        mpix,
+                        gbps,
+                        m * 1e3
+                    )
+                };
+                rows.push(
+                    line,
+                    json!({
+                        "target": t,
+                        "threads": th,
+                        "cache": cache,
+                        "direct": direct && is_cold,
+                        "mpix_per_s": mpix,
+                        "gbps": gbps,
+                        "median_ms": m * 1e3,
+                        "min_ms": timing.min * 1e3,
+                        "max_ms": timing.max * 1e3,
+                    }),
+                );
             }
         }
     }
-    pb.finish_and_clear();
+    let rows = rows.finish();
     if json {
-        let (gpu, no_gpu) = gpu_json();
-        return print_json(&json!({
-            "file": path.display().to_string(),
+        let about = json!({
             "level": level,
             "width": w,
             "height": h,
             "file_bytes": file_len,
             "repeats": repeats,
-            "gpu": gpu,
-            "no_gpu_reason": no_gpu,
-            "rows": rows,
-        }));
+        });
+        return print_report(path, about, json!({}), json!(rows));
     }
     Ok(())
 }

@@ -5,14 +5,31 @@ use crate::opts::{self, Placement};
 use std::path::PathBuf;
 use tiledio::demo::{DemoOptions, DemoReport, run_demo};
 
-/// The command line's demo options.
+/// The command line's demo options (`tiledio demo`).
+#[derive(clap::Args)]
 pub(crate) struct DemoArgs {
-    pub(crate) out: PathBuf,
-    pub(crate) side: usize,
-    pub(crate) frames: u64,
-    pub(crate) frame_side: usize,
-    pub(crate) size_mib: usize,
-    pub(crate) dir: Option<PathBuf>,
+    /// The output folder: made if missing; an existing one must be empty or an earlier
+    /// demo's (holding tiledio-demo.txt), whose files are replaced.
+    #[arg(long, default_value = "demo-out", value_name = "DIR")]
+    out: PathBuf,
+    /// Side of the synthetic slide in pixels.
+    #[arg(long, default_value_t = 2048, value_name = "PIXELS")]
+    side: usize,
+    /// Frames of the simulated ptychography scan.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    frames: u64,
+    /// Side of the simulated detector frames (a multiple of 4): the pattern and the crop are
+    /// half of it, binned by 2.
+    #[arg(long, default_value_t = 512, value_name = "PIXELS")]
+    frame_side: usize,
+    /// Size of the backend tour's generated file in MiB (0: no tour).
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    size_mib: usize,
+    /// Folder for the tour's generated file (default: a hidden folder in --out); it is
+    /// removed afterwards.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[command(flatten)]
     pub(crate) placement: Placement,
 }
 

@@ -61,29 +61,8 @@ Examples:
   tiledio demo                                   # into demo-out/ (a re-run replaces it)
   tiledio demo --out /tmp/demo --side 4096 --device cpu --size-mib 64")]
     Demo {
-        /// The output folder: made if missing; an existing one must be empty or an earlier
-        /// demo's (holding tiledio-demo.txt), whose files are replaced.
-        #[arg(long, default_value = "demo-out", value_name = "DIR")]
-        out: PathBuf,
-        /// Side of the synthetic slide in pixels.
-        #[arg(long, default_value_t = 2048, value_name = "PIXELS")]
-        side: usize,
-        /// Frames of the simulated ptychography scan.
-        #[arg(long, default_value_t = 64, value_name = "N")]
-        frames: u64,
-        /// Side of the simulated detector frames (a multiple of 4): the pattern and the crop are
-        /// half of it, binned by 2.
-        #[arg(long, default_value_t = 512, value_name = "PIXELS")]
-        frame_side: usize,
-        /// Size of the backend tour's generated file in MiB (0: no tour).
-        #[arg(long, default_value_t = 256, value_name = "MIB")]
-        size_mib: usize,
-        /// Folder for the tour's generated file (default: a hidden folder in --out); it is
-        /// removed afterwards.
-        #[arg(long)]
-        dir: Option<PathBuf>,
         #[command(flatten)]
-        placement: Placement,
+        args: demo::DemoArgs,
     },
     /// Benchmarks (print a table, or JSON with --json).
     #[command(after_help = "\
@@ -247,7 +226,8 @@ impl Command {
     /// The `--backend` given to this command, if any.
     fn backend(&self) -> Option<BackendArg> {
         match self {
-            Command::Read { placement, .. } | Command::Demo { placement, .. } => placement.backend,
+            Command::Read { placement, .. } => placement.backend,
+            Command::Demo { args } => args.placement.backend,
             Command::Sobel { args, .. } | Command::Hed { args } | Command::Normalize { args, .. } => {
                 args.placement.backend
             }
@@ -342,23 +322,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Demo {
-            out,
-            side,
-            frames,
-            frame_side,
-            size_mib,
-            dir,
-            placement,
-        } => demo::run(demo::DemoArgs {
-            out,
-            side,
-            frames,
-            frame_side,
-            size_mib,
-            dir,
-            placement,
-        }),
+        Command::Demo { args } => demo::run(args),
         Command::Sobel { args, output_kind } => {
             let what = match output_kind.as_str() {
                 "h" => tiledio::kernels::SobelOutput::Horizontal,

@@ -3,29 +3,10 @@
 //! report line per CSV row), GPU rows without a GPU say why, every peer has a row (measured or
 //! missing), nothing failed; and `bench write --json` prints rows in the same shape.
 
+mod common;
+
+use common::{ok, one_line_failure, run, s};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tiledio"))
-        .args(args)
-        .output()
-        .expect("run tiledio")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
 
 /// (width, height) from a PNG's header.
 fn png_size(path: &Path) -> (u32, u32) {
@@ -224,9 +205,6 @@ fn bench_all_refuses_bad_arguments_in_one_line() {
         &["bench", "all", "--quick", "--backends", "warp"],
         &["bench", "all", "--quick", "--files", "/nonexistent.tif"],
     ] {
-        let o = run(args);
-        assert!(!o.status.success(), "{args:?}");
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        one_line_failure(&run(args), args);
     }
 }

@@ -2,61 +2,23 @@
 //! refused, outputs that cannot hurt (special files, the input, interruption, concurrent
 //! writers), and errors that print as one line.
 
+mod common;
+
+use common::{assert_no_temporaries, names, ok, run, run_with_env, s, stderr, stdout, tiledio};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn tiledio() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tiledio"))
-}
-
-fn run(args: &[&str]) -> Output {
-    tiledio().args(args).output().expect("run tiledio")
-}
-
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/tiff")
-        .join(name)
-        .display()
-        .to_string()
+    common::testdata("tiff", name)
 }
 
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-/// The one line a failed command printed; fails unless it failed and printed exactly one line.
+/// The one line a failed command printed (leaving out the read's progress note), at most
+/// 1,000 characters.
 fn one_error_line(o: &Output) -> String {
-    assert!(!o.status.success(), "expected failure, got success: {o:?}");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| !l.starts_with("reading into host memory"))
-        .collect();
-    assert_eq!(lines.len(), 1, "error not on one line:\n{err}");
-    assert!(lines[0].starts_with("tiledio: error: "), "{err}");
-    assert!(lines[0].len() < 1000, "{err}");
-    lines[0].to_string()
-}
-
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// Names in `dir` (hidden temporaries included).
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+    let line = common::one_error_line_of(o, |l| !l.starts_with("reading into host memory"));
+    assert!(line.len() < 1000, "{line}");
+    line
 }
 
 #[test]
@@ -68,56 +30,36 @@ fn converts_in_every_direction_and_follows_the_extension() {
         d.path().join("c.tif"),
         d.path().join("e.tif"),
     );
-    ok(&run(&[
-        "convert",
-        &fixture("tifffile_deflate_rgb8.tif"),
-        &s(&a),
-        "--chunk",
-        "64",
-    ]));
-    ok(&run(&["convert", &s(&a), &s(&b), "--chunk", "32", "--codec", "none"]));
-    assert!(b.join("zarr.json").is_file(), "a.zarr -> b.zarr writes a Zarr group");
-    ok(&run(&[
-        "convert",
-        &s(&b),
-        &s(&c),
-        "--tile",
-        "32",
-        "--compression",
-        "zstd",
-        "--levels",
-        "2",
-    ]));
-    ok(&run(&[
-        "convert",
-        &s(&c),
-        &s(&e),
-        "--tile",
-        "64",
-        "--compression",
-        "lzw",
-    ]));
-    let info = String::from_utf8_lossy(&run(&["info", &s(&c)]).stdout).into_owned();
+    let src = fixture("tifffile_deflate_rgb8.tif");
+    let (a, b, c, e) = (s(&a), s(&b), s(&c), s(&e));
+    for (from, to, opts) in [
+        (&src, &a, &["--chunk", "64"][..]),
+        (&a, &b, &["--chunk", "32", "--codec", "none"]),
+        (&b, &c, &["--tile", "32", "--compression", "zstd", "--levels", "2"]),
+        (&c, &e, &["--tile", "64", "--compression", "lzw"]),
+    ] {
+        ok(&run(&[&["convert", from.as_str(), to.as_str()], opts].concat()));
+        if to == &b {
+            assert!(
+                Path::new(&b).join("zarr.json").is_file(),
+                "a.zarr -> b.zarr writes a Zarr group"
+            );
+        }
+    }
+    let info = stdout(&run(&["info", &c]));
     assert!(
         info.contains("2 level(s)") && info.contains("32x32") && info.contains("zstd"),
         "{info}"
     );
-    let info = String::from_utf8_lossy(&run(&["info", &s(&e)]).stdout).into_owned();
+    let info = stdout(&run(&["info", &e]));
     assert!(info.contains("64x64") && info.contains("lzw"), "{info}");
     // the pixels made it through every step
-    let r1 = d.path().join("r1.npy");
-    let r2 = d.path().join("r2.npy");
-    ok(&run(&[
-        "read",
-        &fixture("tifffile_deflate_rgb8.tif"),
-        "--out",
-        &s(&r1),
-        "--device",
-        "cpu",
-    ]));
-    ok(&run(&["read", &s(&e), "--out", &s(&r2), "--device", "cpu"]));
+    let (r1, r2) = (d.path().join("r1.npy"), d.path().join("r2.npy"));
+    for (from, to) in [(&src, &r1), (&e, &r2)] {
+        ok(&run(&["read", from, "--out", &s(to), "--device", "cpu"]));
+    }
     assert_eq!(std::fs::read(&r1).unwrap(), std::fs::read(&r2).unwrap());
-    let msg = one_error_line(&run(&["convert", &s(&a), &s(&d.path().join("x.png"))]));
+    let msg = one_error_line(&run(&["convert", &a, &s(&d.path().join("x.png"))]));
     assert!(msg.contains("unknown output format"), "{msg}");
     assert!(!d.path().join("x.png").exists());
 }
@@ -126,28 +68,18 @@ fn converts_in_every_direction_and_follows_the_extension() {
 fn options_are_honoured_or_refused() {
     let d = tempfile::tempdir().unwrap();
     let src = fixture("tifffile_deflate_rgb8.tif");
-    for (args, want) in [
-        (vec!["--tile", "100"], "multiple of 16"),
-        (vec!["--chunk", "64"], "--chunk applies to Zarr"),
-        (vec!["--codec", "zstd"], "--codec applies to Zarr"),
-        (vec!["--compression", "webp"], "unknown compression"),
-        (vec!["--levels", "0"], "at least 1"),
+    for (out, args, want) in [
+        ("o.tif", &["--tile", "100"][..], "multiple of 16"),
+        ("o.tif", &["--chunk", "64"], "--chunk applies to Zarr"),
+        ("o.tif", &["--codec", "zstd"], "--codec applies to Zarr"),
+        ("o.tif", &["--compression", "webp"], "unknown compression"),
+        ("o.tif", &["--levels", "0"], "at least 1"),
+        ("o.zarr", &["--tile", "256"], "--tile applies to TIFF"),
+        ("o.zarr", &["--chunk", "64", "--shard", "100"], "multiple of --chunk"),
+        ("o.zarr", &["--levels", "5"], "the input has 1 level"),
     ] {
-        let out = s(&d.path().join("o.tif"));
-        let mut a = vec!["convert", src.as_str(), out.as_str()];
-        a.extend(args.iter());
-        let msg = one_error_line(&run(&a));
-        assert!(msg.contains(want), "{args:?}: {msg}");
-    }
-    for (args, want) in [
-        (vec!["--tile", "256"], "--tile applies to TIFF"),
-        (vec!["--chunk", "64", "--shard", "100"], "multiple of --chunk"),
-        (vec!["--levels", "5"], "the input has 1 level"),
-    ] {
-        let out = s(&d.path().join("o.zarr"));
-        let mut a = vec!["convert", src.as_str(), out.as_str()];
-        a.extend(args.iter());
-        let msg = one_error_line(&run(&a));
+        let out = s(&d.path().join(out));
+        let msg = one_error_line(&run(&[&["convert", src.as_str(), out.as_str()], args].concat()));
         assert!(msg.contains(want), "{args:?}: {msg}");
     }
     assert_eq!(
@@ -203,44 +135,28 @@ fn errors_a_person_can_read() {
     assert_eq!(msg.matches("No such file").count(), 1, "OS error repeated: {msg}");
     let msg = one_error_line(&run(&["bench", "read", &s(&missing)]));
     assert!(msg.contains(&s(&missing)), "{msg}");
-    let o = tiledio()
-        .args(["info", &fixture("tifffile_deflate_rgb8.tif")])
-        .env("TILEDIO_THREADS", "0")
-        .output()
-        .unwrap();
-    let msg = one_error_line(&o);
+    let src = fixture("tifffile_deflate_rgb8.tif");
+    let msg = one_error_line(&run_with_env(&["info", &src], "TILEDIO_THREADS", "0"));
     assert!(msg.contains("TILEDIO_THREADS"), "{msg}");
     // Zarr writes report a bad TILEDIO_* value instead of ignoring it
-    let z = d.path().join("a.zarr");
-    ok(&run(&[
-        "convert",
-        &fixture("tifffile_deflate_rgb8.tif"),
-        &s(&z),
-        "--chunk",
-        "64",
-    ]));
-    let o = tiledio()
-        .args(["convert", &s(&z), &s(&d.path().join("b.zarr"))])
-        .env("TILEDIO_THREADS", "many")
-        .output()
-        .unwrap();
-    let msg = one_error_line(&o);
+    let (z, b) = (s(&d.path().join("a.zarr")), s(&d.path().join("b.zarr")));
+    ok(&run(&["convert", &src, &z, "--chunk", "64"]));
+    let msg = one_error_line(&run_with_env(&["convert", &z, &b], "TILEDIO_THREADS", "many"));
     assert!(msg.contains("TILEDIO_THREADS"), "{msg}");
     assert!(!d.path().join("b.zarr").exists());
     let msg = one_error_line(&run(&["demo", "--size-mib", "18446744073709551615"]));
     assert!(msg.contains("too large"), "{msg}");
-    let o = run(&["backends"]);
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = stdout(&run(&["backends"]));
     assert!(!out.contains("no GPU: no GPU"), "{out}");
     // negative locations need no `=`
-    let npy = d.path().join("r.npy");
+    let npy = s(&d.path().join("r.npy"));
     ok(&run(&[
         "read",
-        &fixture("tifffile_deflate_rgb8.tif"),
+        &src,
         "--region",
         "-100,-100,200,200",
         "--out",
-        &s(&npy),
+        &npy,
         "--device",
         "cpu",
     ]));
@@ -251,15 +167,8 @@ fn errors_a_person_can_read() {
 fn big_slide(dir: &Path) -> PathBuf {
     let p = dir.join("big.tif");
     let (h, w) = (2048usize, 2048usize);
-    let mut x = 0x2545F4914F6CDD1Du64;
-    let data: Vec<u8> = (0..h * w * 3)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    // the shared xorshift bytes; this seed starts the generator at 0x2545F4914F6CDD1D
+    let data = tiledio_test_support::random::random_bytes(h * w * 3, 0x4232_db54_aa7f_b6e9);
     let img = tiledio::tiff::HostImage::from_u8(h, w, 3, data).unwrap();
     tiledio::tiff::write_pyramid(&p, &img, &tiledio::tiff::WriteOptions::default().tile(256)).unwrap();
     p
@@ -276,11 +185,12 @@ fn interrupted_converts_leave_nothing_and_rerun_succeeds() {
         ("-KILL", "k2.tif"),
     ] {
         let out = d.path().join(out_name);
+        let zarr = out_name.ends_with(".zarr");
         let mut interrupted = 0;
         for delay_ms in [50u64, 300, 900] {
             let mut child = tiledio()
                 .args(["convert", &s(&src), &s(&out)])
-                .args(if out_name.ends_with(".zarr") {
+                .args(if zarr {
                     vec!["--chunk", "128", "--codec", "zstd:19"]
                 } else {
                     vec!["--tile", "128", "--compression", "zstd"]
@@ -303,11 +213,7 @@ fn interrupted_converts_leave_nothing_and_rerun_succeeds() {
             assert!(!out.exists(), "{sig} after {delay_ms} ms left {}", out.display());
             if sig != "-KILL" {
                 // caught signals clean up at once
-                let left: Vec<String> = names(d.path())
-                    .into_iter()
-                    .filter(|n| n.contains(".tiledio-"))
-                    .collect();
-                assert!(left.is_empty(), "{sig} left temporaries {left:?}");
+                assert_no_temporaries(d.path(), format_args!("{sig} after {delay_ms} ms"));
             }
         }
         assert!(
@@ -315,23 +221,9 @@ fn interrupted_converts_leave_nothing_and_rerun_succeeds() {
             "{sig}: every convert finished before the signal; nothing tested"
         );
         // a re-run succeeds and removes what a killed run left behind
-        let o = run(&[
-            "convert",
-            &s(&src),
-            &s(&out),
-            if out_name.ends_with(".zarr") {
-                "--chunk"
-            } else {
-                "--tile"
-            },
-            "256",
-        ]);
-        ok(&o);
-        let left: Vec<String> = names(d.path())
-            .into_iter()
-            .filter(|n| n.contains(".tiledio-"))
-            .collect();
-        assert!(left.is_empty(), "temporaries left after the re-run: {left:?}");
+        let size_opt = if zarr { "--chunk" } else { "--tile" };
+        ok(&run(&["convert", &s(&src), &s(&out), size_opt, "256"]));
+        assert_no_temporaries(d.path(), format_args!("{sig}: after the re-run"));
     }
 }
 
@@ -361,7 +253,7 @@ fn concurrent_converts_to_one_output_never_mix() {
         let winners = results.iter().filter(|o| o.status.success()).count();
         assert!(winners >= 1, "round {round}: nobody won");
         for o in results.iter().filter(|o| !o.status.success()) {
-            let e = String::from_utf8_lossy(&o.stderr);
+            let e = stderr(o);
             assert!(
                 e.contains("someone else") || e.contains("not empty"),
                 "round {round}: a loser failed for another reason: {e}"
@@ -374,11 +266,7 @@ fn concurrent_converts_to_one_output_never_mix() {
         let ia = tiledio::tiff::Slide::open(&a).unwrap().read_level(0).unwrap();
         let ib = tiledio::tiff::Slide::open(&b).unwrap().read_level(0).unwrap();
         assert!(got == ia || got == ib, "round {round}: the output mixes the inputs");
-        let left: Vec<String> = names(d.path())
-            .into_iter()
-            .filter(|n| n.contains(".tiledio-"))
-            .collect();
-        assert!(left.is_empty(), "round {round}: temporaries left {left:?}");
+        assert_no_temporaries(d.path(), format_args!("round {round}"));
     }
 }
 
@@ -399,16 +287,12 @@ fn a_huge_declared_level_is_refused_against_the_memory_budget() {
     assert!(std::fs::metadata(&bomb).unwrap().len() < 16 << 10);
     // the process's budget is read from the environment by every call
     for out in ["b.tif", "b.zarr"] {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_tiledio"))
-            .args([
-                "convert",
-                &bomb.display().to_string(),
-                &dir.path().join(out).display().to_string(),
-            ])
-            .env("TILEDIO_MAX_MEMORY", "512M")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
+        let o = run_with_env(
+            &["convert", &s(&bomb), &s(&dir.path().join(out))],
+            "TILEDIO_MAX_MEMORY",
+            "512M",
+        );
+        let err = stderr(&o);
         assert!(!o.status.success() && err.contains("memory budget"), "{out}: {err}");
         assert!(!dir.path().join(out).exists());
     }

@@ -3,29 +3,10 @@
 //! and the files it wrote; a re-run replaces the demo's own folder, a folder of someone
 //! else's is refused.
 
+mod common;
+
+use common::{names, ok, ok_quiet, one_line_failure, run, s, stderr, stdout};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tiledio"))
-        .args(args)
-        .output()
-        .expect("run tiledio")
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// (width, height, colour type) of a PNG, decoded in full.
 fn png_info(path: &Path) -> (u32, u32, png::ColorType) {
@@ -60,9 +41,7 @@ fn the_demo_writes_previews_and_outputs_and_says_what_ran_where() {
         .collect::<Vec<_>>();
     args.extend(SMALL.iter().map(|a| a.to_string()));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&argv);
-    let text = ok(&o);
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = ok_quiet(&run(&argv));
 
     // 600 pixels fit the 1024-pixel previews whole; 6 frames of 64 cropped to 32, binned by
     // 2: 16 x 16 each, 4 to a row with 2-pixel gaps -> 70 x 34
@@ -93,13 +72,8 @@ fn the_demo_writes_previews_and_outputs_and_says_what_ran_where() {
         assert!(out.join(f).is_file(), "{f}");
     }
     // nothing else: no temporaries, the tour's scratch removed
-    let mut names: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        names(&out),
         [
             "dark.npy",
             "edges.png",
@@ -146,8 +120,7 @@ fn the_demo_writes_previews_and_outputs_and_says_what_ran_where() {
     // a re-run replaces the demo's own folder
     let before = std::fs::metadata(out.join("slide.png")).unwrap().modified().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let o = run(&argv);
-    ok(&o);
+    ok(&run(&argv));
     let after = std::fs::metadata(out.join("slide.png")).unwrap().modified().unwrap();
     assert!(after > before, "slide.png not rewritten");
     assert_eq!(png_info(&out.join("frames.png")).0, 70);
@@ -163,10 +136,7 @@ fn a_folder_of_someone_else_is_refused_and_kept() {
     let t = s(&theirs);
     args.push(&t);
     args.extend(SMALL);
-    let o = run(&args);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_failure(&run(&args), &args);
     assert!(err.contains("not made by the demo"), "{err}");
     let names: Vec<_> = std::fs::read_dir(&theirs).unwrap().collect();
     assert_eq!(names.len(), 1);
@@ -176,7 +146,7 @@ fn a_folder_of_someone_else_is_refused_and_kept() {
     std::fs::write(&file, b"x").unwrap();
     let f = s(&file);
     let o = run(&["demo", "--out", &f, "--size-mib", "0"]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not a folder"), "{o:?}");
+    assert!(stderr(&o).contains("not a folder"), "{o:?}");
     // --device gpu: on a machine without a GPU, refused before anything is written
     let gpu_out = d.path().join("gpu");
     let g = s(&gpu_out);
@@ -185,11 +155,11 @@ fn a_folder_of_someone_else_is_refused_and_kept() {
     let o = run(&args);
     if o.status.success() {
         assert!(gpu_out.join("frames.png").is_file());
-        let text = String::from_utf8_lossy(&o.stdout);
+        let text = stdout(&o);
         let line = text.lines().find(|l| l.contains("Sobel -> OME-Zarr")).unwrap();
         assert!(line.contains(" GPU "), "{line}");
     } else {
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = stderr(&o);
         assert!(err.contains("the GPU was asked for"), "{err}");
         assert!(!gpu_out.exists(), "a refused run made {}", gpu_out.display());
     }
@@ -201,7 +171,7 @@ fn a_folder_of_someone_else_is_refused_and_kept() {
     ] {
         let out = s(&d.path().join(format!("o{opt}")));
         let o = run(&["demo", "--out", &out, opt, val]);
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = stderr(&o);
         assert!(!o.status.success() && err.contains(want), "{opt} {val}: {err}");
         assert!(!Path::new(&out).exists(), "{opt} {val} made {out}");
     }

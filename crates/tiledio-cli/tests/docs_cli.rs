@@ -2,17 +2,14 @@
 //! so they name every subcommand; bash accepts the bash script; `man --out` writes a page per
 //! subcommand.
 
+mod common;
+
+use common::{ok, one_line_failure, run, s, stderr, stdout};
 use std::process::{Command, Output};
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tiledio"))
-        .args(args)
-        .output()
-        .expect("run tiledio")
-}
-
+/// Asserts that the run succeeded and returns its stdout, which must be UTF-8.
 fn stdout_ok(o: &Output) -> String {
-    assert!(o.status.success(), "{o:?}");
+    ok(o);
     String::from_utf8(o.stdout.clone()).expect("UTF-8 output")
 }
 
@@ -45,7 +42,7 @@ fn completions_name_every_subcommand() {
     }
     let o = run(&["completions", "tcsh"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("bash"), "{o:?}");
+    assert!(stderr(&o).contains("bash"), "{o:?}");
 }
 
 #[test]
@@ -54,14 +51,14 @@ fn bash_accepts_the_bash_completion() {
     let script = d.path().join("tiledio.bash");
     std::fs::write(&script, stdout_ok(&run(&["completions", "bash"]))).unwrap();
     let o = Command::new("bash").arg("-n").arg(&script).output().expect("bash");
-    assert!(o.status.success(), "bash -n: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "bash -n: {}", stderr(&o));
     // and it completes: the first word's candidates include the subcommands
     let probe = format!(
         "source {}; COMP_WORDS=(tiledio ''); COMP_CWORD=1; _tiledio tiledio '' tiledio; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
         script.display()
     );
     let o = Command::new("bash").arg("-c").arg(&probe).output().expect("bash");
-    let words = String::from_utf8_lossy(&o.stdout);
+    let words = stdout(&o);
     for sub in ["demo", "info", "convert", "completions", "man"] {
         assert!(words.lines().any(|w| w == sub), "no {sub} in {words}");
     }
@@ -80,7 +77,7 @@ fn man_prints_roff_and_writes_a_page_per_subcommand() {
     }
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("man1");
-    stdout_ok(&run(&["man", "--out", &dir.display().to_string()]));
+    stdout_ok(&run(&["man", "--out", &s(&dir)]));
     for page in [
         "tiledio.1",
         "tiledio-demo.1",
@@ -107,9 +104,6 @@ fn man_prints_roff_and_writes_a_page_per_subcommand() {
     // a file where the folder should be is one error line
     let file = d.path().join("plain");
     std::fs::write(&file, b"x").unwrap();
-    let o = run(&["man", "--out", &file.display().to_string()]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    one_line_failure(&run(&["man", "--out", &s(&file)]), "man --out FILE");
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }

@@ -2,51 +2,13 @@
 //! `--quiet`, `--device` / `--backend` and the combinations refused, examples in every help,
 //! and progress bars that stay off stderr when it is not a terminal.
 
-use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tiledio"))
-        .args(args)
-        .output()
-        .expect("run tiledio")
-}
+use common::{json, ok, ok_quiet, one_error_line, run, s, stderr, testdata};
+use serde_json::Value;
 
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/tiff")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json(o: &Output) -> Value {
-    let text = ok(o);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{text}"))
-}
-
-/// The one error line of a failed run.
-fn one_error_line(o: &Output) -> String {
-    assert!(!o.status.success(), "expected failure: {o:?}");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(err.lines().count(), 1, "not one line:\n{err}");
-    assert!(err.starts_with("tiledio: error: "), "{err}");
-    err
+    testdata("tiff", name)
 }
 
 #[test]
@@ -85,21 +47,18 @@ fn info_json_holds_levels_associated_images_and_properties() {
     assert!(v["mpp"].is_null() && v.get("mpp").is_some(), "{v}");
 }
 
+/// `tiledio bench WHAT PATH OPTS --repeats 1 --json`, which must succeed with one JSON document.
+fn bench_json(what: &str, path: &str, opts: &[&str]) -> Value {
+    let mut args = vec!["bench", what, path];
+    args.extend(opts);
+    args.extend(["--repeats", "1", "--json"]);
+    json(&run(&args))
+}
+
 #[test]
 fn bench_json_rows_parse() {
     let path = fixture("tifffile_none_rgb8.tif");
-    let v = json(&run(&[
-        "bench",
-        "slide",
-        &path,
-        "--device",
-        "cpu",
-        "--threads",
-        "1,2",
-        "--repeats",
-        "1",
-        "--json",
-    ]));
+    let v = bench_json("slide", &path, &["--device", "cpu", "--threads", "1,2"]);
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{v}");
     for (row, threads) in rows.iter().zip([1, 2]) {
@@ -112,18 +71,7 @@ fn bench_json_rows_parse() {
     assert!(v["width"].as_u64().unwrap() > 0);
     assert!(v["gpu"].is_string() || v["no_gpu_reason"].is_string(), "{v}");
 
-    let v = json(&run(&[
-        "bench",
-        "read",
-        &path,
-        "--backends",
-        "host",
-        "--threads",
-        "2",
-        "--repeats",
-        "1",
-        "--json",
-    ]));
+    let v = bench_json("read", &path, &["--backends", "host", "--threads", "2"]);
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{v}");
     assert_eq!(rows[0]["backend"], "host");
@@ -134,20 +82,11 @@ fn bench_json_rows_parse() {
     );
 
     let d = tempfile::tempdir().unwrap();
-    let v = json(&run(&[
-        "bench",
+    let v = bench_json(
         "pipeline",
         &path,
-        "--dir",
-        &s(d.path()),
-        "--tile",
-        "64",
-        "--device",
-        "cpu",
-        "--repeats",
-        "1",
-        "--json",
-    ]));
+        &["--dir", &s(d.path()), "--tile", "64", "--device", "cpu"],
+    );
     let rows = v["rows"].as_array().unwrap();
     assert!(rows.len() >= 3, "{v}");
     assert!(rows.iter().all(|r| r["median_ms"].as_f64().unwrap() > 0.0), "{v}");
@@ -159,32 +98,13 @@ fn bench_json_rows_parse() {
 #[test]
 fn quiet_prints_nothing_but_errors() {
     let d = tempfile::tempdir().unwrap();
-    let npy = d.path().join("r.npy");
-    let o = run(&[
-        "read",
-        &fixture("tifffile_deflate_rgb8.tif"),
-        "--out",
-        &s(&npy),
-        "--quiet",
-    ]);
-    assert_eq!(ok(&o), "");
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    let src = fixture("tifffile_deflate_rgb8.tif");
+    let (npy, z, e) = (d.path().join("r.npy"), d.path().join("a.zarr"), d.path().join("e.zarr"));
+    assert_eq!(ok_quiet(&run(&["read", &src, "--out", &s(&npy), "--quiet"])), "");
     assert!(npy.is_file());
-    let z = d.path().join("a.zarr");
-    let o = run(&["-q", "convert", &fixture("tifffile_deflate_rgb8.tif"), &s(&z)]);
-    assert_eq!(ok(&o), "");
+    assert_eq!(ok(&run(&["-q", "convert", &src, &s(&z)])), "");
     assert!(z.join("zarr.json").is_file());
-    let e = d.path().join("e.zarr");
-    let o = run(&[
-        "sobel",
-        &fixture("tifffile_deflate_rgb8.tif"),
-        &s(&e),
-        "--tile",
-        "64",
-        "--quiet",
-    ]);
-    assert_eq!(ok(&o), "");
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(ok_quiet(&run(&["sobel", &src, &s(&e), "--tile", "64", "--quiet"])), "");
     // errors still print
     one_error_line(&run(&["info", &s(&d.path().join("missing.tif")), "--quiet"]));
 }
@@ -192,22 +112,11 @@ fn quiet_prints_nothing_but_errors() {
 #[test]
 fn without_a_terminal_no_progress_bar_reaches_stderr() {
     let d = tempfile::tempdir().unwrap();
-    let z = d.path().join("a.zarr");
-    let o = run(&["convert", &fixture("tifffile_deflate_rgb8.tif"), &s(&z)]);
-    ok(&o);
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = run(&[
-        "hed",
-        &fixture("tifffile_deflate_rgb8.tif"),
-        &s(&d.path().join("h.zarr")),
-        "--tile",
-        "64",
-        "--device",
-        "cpu",
-    ]);
-    let out = ok(&o);
+    let src = fixture("tifffile_deflate_rgb8.tif");
+    ok_quiet(&run(&["convert", &src, &s(&d.path().join("a.zarr"))]));
+    let h = s(&d.path().join("h.zarr"));
+    let out = ok_quiet(&run(&["hed", &src, &h, "--tile", "64", "--device", "cpu"]));
     assert!(out.contains("on the CPU (--device cpu)"), "{out}");
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
@@ -232,7 +141,7 @@ fn device_and_backend_combinations() {
     assert!(msg.contains("--backend cufile"), "{msg}");
     let o = run(&["sobel", &src, &out, "--backend", "warp"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("staged"), "{o:?}");
+    assert!(stderr(&o).contains("staged"), "{o:?}");
     assert!(!d.path().join("o.zarr").exists());
     // host means the CPU, and says so
     let report = ok(&run(&["sobel", &src, &out, "--tile", "64", "--backend", "host"]));
@@ -240,12 +149,10 @@ fn device_and_backend_combinations() {
     let r = ok(&run(&["backends", &src, "--backend", "host"]));
     assert!(r.contains("host reads"), "{r}");
     // a GPU backend is accepted where it applies (the GPU itself may be absent here)
-    let o = run(&["backends", &src, "--backend", "staged"]);
-    let r = ok(&o);
+    let r = ok(&run(&["backends", &src, "--backend", "staged"]));
     assert!(r.contains("GPU:") && r.contains("cuFile:"), "{r}");
     let npy = d.path().join("r.npy");
-    let o = run(&["read", &src, "--out", &s(&npy), "--backend", "host"]);
-    let r = ok(&o);
+    let r = ok(&run(&["read", &src, "--out", &s(&npy), "--backend", "host"]));
     assert!(r.contains("into host memory"), "{r}");
 }
 

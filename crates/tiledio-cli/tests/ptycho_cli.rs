@@ -5,8 +5,11 @@
 //! PtyPy-style loader reading the publisher), and bad input as one error line with no output
 //! left behind.
 
+mod common;
+
+use common::{names, ok, run, run_owned, s, tiledio};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 use tiledio::io::ElementType;
 use tiledio::ptycho::stream::zmtp::{Socket, SocketOptions, SocketType};
@@ -16,57 +19,38 @@ use tiledio::ptycho::{
     PreprocessOptions, Reduce, ZarrStore, dark_frame, preprocess,
 };
 
-fn tiledio() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tiledio"))
-}
-
-fn run(args: &[&str]) -> Output {
-    tiledio().args(args).output().expect("run tiledio")
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
 fn fixture(name: &str) -> String {
-    s(&Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/ptycho")
-        .join(name))
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}\n{}",
-        stdout(o),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    stdout(o)
+    common::testdata("ptycho", name)
 }
 
 /// The one line a failed command printed; fails unless it exited with 1 and printed exactly
 /// one line on stderr.
 fn one_error_line(o: &Output) -> String {
     assert_eq!(o.status.code(), Some(1), "expected exit 1: {o:?}");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "error not on one line:\n{err}");
-    assert!(lines[0].starts_with("tiledio: error: "), "{err}");
-    lines[0].to_string()
+    common::one_error_line(o)
 }
 
-/// Names in `dir` (hidden temporaries included).
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+/// The command line `ptycho COMMAND SOURCE.. --crop CROP --bin BIN OPTS.. --out OUT`: a
+/// preprocessing run (`preprocess INPUT`, `stream --listen|--connect EP`) writing to OUT.
+fn ptycho(command: &str, source: &[&str], crop_bin: [usize; 2], opts: &[&str], out: &Path) -> Vec<String> {
+    let [crop, bin] = crop_bin.map(|v| v.to_string());
+    let out = s(out);
+    let fixed = ["--crop", &crop, "--bin", &bin];
+    [&["ptycho", command], source, &fixed, opts, &["--out", &out]]
+        .concat()
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+/// Runs `tiledio ptycho preprocess SOURCE.. --crop .. --bin .. OPTS.. --out OUT` (see [`ptycho`]).
+fn run_preprocess(source: &[&str], crop_bin: [usize; 2], opts: &[&str], out: &Path) -> Output {
+    run_owned(&ptycho("preprocess", source, crop_bin, opts, out))
+}
+
+/// `--device cpu` and then `opts`.
+fn on_cpu<'a>(opts: &[&'a str]) -> Vec<&'a str> {
+    [&["--device", "cpu"][..], opts].concat()
 }
 
 /// The small simulation every test uses: 20 frames of 64x64, a 32-pixel pattern.
@@ -81,14 +65,20 @@ const SIM: [&str; 8] = [
     "2e5",
 ];
 
+/// The command line `ptycho simulate --seed SEED` of the small simulation ([`SIM`]), then `extra`.
+fn simulation<'a>(seed: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    [&["ptycho", "simulate", "--seed", seed][..], &SIM, extra].concat()
+}
+
+/// Runs the small simulation of `seed` into `out`, with `extra` options; what it printed.
 fn simulate(out: &Path, seed: u64, extra: &[&str]) -> String {
-    let seed = seed.to_string();
-    let mut a = vec!["ptycho", "simulate", "--seed", &seed];
-    a.extend(SIM);
-    let o = s(out);
-    a.extend(["--out", &o]);
-    a.extend(extra);
-    ok(&run(&a))
+    let (seed, o) = (seed.to_string(), s(out));
+    ok(&run(&simulation(&seed, &[&["--out", &o][..], extra].concat())))
+}
+
+/// `ptycho simulate` of 2 frames of 32x32 (the default pattern), then `extra`.
+fn tiny_simulation<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    [&["ptycho", "simulate", "--frames", "2", "--shape", "32,32"][..], extra].concat()
 }
 
 /// Every element of a Zarr array `(N, S, S)`, through the ptycho Zarr store.
@@ -202,22 +192,8 @@ fn simulate_then_preprocess_equals_the_library_for_every_store_and_option() {
     .enumerate()
     {
         let out = p.join(format!("o{i}.zarr"));
-        let mut a = vec![
-            "ptycho",
-            "preprocess",
-            &input,
-            "--dark",
-            &dark_s,
-            "--crop",
-            "32",
-            "--bin",
-            "2",
-        ];
-        a.extend(["--device", "cpu", "--batch", "6"]);
-        a.extend(extra);
-        let o = s(&out);
-        a.extend(["--out", &o]);
-        let said = ok(&run(&a));
+        let opts = on_cpu(&[&["--batch", "6"][..], &extra].concat());
+        let said = ok(&run_preprocess(&[&input, "--dark", &dark_s], [32, 2], &opts, &out));
         assert!(
             said.contains("20 frames of 16x16 float32")
                 && said.contains("frames/s")
@@ -247,16 +223,8 @@ fn simulate_then_preprocess_equals_the_library_for_every_store_and_option() {
     let want = library(&stack, Some(&dark_map), &o);
     assert_eq!(want.len(), 20 * 8 * 8 * 2);
     let out = p.join("all.zarr");
-    let said = ok(&run(&[
-        "ptycho",
-        "preprocess",
-        &s(&npy),
-        "--dark",
-        &s(&dark),
-        "--crop",
-        "24",
-        "--bin",
-        "3",
+    let (flat_s, mask_s) = (s(&flat_p), s(&mask_p));
+    let opts = on_cpu(&[
         "--center",
         "auto:8",
         "--reduce",
@@ -267,16 +235,13 @@ fn simulate_then_preprocess_equals_the_library_for_every_store_and_option() {
         "--dtype",
         "u16",
         "--flat",
-        &s(&flat_p),
+        &flat_s,
         "--mask",
-        &s(&mask_p),
-        "--device",
-        "cpu",
+        &mask_s,
         "--batch",
         "7",
-        "--out",
-        &s(&out),
-    ]));
+    ]);
+    let said = ok(&run_preprocess(&[&s(&npy), "--dark", &dark_s], [24, 3], &opts, &out));
     assert!(said.contains("20 frames of 8x8 uint16"), "{said}");
     assert_eq!(read_zarr(&out), want);
     // a fixed centre, printed back
@@ -284,21 +249,8 @@ fn simulate_then_preprocess_equals_the_library_for_every_store_and_option() {
     o.center = Center::At(30, 35);
     let want = library(&stack, None, &o);
     let out = p.join("fixed.zarr");
-    let said = ok(&run(&[
-        "ptycho",
-        "preprocess",
-        &s(&npy),
-        "--crop",
-        "16",
-        "--bin",
-        "4",
-        "--center",
-        "30,35",
-        "--device",
-        "cpu",
-        "--out",
-        &s(&out),
-    ]));
+    let opts = on_cpu(&["--center", "30,35"]);
+    let said = ok(&run_preprocess(&[&s(&npy)], [16, 4], &opts, &out));
     assert!(said.contains("centre (30, 35)"), "{said}");
     assert_eq!(read_zarr(&out), want);
 }
@@ -312,6 +264,7 @@ fn hdf5_and_eiger_stores_equal_the_numpy_reference() {
     assert_eq!(h.shape, vec![6, 16, 16]);
     let want = &reference[h.data_offset as usize..];
     let d = tempfile::tempdir().unwrap();
+    let darks = fixture("darks.npy");
     for (i, stack) in [
         fixture("h5_bslz4.h5") + ":/entry/data/data",
         fixture("h5_contiguous.h5") + ":/entry/data/data",
@@ -323,56 +276,23 @@ fn hdf5_and_eiger_stores_equal_the_numpy_reference() {
     .enumerate()
     {
         let out = d.path().join(format!("o{i}.zarr"));
-        ok(&run(&[
-            "ptycho",
-            "preprocess",
-            &stack,
-            "--dark",
-            &fixture("darks.npy"),
-            "--crop",
-            "32",
-            "--bin",
-            "2",
-            "--device",
-            "cpu",
-            "--batch",
-            "4",
-            "--out",
-            &s(&out),
-        ]));
+        let opts = on_cpu(&["--batch", "4"]);
+        ok(&run_preprocess(&[&stack, "--dark", &darks], [32, 2], &opts, &out));
         assert_eq!(read_zarr(&out), want, "{stack}");
     }
     // the raw fixture: a 512-byte header and 64 bytes between frames
     let out = d.path().join("raw.zarr");
-    ok(&run(&[
-        "ptycho",
-        "preprocess",
-        &fixture("frames.raw"),
-        "--dark",
-        &fixture("darks.npy"),
-        "--crop",
-        "32",
-        "--bin",
-        "2",
-        "--device",
-        "cpu",
-        "--raw-shape",
-        "64,80",
-        "--raw-header",
-        "512",
-        "--raw-stride",
-        "10304",
-        "--out",
-        &s(&out),
-    ]));
+    let opts = on_cpu(&["--raw-shape", "64,80", "--raw-header", "512", "--raw-stride", "10304"]);
+    let raw = fixture("frames.raw");
+    ok(&run_preprocess(&[&raw, "--dark", &darks], [32, 2], &opts, &out));
     assert_eq!(read_zarr(&out), want);
 }
 
 /// Runs `args`, expects one error line containing every one of `parts`, and checks that the
 /// folder holds exactly `before` afterwards (no output, no temporary).
-fn fails(dir: &Path, args: &[&str], parts: &[&str]) {
+fn fails(dir: &Path, args: &[impl AsRef<str> + std::fmt::Debug], parts: &[&str]) {
     let before = names(dir);
-    let line = one_error_line(&run(args));
+    let line = one_error_line(&run(&args.iter().map(AsRef::as_ref).collect::<Vec<&str>>()));
     for p in parts {
         assert!(line.contains(p), "{p:?} not in: {line}");
     }
@@ -386,159 +306,93 @@ fn bad_input_is_one_line_exit_1_and_leaves_no_output() {
     let ip = inputs.path();
     let (npy, dark, small_dark) = (ip.join("s.npy"), ip.join("dark.npy"), ip.join("small.npy"));
     simulate(&npy, 1, &["--dark", &s(&dark), "--dark-frames", "2"]);
-    ok(&run(&[
-        "ptycho",
-        "simulate",
-        "--frames",
-        "2",
-        "--shape",
-        "32,32",
-        "--pattern",
-        "16",
-        "--out",
-        &s(&small_dark),
-    ]));
-    let out = s(&d.path().join("out.zarr"));
-    let pre = |stack: &str, extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "ptycho",
-            "preprocess",
-            stack,
-            "--crop",
-            "32",
-            "--bin",
-            "2",
-            "--device",
-            "cpu",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a.extend(["--out".to_string(), out.clone()]);
-        a
-    };
-    let call = |a: &[String], parts: &[&str]| {
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        fails(d.path(), &a, parts);
-    };
+    let small_s = s(&small_dark);
+    ok(&run(&tiny_simulation(&["--pattern", "16", "--out", &small_s])));
+    let out = d.path().join("out.zarr");
+    let pre = |stack: &str, extra: &[&str]| ptycho("preprocess", &[stack], [32, 2], &on_cpu(extra), &out);
+    let npy_s = s(&npy);
     // crop not divisible by bin
-    let mut a = pre(&s(&npy), &[]);
-    a[4] = "30".into();
-    a[6] = "4".into();
-    call(&a, &["30", "not divisible", "4"]);
-    // a missing dataset, a missing file, an unsupported filter
-    call(
-        &pre(&(fixture("h5_contiguous.h5") + ":/entry/data/nope"), &[]),
-        &["h5_contiguous.h5", "/entry/data/nope", "not found"],
-    );
-    call(&pre(&s(&ip.join("missing.npy")), &[]), &["missing.npy"]);
-    call(
-        &pre(&(fixture("h5_variants_v0.h5") + ":/lzf"), &[]),
-        &["unsupported", "32000", "lzf"],
-    );
-    // a dark (and a flat) of another frame shape
-    call(
-        &pre(&s(&npy), &["--dark", &s(&small_dark)]),
-        &["--dark", "small.npy", "32x32", "64x64", "shapes differ"],
-    );
-    call(
-        &pre(&s(&npy), &["--flat", &s(&small_dark)]),
-        &["--flat", "shapes differ"],
-    );
-    // a raw file without its layout; a layout that does not fit the file
-    call(&pre(&fixture("frames.raw"), &[]), &["frames.raw", "--raw-shape"]);
-    call(
-        &pre(&fixture("frames.raw"), &["--raw-shape", "64,80", "--raw-frames", "100"]),
-        &["frames.raw", "100 frames"],
-    );
-    // a centre far outside the frame
-    call(&pre(&s(&npy), &["--center", "-99999999999,0"]), &["far outside"]);
+    let a = ptycho("preprocess", &[&npy_s], [30, 4], &on_cpu(&[]), &out);
+    fails(d.path(), &a, &["30", "not divisible", "4"]);
+    // a missing dataset, a missing file, an unsupported filter; a dark (and a flat) of another
+    // frame shape; a raw file without its layout, a layout that does not fit the file; a
+    // centre far outside the frame
+    for (stack, extra, parts) in [
+        (
+            fixture("h5_contiguous.h5") + ":/entry/data/nope",
+            &[][..],
+            &["h5_contiguous.h5", "/entry/data/nope", "not found"][..],
+        ),
+        (s(&ip.join("missing.npy")), &[], &["missing.npy"]),
+        (
+            fixture("h5_variants_v0.h5") + ":/lzf",
+            &[],
+            &["unsupported", "32000", "lzf"],
+        ),
+        (
+            npy_s.clone(),
+            &["--dark", &small_s],
+            &["--dark", "small.npy", "32x32", "64x64", "shapes differ"],
+        ),
+        (npy_s.clone(), &["--flat", &small_s], &["--flat", "shapes differ"]),
+        (fixture("frames.raw"), &[], &["frames.raw", "--raw-shape"]),
+        (
+            fixture("frames.raw"),
+            &["--raw-shape", "64,80", "--raw-frames", "100"],
+            &["frames.raw", "100 frames"],
+        ),
+        (npy_s.clone(), &["--center", "-99999999999,0"], &["far outside"]),
+    ] {
+        fails(d.path(), &pre(&stack, extra), parts);
+    }
     // the output exists: a non-empty folder is left as it was
     let existing = d.path().join("existing.zarr");
     std::fs::create_dir(&existing).unwrap();
     std::fs::write(existing.join("keep"), b"mine").unwrap();
-    let mut a = pre(&s(&npy), &[]);
-    *a.last_mut().unwrap() = s(&existing);
-    call(&a, &["existing.zarr"]);
+    let a = ptycho("preprocess", &[&npy_s], [32, 2], &on_cpu(&[]), &existing);
+    fails(d.path(), &a, &["existing.zarr"]);
     assert_eq!(std::fs::read(existing.join("keep")).unwrap(), b"mine");
     // simulate: an existing output, bad options
     let file = d.path().join("f.npy");
     std::fs::write(&file, b"x").unwrap();
-    fails(
-        d.path(),
-        &[
-            "ptycho",
-            "simulate",
-            "--frames",
-            "2",
-            "--shape",
-            "32,32",
-            "--out",
-            &s(&file),
-        ],
-        &["f.npy", "already exists"],
-    );
+    let (f, g_npy, g_png) = (s(&file), s(&d.path().join("g.npy")), s(&d.path().join("g.png")));
+    fails(d.path(), &tiny_simulation(&["--out", &f]), &["f.npy", "already exists"]);
+    for (opts, parts) in [
+        (
+            &["--pattern", "64", "--out", &g_npy][..],
+            &["pattern side 64", "larger than the frame"][..],
+        ),
+        (&["--out", &g_png], &["--format"]),
+    ] {
+        fails(
+            d.path(),
+            &[&["ptycho", "simulate", "--shape", "32,32"][..], opts].concat(),
+            parts,
+        );
+    }
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
-    fails(
-        d.path(),
-        &[
-            "ptycho",
-            "simulate",
-            "--shape",
-            "32,32",
-            "--pattern",
-            "64",
-            "--out",
-            &s(&d.path().join("g.npy")),
-        ],
-        &["pattern side 64", "larger than the frame"],
-    );
-    fails(
-        d.path(),
-        &[
-            "ptycho",
-            "simulate",
-            "--shape",
-            "32,32",
-            "--out",
-            &s(&d.path().join("g.png")),
-        ],
-        &["--format"],
-    );
     // a stream cannot find its centre beforehand
+    let stream = [
+        "ptycho",
+        "stream",
+        "--listen",
+        "tcp://127.0.0.1:*",
+        "--crop",
+        "32",
+        "--bin",
+        "2",
+    ];
     fails(
         d.path(),
-        &[
-            "ptycho",
-            "stream",
-            "--listen",
-            "tcp://127.0.0.1:*",
-            "--crop",
-            "32",
-            "--bin",
-            "2",
-            "--center",
-            "auto",
-        ],
+        &[&stream[..], &["--center", "auto"]].concat(),
         &["--center auto"],
     );
     // nobody to send to: the timeout ends it
+    let nobody = format!("ipc://{}", s(&d.path().join("nobody")));
     let t0 = Instant::now();
     fails(
         d.path(),
-        &[
-            "ptycho",
-            "simulate",
-            "--frames",
-            "2",
-            "--shape",
-            "32,32",
-            "--send",
-            &format!("ipc://{}", s(&d.path().join("nobody"))),
-            "--timeout",
-            "1",
-        ],
+        &tiny_simulation(&["--send", &nobody, "--timeout", "1"]),
         &["nobody"],
     );
     assert!(t0.elapsed() < Duration::from_secs(20));
@@ -557,48 +411,15 @@ fn a_run_that_fails_half_way_leaves_no_output() {
     std::fs::write(&chunk, vec![7u8; len as usize / 3]).unwrap();
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("out.zarr");
-    fails(
-        d.path(),
-        &[
-            "ptycho",
-            "preprocess",
-            &s(&zarr),
-            "--crop",
-            "32",
-            "--bin",
-            "2",
-            "--device",
-            "cpu",
-            "--batch",
-            "4",
-            "--out",
-            &s(&out),
-        ],
-        &["s.zarr"],
-    );
+    let a = ptycho("preprocess", &[&s(&zarr)], [32, 2], &on_cpu(&["--batch", "4"]), &out);
+    fails(d.path(), &a, &["s.zarr"]);
     assert!(!out.exists());
 
     // a stream that ends early: 2 of 5 frames, then the end message
     let ep = format!("ipc://{}", s(&d.path().join("early")));
+    let opts = on_cpu(&["--batch", "1", "--timeout", "20"]);
     let mut child = tiledio()
-        .args([
-            "ptycho",
-            "stream",
-            "--listen",
-            &ep,
-            "--crop",
-            "16",
-            "--bin",
-            "2",
-            "--device",
-            "cpu",
-            "--batch",
-            "1",
-            "--timeout",
-            "20",
-            "--out",
-            &s(&out),
-        ])
+        .args(ptycho("stream", &["--listen", &ep], [16, 2], &opts, &out))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -647,7 +468,8 @@ fn wait(child: &mut Child, limit: Duration) -> Output {
     o
 }
 
-fn spawn(args: &[&str]) -> Child {
+/// Starts `tiledio ARGS` with stdout and stderr piped (read by [`wait`]).
+fn spawn(args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>) -> Child {
     tiledio()
         .args(args)
         .stdout(Stdio::piped())
@@ -656,13 +478,18 @@ fn spawn(args: &[&str]) -> Child {
         .unwrap()
 }
 
-/// A free TCP port on the loopback (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Starts `ptycho stream SOURCE.. --dark DARK` with the options of [`reference`] (crop 32, bin
+/// 2, mean) on the CPU with a 30 s timeout, then `opts`, writing OUT.
+fn spawn_reference_stream(source: &[&str], dark: &Path, opts: &[&str], out: &Path) -> Child {
+    let dark = s(dark);
+    let opts = on_cpu(&[&["--reduce", "mean", "--timeout", "30"][..], opts].concat());
+    spawn(ptycho(
+        "stream",
+        &[source, &["--dark", &dark]].concat(),
+        [32, 2],
+        &opts,
+        out,
+    ))
 }
 
 /// The frames of seed `seed` as a `.npy` stack (by the CLI), their dark map, and
@@ -681,33 +508,9 @@ fn simulate_send_to_stream_listen_over_tcp_equals_preprocess() {
     let d = tempfile::tempdir().unwrap();
     let (dark, want) = reference(d.path(), 5);
     let out = d.path().join("live.zarr");
-    let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut rx = spawn(&[
-        "ptycho",
-        "stream",
-        "--listen",
-        &ep,
-        "--dark",
-        &s(&dark),
-        "--crop",
-        "32",
-        "--bin",
-        "2",
-        "--reduce",
-        "mean",
-        "--device",
-        "cpu",
-        "--batch",
-        "4",
-        "--timeout",
-        "30",
-        "--out",
-        &s(&out),
-    ]);
-    let mut sim: Vec<&str> = vec!["ptycho", "simulate", "--seed", "5"];
-    sim.extend(SIM);
-    sim.extend(["--send", &ep, "--wire", "json", "--timeout", "30"]);
-    let mut tx = spawn(&sim);
+    let ep = format!("tcp://127.0.0.1:{}", tiledio_test_support::net::free_tcp_port());
+    let mut rx = spawn_reference_stream(&["--listen", &ep], &dark, &["--batch", "4"], &out);
+    let mut tx = spawn(simulation("5", &["--send", &ep, "--wire", "json", "--timeout", "30"]));
     let sent = wait(&mut tx, Duration::from_secs(120));
     let got = wait(&mut rx, Duration::from_secs(120));
     let said = ok(&got);
@@ -729,50 +532,26 @@ fn simulate_bind_stream_v2_to_stream_connect_over_ipc_with_a_ptypy_loader() {
     let ipc = |name: &str| format!("ipc://{}", s(&d.path().join(name)));
     let (ep, meta, data) = (ipc("frames"), ipc("meta"), ipc("data"));
     // the simulator binds, as a detector does; the stream connects
-    let mut sim: Vec<&str> = vec!["ptycho", "simulate", "--seed", "6"];
-    sim.extend(SIM);
     let pos_s = s(&pos);
-    sim.extend([
-        "--send",
-        &ep,
-        "--bind",
-        "--wire",
-        "stream-v2",
-        "--compression",
-        "bslz4",
-        "--positions",
-        &pos_s,
-        "--timeout",
-        "30",
-    ]);
-    let mut tx = spawn(&sim);
+    let mut tx = spawn(simulation(
+        "6",
+        &[
+            "--send",
+            &ep,
+            "--bind",
+            "--wire",
+            "stream-v2",
+            "--compression",
+            "bslz4",
+            "--positions",
+            &pos_s,
+            "--timeout",
+            "30",
+        ],
+    ));
     let out = d.path().join("live.zarr");
-    let mut rx = spawn(&[
-        "ptycho",
-        "stream",
-        "--connect",
-        &ep,
-        "--dark",
-        &s(&dark),
-        "--crop",
-        "32",
-        "--bin",
-        "2",
-        "--reduce",
-        "mean",
-        "--device",
-        "cpu",
-        "--batch",
-        "3",
-        "--timeout",
-        "30",
-        "--out",
-        &s(&out),
-        "--publish-meta",
-        &meta,
-        "--publish-data",
-        &data,
-    ]);
+    let publish = ["--batch", "3", "--publish-meta", &meta, "--publish-data", &data];
+    let mut rx = spawn_reference_stream(&["--connect", &ep], &dark, &publish, &out);
     // a loader as PtyPy's DiamondZMQLoader: Start on the metadata socket, then pull frames
     let opts = SocketOptions {
         timeout: Some(Duration::from_secs(30)),
@@ -824,26 +603,8 @@ fn missing_frames_are_counted_as_lost_with_gaps_record() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("gappy.zarr");
     let ep = format!("ipc://{}", s(&d.path().join("gappy")));
-    let mut child = spawn(&[
-        "ptycho",
-        "stream",
-        "--listen",
-        &ep,
-        "--crop",
-        "16",
-        "--bin",
-        "2",
-        "--device",
-        "cpu",
-        "--batch",
-        "2",
-        "--gaps",
-        "record",
-        "--timeout",
-        "20",
-        "--out",
-        &s(&out),
-    ]);
+    let opts = on_cpu(&["--batch", "2", "--gaps", "record", "--timeout", "20"]);
+    let mut child = spawn(ptycho("stream", &["--listen", &ep], [16, 2], &opts, &out));
     let mut o = SenderOptions::new(WireFormat::StreamV2);
     o.socket.timeout = Some(Duration::from_secs(20));
     let mut tx = Sender::new(&Endpoint::Connect(ep), o).unwrap();
@@ -875,54 +636,23 @@ fn the_device_used_is_reported_with_its_reason() {
     let npy = d.path().join("s.npy");
     simulate(&npy, 4, &[]);
     let gpu = tiledio::io::gpu::available();
+    let npy = s(&npy);
+    // `ptycho preprocess NPY --crop 32 --bin 2 OPTS --out OUT`
+    let pre = |opts: &[&str], out: &Path| run_preprocess(&[&npy], [32, 2], opts, out);
     let out = d.path().join("auto.zarr");
-    let said = ok(&run(&[
-        "ptycho",
-        "preprocess",
-        &s(&npy),
-        "--crop",
-        "32",
-        "--bin",
-        "2",
-        "--out",
-        &s(&out),
-    ]));
+    let said = ok(&pre(&[], &out));
     if gpu {
         assert!(said.contains("on the GPU"), "{said}");
     } else {
         assert!(said.contains("on the CPU (--device auto: "), "{said}");
     }
     let out = d.path().join("gpu.zarr");
-    let o = run(&[
-        "ptycho",
-        "preprocess",
-        &s(&npy),
-        "--crop",
-        "32",
-        "--bin",
-        "2",
-        "--device",
-        "gpu",
-        "--out",
-        &s(&out),
-    ]);
+    let o = pre(&["--device", "gpu"], &out);
     if gpu {
         assert!(ok(&o).contains("(--device gpu)"));
         // the GPU's frames equal the CPU's, bit for bit
         let cpu = d.path().join("cpu.zarr");
-        ok(&run(&[
-            "ptycho",
-            "preprocess",
-            &s(&npy),
-            "--crop",
-            "32",
-            "--bin",
-            "2",
-            "--device",
-            "cpu",
-            "--out",
-            &s(&cpu),
-        ]));
+        ok(&pre(&on_cpu(&[]), &cpu));
         assert_eq!(read_zarr(&out), read_zarr(&cpu));
     } else {
         one_error_line(&o);

@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 
+pub mod net;
 pub mod npy;
 pub mod python;
 

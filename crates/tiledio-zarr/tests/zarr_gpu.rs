@@ -2,10 +2,11 @@
 //! memory and read back into GPU memory, every codec × data type, sharded and not, plus
 //! zarr-python fixtures read into GPU memory.
 
+mod common;
+
+use common::codec_cases;
 use tiledio_io::gpu::DeviceBuffer;
-use tiledio_zarr::{
-    ArraySpec, BloscCompressor, Border, Compression, DataType, Durability, Region, WriteOptions, ZarrArray, ZarrVersion,
-};
+use tiledio_zarr::{Border, DataType, Durability, Region, WriteOptions, ZarrArray};
 
 use random::random_bytes;
 use tiledio_test_support::random;
@@ -16,76 +17,51 @@ fn gpu_round_trips_every_codec_dtype_sharded_or_not() {
     assert!(tiledio_io::gpu::available(), "no GPU");
     let t = tempfile::tempdir().unwrap();
     let shape = [301u64, 257, 3];
-    let codecs = [
-        Compression::None,
-        Compression::Zstd { level: 3 },
-        Compression::Gzip { level: 5 },
-        Compression::Blosc {
-            cname: BloscCompressor::Lz4,
-            level: 5,
-            shuffle: true,
-        },
-    ];
-    let mut i = 0;
-    for version in [ZarrVersion::V3, ZarrVersion::V2] {
-        for shards in [None, Some([128u64, 128, 3])] {
-            if version == ZarrVersion::V2 && shards.is_some() {
-                continue;
-            }
-            for c in codecs {
-                for dt in [DataType::U8, DataType::U16, DataType::U32, DataType::F32] {
-                    i += 1;
-                    let n = shape.iter().product::<u64>() as usize * dt.size();
-                    let mut data = random_bytes(n, i);
-                    if dt == DataType::F32 {
-                        for c in data.chunks_mut(4) {
-                            let v = c[0] as f32 * 0.5 - 7.0;
-                            c.copy_from_slice(&v.to_le_bytes());
-                        }
-                    }
-                    let dev = DeviceBuffer::from_host(&data).unwrap();
-                    let mut spec = ArraySpec::new(&shape, &[64, 64, 3], dt)
-                        .with_compression(c)
-                        .with_version(version);
-                    if let Some(s) = shards {
-                        spec = spec.with_shards(&s);
-                    }
-                    let path = t.path().join(format!("g{i}.zarr"));
-                    let a = ZarrArray::create(&path, &spec).unwrap();
-                    a.write_all(
-                        &dev,
-                        &WriteOptions {
-                            durability: Durability::None,
-                            batch_bytes: 300_000,
-                            ..Default::default()
-                        },
-                    )
-                    .unwrap();
-                    let a = a.finish().unwrap();
-                    // Host read of what the GPU wrote.
-                    assert!(
-                        a.read_to_vec().unwrap() == data,
-                        "{version:?} {shards:?} {c:?} {dt:?}: host read"
-                    );
-                    // GPU read of the whole array and of a region.
-                    let mut back = DeviceBuffer::new(n).unwrap();
-                    a.read_all(&mut back).unwrap();
-                    assert!(
-                        back.to_host_vec().unwrap() == data,
-                        "{version:?} {shards:?} {c:?} {dt:?}: GPU read"
-                    );
-                    let (o, s) = ([70u64, 33, 0], [150u64, 200, 3]);
-                    let reg = a
-                        .read_region_to_device(&Region::at(&o, &s), Border::Reject)
-                        .unwrap()
-                        .to_host_vec()
-                        .unwrap();
-                    let mut host = vec![0u8; reg.len()];
-                    a.read_region(&Region::at(&o, &s), Border::Reject, &mut host).unwrap();
-                    assert!(reg == host, "{c:?} {dt:?}: GPU region");
-                }
+    for case in codec_cases([128u64, 128, 3]) {
+        let (version, shards, c, dt) = (case.version, case.shards, case.codec, case.dtype);
+        let n = shape.iter().product::<u64>() as usize * dt.size();
+        let mut data = random_bytes(n, case.n);
+        if dt == DataType::F32 {
+            for c in data.chunks_mut(4) {
+                let v = c[0] as f32 * 0.5 - 7.0;
+                c.copy_from_slice(&v.to_le_bytes());
             }
         }
+        let dev = DeviceBuffer::from_host(&data).unwrap();
+        let spec = case.spec(&shape, &[64, 64, 3]);
+        let path = t.path().join(format!("g{}.zarr", case.n));
+        let a = ZarrArray::create(&path, &spec).unwrap();
+        a.write_all(
+            &dev,
+            &WriteOptions {
+                durability: Durability::None,
+                batch_bytes: 300_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let a = a.finish().unwrap();
+        // Host read of what the GPU wrote.
+        assert!(
+            a.read_to_vec().unwrap() == data,
+            "{version:?} {shards:?} {c:?} {dt:?}: host read"
+        );
+        // GPU read of the whole array and of a region.
+        let mut back = DeviceBuffer::new(n).unwrap();
+        a.read_all(&mut back).unwrap();
+        assert!(
+            back.to_host_vec().unwrap() == data,
+            "{version:?} {shards:?} {c:?} {dt:?}: GPU read"
+        );
+        let (o, s) = ([70u64, 33, 0], [150u64, 200, 3]);
+        let reg = a
+            .read_region_to_device(&Region::at(&o, &s), Border::Reject)
+            .unwrap()
+            .to_host_vec()
+            .unwrap();
+        let mut host = vec![0u8; reg.len()];
+        a.read_region(&Region::at(&o, &s), Border::Reject, &mut host).unwrap();
+        assert!(reg == host, "{c:?} {dt:?}: GPU region");
     }
 }
 

@@ -1,6 +1,9 @@
 //! Round trips of random (not zero) data through tiledio-zarr on the CPU: every codec × data
 //! type, sharded and not, v3 and v2; regions; tile-by-tile writes; crash safety.
 
+mod common;
+
+use common::{codec_cases, sharded_if};
 use tiledio_zarr::{
     ArraySpec, Border, Compression, DataType, Durability, Region, TileWriter, WriteOptions, ZarrArray, ZarrError,
     ZarrVersion,
@@ -21,18 +24,6 @@ fn random_data(dt: DataType, n_elems: usize, seed: u64) -> Vec<u8> {
     b
 }
 
-const CODECS: [Compression; 4] = [
-    Compression::None,
-    Compression::Zstd { level: 3 },
-    Compression::Gzip { level: 5 },
-    Compression::Blosc {
-        cname: tiledio_zarr::BloscCompressor::Lz4,
-        level: 5,
-        shuffle: true,
-    },
-];
-const DTYPES: [DataType; 4] = [DataType::U8, DataType::U16, DataType::U32, DataType::F32];
-
 fn opts() -> WriteOptions {
     WriteOptions {
         durability: Durability::None,
@@ -45,49 +36,33 @@ fn opts() -> WriteOptions {
 fn every_codec_dtype_sharded_or_not_round_trips() {
     let t = tempfile::tempdir().unwrap();
     let shape = [45u64, 37, 3];
-    let mut case = 0;
-    for version in [ZarrVersion::V3, ZarrVersion::V2] {
-        for shards in [None, Some([32u64, 32, 3])] {
-            if version == ZarrVersion::V2 && shards.is_some() {
-                continue;
-            }
-            for c in CODECS {
-                for dt in DTYPES {
-                    case += 1;
-                    let n = shape.iter().product::<u64>() as usize;
-                    let data = random_data(dt, n, case);
-                    let mut spec = ArraySpec::new(&shape, &[16, 16, 3], dt)
-                        .with_compression(c)
-                        .with_version(version)
-                        .with_fill_value(1.0);
-                    if let Some(s) = shards {
-                        spec = spec.with_shards(&s);
-                    }
-                    let path = t.path().join(format!("a{case}.zarr"));
-                    let a = ZarrArray::create(&path, &spec).unwrap();
-                    a.write_all(&data, &opts())
-                        .unwrap_or_else(|e| panic!("{version:?} {shards:?} {c:?} {dt:?}: {e}"));
-                    a.finish().unwrap();
-                    let b = ZarrArray::open(&path).unwrap();
-                    assert_eq!(b.is_raw(), c == Compression::None, "{c:?}");
-                    assert_eq!(b.data_type(), Some(dt));
-                    let got = b.read_to_vec().unwrap();
-                    assert!(got == data, "{version:?} {shards:?} {c:?} {dt:?}: data differ");
-                    // A region across chunk and shard edges.
-                    let (o, s) = ([10u64, 14, 1], [30u64, 20, 2]);
-                    let mut reg = vec![0u8; (s.iter().product::<u64>() as usize) * dt.size()];
-                    b.read_region(&Region::at(&o, &s), Border::Reject, &mut reg).unwrap();
-                    let es = dt.size();
-                    let mut k = 0;
-                    for y in 0..s[0] {
-                        for x in 0..s[1] {
-                            for ch in 0..s[2] {
-                                let lin = (((o[0] + y) * shape[1] + o[1] + x) * shape[2] + o[2] + ch) as usize;
-                                assert_eq!(reg[k..k + es], data[lin * es..lin * es + es], "{c:?} {dt:?} region");
-                                k += es;
-                            }
-                        }
-                    }
+    for case in codec_cases([32u64, 32, 3]) {
+        let (version, shards, c, dt) = (case.version, case.shards, case.codec, case.dtype);
+        let n = shape.iter().product::<u64>() as usize;
+        let data = random_data(dt, n, case.n);
+        let spec = case.spec(&shape, &[16, 16, 3]).with_fill_value(1.0);
+        let path = t.path().join(format!("a{}.zarr", case.n));
+        let a = ZarrArray::create(&path, &spec).unwrap();
+        a.write_all(&data, &opts())
+            .unwrap_or_else(|e| panic!("{version:?} {shards:?} {c:?} {dt:?}: {e}"));
+        a.finish().unwrap();
+        let b = ZarrArray::open(&path).unwrap();
+        assert_eq!(b.is_raw(), c == Compression::None, "{c:?}");
+        assert_eq!(b.data_type(), Some(dt));
+        let got = b.read_to_vec().unwrap();
+        assert!(got == data, "{version:?} {shards:?} {c:?} {dt:?}: data differ");
+        // A region across chunk and shard edges.
+        let (o, s) = ([10u64, 14, 1], [30u64, 20, 2]);
+        let mut reg = vec![0u8; (s.iter().product::<u64>() as usize) * dt.size()];
+        b.read_region(&Region::at(&o, &s), Border::Reject, &mut reg).unwrap();
+        let es = dt.size();
+        let mut k = 0;
+        for y in 0..s[0] {
+            for x in 0..s[1] {
+                for ch in 0..s[2] {
+                    let lin = (((o[0] + y) * shape[1] + o[1] + x) * shape[2] + o[2] + ch) as usize;
+                    assert_eq!(reg[k..k + es], data[lin * es..lin * es + es], "{c:?} {dt:?} region");
+                    k += es;
                 }
             }
         }
@@ -110,12 +85,10 @@ fn tile_writer_round_trip_in_pool() {
     for (i, shards) in [None, Some([40u64, 40])].into_iter().enumerate() {
         for c in [Compression::None, Compression::Zstd { level: 1 }] {
             let shape = [100u64, 90];
-            let mut spec = ArraySpec::new(&shape, &[20, 20], DataType::U16)
+            let spec = ArraySpec::new(&shape, &[20, 20], DataType::U16)
                 .with_compression(c)
                 .with_fill_value(9.0);
-            if let Some(s) = shards {
-                spec = spec.with_shards(&s);
-            }
+            let spec = sharded_if(spec, shards);
             let path = t.path().join(format!("t{i}{c:?}.zarr"));
             let a = ZarrArray::create(&path, &spec).unwrap();
             let data = random_data(DataType::U16, 100 * 90, 7);
@@ -195,10 +168,10 @@ fn durability_modes_and_missing_chunks_read_as_fill() {
     {
         for shards in [None, Some([32u64, 32])] {
             let path = t.path().join(format!("d{i}{}.zarr", shards.is_some()));
-            let mut spec = ArraySpec::new(&[64, 64], &[16, 16], DataType::U32).with_fill_value(77.0);
-            if let Some(s) = shards {
-                spec = spec.with_shards(&s);
-            }
+            let spec = sharded_if(
+                ArraySpec::new(&[64, 64], &[16, 16], DataType::U32).with_fill_value(77.0),
+                shards,
+            );
             let a = ZarrArray::create(&path, &spec).unwrap();
             let data = random_data(DataType::U32, 32 * 64, 5);
             a.write_region(
@@ -269,43 +242,38 @@ fn bad_requests_are_typed_errors() {
 #[test]
 fn corrupt_chunks_and_shards_are_typed_errors() {
     let t = tempfile::tempdir().unwrap();
-    // Raw chunk of the wrong size.
-    let p = t.path().join("r.zarr");
-    let a = ZarrArray::create(&p, &ArraySpec::new(&[8, 8], &[4, 4], DataType::U8)).unwrap();
-    a.write_all(&random_bytes(64, 1), &opts()).unwrap();
-    a.finish().unwrap();
-    std::fs::write(p.join("c/0/0"), b"short").unwrap();
-    assert!(matches!(
-        ZarrArray::open(&p).unwrap().read_to_vec(),
-        Err(ZarrError::Chunk { .. })
-    ));
-    // Shard with a damaged index.
-    let p = t.path().join("s.zarr");
-    let a = ZarrArray::create(&p, &ArraySpec::new(&[8, 8], &[4, 4], DataType::U8).with_shards(&[8, 8])).unwrap();
-    a.write_all(&random_bytes(64, 1), &opts()).unwrap();
-    a.finish().unwrap();
-    let mut b = std::fs::read(p.join("c/0/0")).unwrap();
-    let n = b.len();
-    b[n - 10] ^= 0xff;
-    std::fs::write(p.join("c/0/0"), &b).unwrap();
-    assert!(matches!(
-        ZarrArray::open(&p).unwrap().read_to_vec(),
-        Err(ZarrError::Chunk { .. })
-    ));
-    // Compressed chunk with garbage.
-    let p = t.path().join("z.zarr");
-    let a = ZarrArray::create(
-        &p,
-        &ArraySpec::new(&[8, 8], &[4, 4], DataType::U8).with_compression(Compression::Zstd { level: 1 }),
-    )
-    .unwrap();
-    a.write_all(&random_bytes(64, 1), &opts()).unwrap();
-    a.finish().unwrap();
-    std::fs::write(p.join("c/0/1"), b"garbage").unwrap();
-    assert!(matches!(
-        ZarrArray::open(&p).unwrap().read_to_vec(),
-        Err(ZarrError::Chunk { .. })
-    ));
+    let spec = ArraySpec::new(&[8, 8], &[4, 4], DataType::U8);
+    let flip_index_byte = |p: &std::path::Path| {
+        let mut b = std::fs::read(p.join("c/0/0")).unwrap();
+        let n = b.len();
+        b[n - 10] ^= 0xff;
+        std::fs::write(p.join("c/0/0"), &b).unwrap();
+    };
+    // how a written array is damaged
+    type Damage = fn(&std::path::Path);
+    let cases: [(&str, ArraySpec, Damage); 3] = [
+        // Raw chunk of the wrong size.
+        ("r.zarr", spec.clone(), |p| {
+            std::fs::write(p.join("c/0/0"), b"short").unwrap()
+        }),
+        // Shard with a damaged index.
+        ("s.zarr", spec.clone().with_shards(&[8, 8]), flip_index_byte),
+        // Compressed chunk with garbage.
+        ("z.zarr", spec.with_compression(Compression::Zstd { level: 1 }), |p| {
+            std::fs::write(p.join("c/0/1"), b"garbage").unwrap()
+        }),
+    ];
+    for (name, spec, damage) in cases {
+        let p = t.path().join(name);
+        let a = ZarrArray::create(&p, &spec).unwrap();
+        a.write_all(&random_bytes(64, 1), &opts()).unwrap();
+        a.finish().unwrap();
+        damage(&p);
+        assert!(
+            matches!(ZarrArray::open(&p).unwrap().read_to_vec(), Err(ZarrError::Chunk { .. })),
+            "{name}"
+        );
+    }
 }
 
 /// `Border::Fill`: the cells of a region outside the array read as the fill value, the cells
@@ -317,10 +285,10 @@ fn regions_past_the_edge_read_the_fill_value_under_border_fill() {
     let (h, w) = (23u64, 17u64);
     let data: Vec<u8> = (0..h * w).map(|i| (i % 200) as u8 + 1).collect();
     for (k, shards) in [None, Some([16u64, 16])].into_iter().enumerate() {
-        let mut spec = ArraySpec::new(&[h, w], &[8, 8], DataType::U8).with_fill_value(255.0);
-        if let Some(s) = shards {
-            spec = spec.with_shards(&s);
-        }
+        let spec = sharded_if(
+            ArraySpec::new(&[h, w], &[8, 8], DataType::U8).with_fill_value(255.0),
+            shards,
+        );
         let path = t.path().join(format!("f{k}.zarr"));
         let a = ZarrArray::create(&path, &spec).unwrap();
         a.write_all(&data[..], &opts()).unwrap();
