@@ -373,20 +373,12 @@ fn frames_and_reference(dir: &Path, n: usize, seed: u64, dark: Option<&[f32]>) -
     (frames, want)
 }
 
-/// Streams `frames` in wire format `wire` into `run_pipeline` writing Zarr at `out`.
-fn stream_to_zarr(
-    frames: &[Vec<u8>],
-    shape: (usize, usize),
-    wire: (WireFormat, Compression),
-    o: &PreprocessOptions,
-    dark: Option<&[f32]>,
-    out: &Path,
-) -> tiledio_ptycho::stream::StreamReport {
-    let sinks = Sinks {
+/// The pipeline's output as Zarr at `out`.
+fn zarr_sink(out: &Path) -> Sinks<'static> {
+    Sinks {
         zarr: Some(out.to_path_buf()),
         publisher: None,
-    };
-    stream_into(frames, shape, wire, o, dark, sinks)
+    }
 }
 
 /// Streams `frames` in wire format `wire` into `run_pipeline` with `sinks`; checks its progress
@@ -429,7 +421,7 @@ fn stream_to_zarr_equals_preprocess_of_the_same_frames_from_a_file() {
     .enumerate()
     {
         let out = dir.path().join(format!("out{k}.zarr"));
-        let r = stream_to_zarr(&frames, shape, (format, comp), &o, Some(&dark), &out);
+        let r = stream_into(&frames, shape, (format, comp), &o, Some(&dark), zarr_sink(&out));
         assert_eq!((r.frames, r.expected, r.side, r.gpu), (10, 10, 8, false));
         assert!(r.gaps.is_empty() && r.fps > 0.0 && r.latency_p99 >= r.latency_p50);
         assert_eq!(read_zarr(&out), want, "{format:?} {comp:?}");
@@ -469,7 +461,7 @@ fn stream_on_the_gpu_equals_the_cpu() {
     let cpu = dir.path().join("cpu.zarr");
     let gpu = dir.path().join("gpu.zarr");
     let fmt = (WireFormat::StreamV2, Compression::Bslz4);
-    let on = |device, out: &Path| stream_to_zarr(&frames, shape, fmt, &pipeline_opts(device), Some(&dark), out);
+    let on = |device, out: &Path| stream_into(&frames, shape, fmt, &pipeline_opts(device), Some(&dark), zarr_sink(out));
     let (rc, rg) = (on(Device::Cpu, &cpu), on(Device::Gpu, &gpu));
     assert!(!rc.gpu && rg.gpu);
     assert_eq!(read_zarr(&gpu), read_zarr(&cpu));
