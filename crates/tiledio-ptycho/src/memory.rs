@@ -2,7 +2,7 @@
 //! memory ([`DeviceStack`]), e.g. a NumPy or CuPy array handed to [`crate::preprocess`].
 
 use crate::error::{Result, usage};
-use crate::store::{FrameStore, checked_request};
+use crate::store::{FrameStore, checked_request, stack_geometry};
 use std::ops::Range;
 use tiledio_io::gpu::DeviceBuffer;
 use tiledio_io::{ElementType, Target};
@@ -40,6 +40,63 @@ fn ranges(frames: &Range<u64>, rows: &Range<usize>, h: usize, row_bytes: usize) 
         .collect()
 }
 
+/// Memory a [`MemoryStack`] can hold its frames in: a host buffer (`[u8]`) or GPU memory
+/// ([`DeviceBuffer`]). Sealed: only those two.
+pub trait StackMemory: Sync + std::fmt::Debug + sealed::Sealed {
+    /// Bytes held.
+    fn byte_len(&self) -> usize;
+
+    /// Copies bytes `[off, off + len)` to byte `at` of `dst`.
+    ///
+    /// # Errors
+    /// [`crate::PtychoError::Io`] from a GPU copy.
+    fn copy_out(&self, off: usize, len: usize, dst: &mut Target<'_>, at: usize) -> Result<()>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for [u8] {}
+    impl Sealed for tiledio_io::gpu::DeviceBuffer {}
+}
+
+impl StackMemory for [u8] {
+    fn byte_len(&self) -> usize {
+        self.len()
+    }
+    fn copy_out(&self, off: usize, len: usize, dst: &mut Target<'_>, at: usize) -> Result<()> {
+        let src = &self[off..off + len];
+        match dst {
+            Target::Host(b) => b[at..at + len].copy_from_slice(src),
+            Target::Device(d) => d.copy_from_host_at(at, src)?,
+        }
+        Ok(())
+    }
+}
+
+impl StackMemory for DeviceBuffer {
+    fn byte_len(&self) -> usize {
+        self.len()
+    }
+    fn copy_out(&self, off: usize, len: usize, dst: &mut Target<'_>, at: usize) -> Result<()> {
+        match dst {
+            Target::Host(b) => self.copy_to_host_at(off, &mut b[at..at + len])?,
+            Target::Device(d) => d.copy_from_device(at, self, off, len)?,
+        }
+        Ok(())
+    }
+}
+
+/// `(N, H, W)` frames already in memory `M` (C order, native byte order), borrowed: see
+/// [`HostStack`] and [`DeviceStack`].
+#[derive(Debug)]
+pub struct MemoryStack<'a, M: StackMemory + ?Sized> {
+    mem: &'a M,
+    frames: u64,
+    shape: (usize, usize),
+    dtype: ElementType,
+    name: String,
+}
+
 /// `(N, H, W)` frames in a host buffer (C order, native byte order), borrowed.
 ///
 /// ```
@@ -51,96 +108,29 @@ fn ranges(frames: &Range<u64>, rows: &Range<usize>, h: usize, row_bytes: usize) 
 /// assert_eq!(row, [20, 21, 22, 23]);
 /// # Ok::<(), tiledio_ptycho::PtychoError>(())
 /// ```
-#[derive(Debug)]
-pub struct HostStack<'a> {
-    data: &'a [u8],
-    frames: u64,
-    shape: (usize, usize),
-    dtype: ElementType,
-    name: String,
-}
-
-impl<'a> HostStack<'a> {
-    /// `frames` frames of `shape` and `dtype` in `data`, named `name` in messages.
-    ///
-    /// # Errors
-    /// [`crate::PtychoError::Usage`] when `data` does not hold exactly those frames.
-    pub fn new(
-        data: &'a [u8],
-        frames: u64,
-        shape: (usize, usize),
-        dtype: ElementType,
-        name: impl Into<String>,
-    ) -> Result<HostStack<'a>> {
-        let name = name.into();
-        frame_bytes(&name, data.len(), frames, shape, dtype)?;
-        Ok(HostStack {
-            data,
-            frames,
-            shape,
-            dtype,
-            name,
-        })
-    }
-}
-
-impl FrameStore for HostStack<'_> {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-    fn frames(&self) -> u64 {
-        self.frames
-    }
-    fn shape(&self) -> (usize, usize) {
-        self.shape
-    }
-    fn dtype(&self) -> ElementType {
-        self.dtype
-    }
-    fn read_frames(&self, frames: Range<u64>, rows: Option<Range<usize>>, dst: Target<'_>) -> Result<()> {
-        checked_request(self, &frames, rows.as_ref(), &dst)?;
-        let rows = rows.unwrap_or(0..self.shape.0);
-        let mut at = 0usize;
-        let mut dst = dst;
-        for (off, len) in ranges(&frames, &rows, self.shape.0, self.shape.1 * self.dtype.size()) {
-            let src = &self.data[off..off + len];
-            match &mut dst {
-                Target::Host(b) => b[at..at + len].copy_from_slice(src),
-                Target::Device(d) => d.copy_from_host_at(at, src)?,
-            }
-            at += len;
-        }
-        Ok(())
-    }
-}
+pub type HostStack<'a> = MemoryStack<'a, [u8]>;
 
 /// `(N, H, W)` frames in GPU memory (C order), borrowed: a CuPy, PyTorch or JAX array seen
 /// through a non-owning [`DeviceBuffer`].
-#[derive(Debug)]
-pub struct DeviceStack<'a> {
-    buf: &'a DeviceBuffer,
-    frames: u64,
-    shape: (usize, usize),
-    dtype: ElementType,
-    name: String,
-}
+pub type DeviceStack<'a> = MemoryStack<'a, DeviceBuffer>;
 
-impl<'a> DeviceStack<'a> {
-    /// `frames` frames of `shape` and `dtype` in `buf` (exactly those bytes), named `name`.
+impl<'a, M: StackMemory + ?Sized> MemoryStack<'a, M> {
+    /// `frames` frames of `shape` and `dtype` in `mem` (exactly those bytes), named `name` in
+    /// messages.
     ///
     /// # Errors
-    /// [`crate::PtychoError::Usage`] when `buf` does not hold exactly those frames.
+    /// [`crate::PtychoError::Usage`] when `mem` does not hold exactly those frames.
     pub fn new(
-        buf: &'a DeviceBuffer,
+        mem: &'a M,
         frames: u64,
         shape: (usize, usize),
         dtype: ElementType,
         name: impl Into<String>,
-    ) -> Result<DeviceStack<'a>> {
+    ) -> Result<MemoryStack<'a, M>> {
         let name = name.into();
-        frame_bytes(&name, buf.len(), frames, shape, dtype)?;
-        Ok(DeviceStack {
-            buf,
+        frame_bytes(&name, mem.byte_len(), frames, shape, dtype)?;
+        Ok(MemoryStack {
+            mem,
             frames,
             shape,
             dtype,
@@ -149,29 +139,14 @@ impl<'a> DeviceStack<'a> {
     }
 }
 
-impl FrameStore for DeviceStack<'_> {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-    fn frames(&self) -> u64 {
-        self.frames
-    }
-    fn shape(&self) -> (usize, usize) {
-        self.shape
-    }
-    fn dtype(&self) -> ElementType {
-        self.dtype
-    }
+impl<M: StackMemory + ?Sized> FrameStore for MemoryStack<'_, M> {
+    stack_geometry!();
     fn read_frames(&self, frames: Range<u64>, rows: Option<Range<usize>>, dst: Target<'_>) -> Result<()> {
-        checked_request(self, &frames, rows.as_ref(), &dst)?;
-        let rows = rows.unwrap_or(0..self.shape.0);
+        let rows = checked_request(self, &frames, rows, &dst)?;
         let mut at = 0usize;
         let mut dst = dst;
         for (off, len) in ranges(&frames, &rows, self.shape.0, self.shape.1 * self.dtype.size()) {
-            match &mut dst {
-                Target::Host(b) => self.buf.copy_to_host_at(off, &mut b[at..at + len])?,
-                Target::Device(d) => d.copy_from_device(at, self.buf, off, len)?,
-            }
+            self.mem.copy_out(off, len, &mut dst, at)?;
             at += len;
         }
         Ok(())

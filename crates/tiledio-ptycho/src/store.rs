@@ -125,14 +125,14 @@ pub(crate) fn request_bytes<S: FrameStore + ?Sized>(
 }
 
 /// [`request_bytes`], and a destination that holds them: the checks every
-/// [`FrameStore::read_frames`] starts with.
+/// [`FrameStore::read_frames`] starts with. Returns the rows to read (all when `rows` is `None`).
 pub(crate) fn checked_request<S: FrameStore + ?Sized>(
     s: &S,
     frames: &Range<u64>,
-    rows: Option<&Range<usize>>,
+    rows: Option<Range<usize>>,
     dst: &Target<'_>,
-) -> Result<usize> {
-    let n = request_bytes(s, frames, rows)?;
+) -> Result<Range<usize>> {
+    let n = request_bytes(s, frames, rows.as_ref())?;
     if target_len(dst) < n {
         return Err(usage(format!(
             "{}: destination of {} bytes for {n}",
@@ -140,8 +140,28 @@ pub(crate) fn checked_request<S: FrameStore + ?Sized>(
             target_len(dst)
         )));
     }
-    Ok(n)
+    Ok(rows.unwrap_or(0..s.shape().0))
 }
+
+/// The [`FrameStore`] getters of a store that keeps its geometry in fields `name: String`,
+/// `frames: u64`, `shape: (usize, usize)` and `dtype: ElementType` (written inside the impl).
+macro_rules! stack_geometry {
+    () => {
+        fn name(&self) -> String {
+            self.name.clone()
+        }
+        fn frames(&self) -> u64 {
+            self.frames
+        }
+        fn shape(&self) -> (usize, usize) {
+            self.shape
+        }
+        fn dtype(&self) -> ElementType {
+            self.dtype
+        }
+    };
+}
+pub(crate) use stack_geometry;
 
 pub(crate) fn target_len(t: &Target<'_>) -> usize {
     match t {
@@ -270,21 +290,9 @@ impl RawStore {
 }
 
 impl FrameStore for RawStore {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-    fn frames(&self) -> u64 {
-        self.frames
-    }
-    fn shape(&self) -> (usize, usize) {
-        self.shape
-    }
-    fn dtype(&self) -> ElementType {
-        self.dtype
-    }
+    stack_geometry!();
     fn read_frames(&self, frames: Range<u64>, rows: Option<Range<usize>>, dst: Target<'_>) -> Result<()> {
-        checked_request(self, &frames, rows.as_ref(), &dst)?;
-        let rows = rows.unwrap_or(0..self.shape.0);
+        let rows = checked_request(self, &frames, rows, &dst)?;
         let len = rows.len() * self.shape.1 * self.dtype.size();
         let ranges: Vec<ReadRange> = (frames.start..frames.end)
             .enumerate()

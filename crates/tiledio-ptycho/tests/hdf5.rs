@@ -146,87 +146,51 @@ fn layouts_indexes_filters_and_links_read_back() {
     let sevens: Vec<u8> = std::iter::repeat_n(7u16.to_le_bytes(), 64 * 80).flatten().collect();
     let fill_v0 = [&all[..FB], &sevens, &sevens].concat();
     let fill_ea = [&all[..FB], &sevens, &all[2 * FB..3 * FB]].concat();
-    let cases: Vec<(&str, &str, ElementType, Vec<u8>, bool)> = vec![
+    let (i32s, f32s) = (
+        convert(&all[..FB], ElementType::I32),
+        convert(&all[..FB], ElementType::F32),
+    );
+    // per file: (dataset, element type, frames, whether it reads rows)
+    type Dataset = (&'static str, ElementType, Vec<u8>, bool);
+    let cases: [(&str, Vec<Dataset>); 2] = [
         // v0 file: v1 B-tree, symbol-table groups
-        ("h5_variants_v0.h5", "/edge", ElementType::U16, f3.to_vec(), false),
-        ("h5_variants_v0.h5", "/fill", ElementType::U16, fill_v0, true),
-        ("h5_variants_v0.h5", "/be", ElementType::U16, f3.to_vec(), false),
         (
             "h5_variants_v0.h5",
-            "/be_contiguous",
-            ElementType::I32,
-            convert(&all[..FB], ElementType::I32),
-            false,
+            vec![
+                ("/edge", ElementType::U16, f3.to_vec(), false),
+                ("/fill", ElementType::U16, fill_v0, true),
+                ("/be", ElementType::U16, f3.to_vec(), false),
+                ("/be_contiguous", ElementType::I32, i32s, false),
+                ("/f32", ElementType::F32, f32s, true),
+                ("/two_d", ElementType::U16, all[..FB].to_vec(), true),
+                ("/soft", ElementType::U16, f3.to_vec(), false),
+                ("/g/rel", ElementType::U16, f3.to_vec(), false),
+            ],
         ),
-        (
-            "h5_variants_v0.h5",
-            "/f32",
-            ElementType::F32,
-            convert(&all[..FB], ElementType::F32),
-            true,
-        ),
-        (
-            "h5_variants_v0.h5",
-            "/two_d",
-            ElementType::U16,
-            all[..FB].to_vec(),
-            true,
-        ),
-        ("h5_variants_v0.h5", "/soft", ElementType::U16, f3.to_vec(), false),
-        ("h5_variants_v0.h5", "/g/rel", ElementType::U16, f3.to_vec(), false),
         // latest file: the 1.10 chunk indexes
         (
             "h5_variants_latest.h5",
-            "/a/single",
-            ElementType::U16,
-            f3.to_vec(),
-            true,
+            vec![
+                ("/a/single", ElementType::U16, f3.to_vec(), true),
+                ("/a/single_bslz4", ElementType::U16, f3.to_vec(), false),
+                ("/a/implicit", ElementType::U16, f3.to_vec(), true),
+                ("/a/paged", ElementType::U16, f3.to_vec(), true),
+                ("/b/ext", ElementType::U16, f3.to_vec(), true),
+                ("/b/ext_many", ElementType::U16, f3.to_vec(), true),
+                ("/b/ext_bslz4", ElementType::U16, f3.to_vec(), false),
+                ("/b/ext_fill", ElementType::U16, fill_ea, true),
+                ("/b/edge_lz4", ElementType::U16, f3.to_vec(), false),
+                ("/a/soft", ElementType::U16, f3.to_vec(), true),
+            ],
         ),
-        (
-            "h5_variants_latest.h5",
-            "/a/single_bslz4",
-            ElementType::U16,
-            f3.to_vec(),
-            false,
-        ),
-        (
-            "h5_variants_latest.h5",
-            "/a/implicit",
-            ElementType::U16,
-            f3.to_vec(),
-            true,
-        ),
-        ("h5_variants_latest.h5", "/a/paged", ElementType::U16, f3.to_vec(), true),
-        ("h5_variants_latest.h5", "/b/ext", ElementType::U16, f3.to_vec(), true),
-        (
-            "h5_variants_latest.h5",
-            "/b/ext_many",
-            ElementType::U16,
-            f3.to_vec(),
-            true,
-        ),
-        (
-            "h5_variants_latest.h5",
-            "/b/ext_bslz4",
-            ElementType::U16,
-            f3.to_vec(),
-            false,
-        ),
-        ("h5_variants_latest.h5", "/b/ext_fill", ElementType::U16, fill_ea, true),
-        (
-            "h5_variants_latest.h5",
-            "/b/edge_lz4",
-            ElementType::U16,
-            f3.to_vec(),
-            false,
-        ),
-        ("h5_variants_latest.h5", "/a/soft", ElementType::U16, f3.to_vec(), true),
     ];
-    for (file, ds, t, want, rows) in cases {
-        let label = format!("{file}:{ds}");
-        let s = Hdf5Store::open(fixture(file), ds).unwrap_or_else(|e| panic!("{label}: {e}"));
-        assert_eq!((s.shape(), s.dtype(), s.reads_rows()), ((64, 80), t, rows), "{label}");
-        check_store(&s, &want, &label);
+    for (file, datasets) in cases {
+        for (ds, t, want, rows) in datasets {
+            let label = format!("{file}:{ds}");
+            let s = Hdf5Store::open(fixture(file), ds).unwrap_or_else(|e| panic!("{label}: {e}"));
+            assert_eq!((s.shape(), s.dtype(), s.reads_rows()), ((64, 80), t, rows), "{label}");
+            check_store(&s, &want, &label);
+        }
     }
 }
 

@@ -28,12 +28,33 @@ fn opts(timeout_ms: u64) -> SocketOptions {
     }
 }
 
-fn listen_rx() -> Receiver {
-    let o = ReceiverOptions {
+fn rx_opts() -> ReceiverOptions {
+    ReceiverOptions {
         socket: opts(20_000),
         channel: None,
-    };
-    Receiver::new(&Endpoint::Listen("tcp://127.0.0.1:*".into()), o).unwrap()
+    }
+}
+
+fn listen_rx() -> Receiver {
+    Receiver::new(&Endpoint::Listen("tcp://127.0.0.1:*".into()), rx_opts()).unwrap()
+}
+
+/// Runs the Python peer with `args` on a thread of its own.
+fn python_peer(args: Vec<String>) -> std::thread::JoinHandle<std::process::Output> {
+    std::thread::spawn(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_python(PEER, &a)
+    })
+}
+
+/// The Python peer as a PtyPy loader of what `p` publishes, saving it to `out`.
+fn ptypy_loader(p: &Publisher, out: &Path) -> std::thread::JoinHandle<std::process::Output> {
+    python_peer(vec![
+        "ptypy".to_string(),
+        p.meta_endpoint().into(),
+        p.data_endpoint().into(),
+        out.to_str().unwrap().into(),
+    ])
 }
 
 fn sender(ep: Endpoint, format: WireFormat, compression: Compression) -> Sender {
@@ -68,12 +89,28 @@ fn random_frames(n: usize, h: usize, w: usize, t: ElementType, seed: u64) -> Vec
         .collect()
 }
 
-fn send_series(tx: &mut Sender, frames: &[Vec<u8>], shape: (usize, usize), t: ElementType) -> Result<(), StreamError> {
-    tx.start(frames.len() as u64, shape, t)?;
-    for (i, f) in frames.iter().enumerate() {
-        tx.image(i as u64, i as f64 * 0.5, -(i as f64) * 0.25, f)?;
+/// Sends a series of `n` frames of `shape` and `t`: `image(i)` gives frame `i`'s pixels and its
+/// position `(x, y)`.
+fn send_each<B: AsRef<[u8]>>(
+    tx: &mut Sender,
+    n: u64,
+    shape: (usize, usize),
+    t: ElementType,
+    image: impl Fn(u64) -> (B, f64, f64),
+) -> Result<(), StreamError> {
+    tx.start(n, shape, t)?;
+    for i in 0..n {
+        let (data, x, y) = image(i);
+        tx.image(i, x, y, data.as_ref())?;
     }
     tx.end()
+}
+
+/// Sends `frames` as a series, frame `i` at position `(i / 2, -i / 4)`.
+fn send_series(tx: &mut Sender, frames: &[Vec<u8>], shape: (usize, usize), t: ElementType) -> Result<(), StreamError> {
+    send_each(tx, frames.len() as u64, shape, t, |i| {
+        (&frames[i as usize], i as f64 * 0.5, -(i as f64) * 0.25)
+    })
 }
 
 /// Receives one series and checks it against `frames`.
@@ -180,13 +217,9 @@ fn pyzmq_push_to_our_pull_binding_and_connecting_in_both_formats() {
             } else {
                 // python binds (as a detector does); we connect
                 let ep = format!("tcp://127.0.0.1:{}", free_port());
-                let o = ReceiverOptions {
-                    socket: opts(20_000),
-                    channel: None,
-                };
-                (Receiver::new(&Endpoint::Connect(ep.clone()), o).unwrap(), ep)
+                (Receiver::new(&Endpoint::Connect(ep.clone()), rx_opts()).unwrap(), ep)
             };
-            let args: Vec<String> = vec![
+            let th = python_peer(vec![
                 "push".into(),
                 ep,
                 mode.into(),
@@ -196,11 +229,7 @@ fn pyzmq_push_to_our_pull_binding_and_connecting_in_both_formats() {
                 w.to_string(),
                 "uint16".into(),
                 out.to_str().unwrap().into(),
-            ];
-            let th = std::thread::spawn(move || {
-                let a: Vec<&str> = args.iter().map(String::as_str).collect();
-                run_python(PEER, &a);
-            });
+            ]);
             let mut got = Vec::new();
             let mut pos = Vec::new();
             match rx.recv().unwrap() {
@@ -255,11 +284,7 @@ fn our_push_to_pyzmq_pull_binding_and_connecting() {
             let ep = format!("tcp://127.0.0.1:{}", free_port());
             (sender(Endpoint::Connect(ep.clone()), format, comp), ep)
         };
-        let args = ["pull".to_string(), ep, mode.into(), out.to_str().unwrap().into()];
-        let th = std::thread::spawn(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            run_python(PEER, &a);
-        });
+        let th = python_peer(vec!["pull".to_string(), ep, mode.into(), out.to_str().unwrap().into()]);
         send_series(&mut tx, &frames, shape, ElementType::U16).unwrap();
         th.join().unwrap();
         let (got, pos) = read_npz(&out);
@@ -274,16 +299,7 @@ fn a_ptypy_loader_reads_what_the_publisher_sends() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = Publisher::bind("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", opts(20_000)).unwrap();
     let out = dir.path().join("ptypy.npz");
-    let args = [
-        "ptypy".to_string(),
-        p.meta_endpoint().into(),
-        p.data_endpoint().into(),
-        out.to_str().unwrap().into(),
-    ];
-    let th = std::thread::spawn(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_python(PEER, &a)
-    });
+    let th = ptypy_loader(&p, &out);
     // the loader may ask before the series is known: begin() answers it then
     std::thread::sleep(Duration::from_millis(200));
     p.begin(5, (4, 3), "float32");
@@ -323,23 +339,8 @@ fn a_ptypy_loader_reads_what_the_publisher_sends() {
 }
 
 fn write_npy(path: &Path, frames: &[Vec<u8>], shape: (usize, usize)) {
-    let mut h = format!(
-        "{{'descr': '<u2', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
-        frames.len(),
-        shape.0,
-        shape.1
-    );
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut f = b"\x93NUMPY\x01\x00".to_vec();
-    f.extend((h.len() as u16).to_le_bytes());
-    f.extend(h.as_bytes());
-    for fr in frames {
-        f.extend(fr);
-    }
-    std::fs::write(path, f).unwrap();
+    let dims = [frames.len() as u64, shape.0 as u64, shape.1 as u64];
+    tiledio_ptycho::simulate::write_npy_array(path, ElementType::U16, &dims, &frames.concat()).unwrap();
 }
 
 fn read_zarr(path: &Path) -> Vec<u8> {
@@ -360,24 +361,40 @@ fn pipeline_opts(device: Device) -> PreprocessOptions {
     o
 }
 
-/// Streams `frames` in `format` into `run_pipeline` writing Zarr at `out`.
-fn stream_to_zarr(
-    frames: &[Vec<u8>],
-    shape: (usize, usize),
-    format: WireFormat,
-    comp: Compression,
-    o: &PreprocessOptions,
-    dark: Option<&[f32]>,
-    out: &Path,
-) -> tiledio_ptycho::stream::StreamReport {
-    let rx = listen_rx();
-    let mut tx = sender(Endpoint::Connect(rx.endpoint().into()), format, comp);
-    let f2 = frames.to_vec();
-    let th = std::thread::spawn(move || send_series(&mut tx, &f2, shape, ElementType::U16));
-    let sinks = Sinks {
+/// `n` random 45x52 u16 frames (seed `seed`) written to `f.npy` in `dir`, and what `preprocess`
+/// with [`pipeline_opts`] on the CPU and `dark` makes of that file.
+fn frames_and_reference(dir: &Path, n: usize, seed: u64, dark: Option<&[f32]>) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let frames = random_frames(n, 45, 52, ElementType::U16, seed);
+    let npy = dir.join("f.npy");
+    write_npy(&npy, &frames, (45, 52));
+    let o = pipeline_opts(Device::Cpu);
+    let want = preprocess(&NpyStore::open(&npy).unwrap(), dark, &o, Output::Host, &mut |_, _| {}).unwrap();
+    let Frames::Host(want) = want.data else { panic!() };
+    (frames, want)
+}
+
+/// The pipeline's output as Zarr at `out`.
+fn zarr_sink(out: &Path) -> Sinks<'static> {
+    Sinks {
         zarr: Some(out.to_path_buf()),
         publisher: None,
-    };
+    }
+}
+
+/// Streams `frames` in wire format `wire` into `run_pipeline` with `sinks`; checks its progress
+/// calls.
+fn stream_into(
+    frames: &[Vec<u8>],
+    shape: (usize, usize),
+    wire: (WireFormat, Compression),
+    o: &PreprocessOptions,
+    dark: Option<&[f32]>,
+    sinks: Sinks<'_>,
+) -> tiledio_ptycho::stream::StreamReport {
+    let rx = listen_rx();
+    let mut tx = sender(Endpoint::Connect(rx.endpoint().into()), wire.0, wire.1);
+    let f2 = frames.to_vec();
+    let th = std::thread::spawn(move || send_series(&mut tx, &f2, shape, ElementType::U16));
     let mut calls = 0;
     let r = run_pipeline(rx, o, dark, sinks, &PipelineOptions::default(), &mut |done, total| {
         calls += 1;
@@ -393,14 +410,9 @@ fn stream_to_zarr(
 fn stream_to_zarr_equals_preprocess_of_the_same_frames_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let shape = (45, 52);
-    let frames = random_frames(10, shape.0, shape.1, ElementType::U16, 42);
-    let npy = dir.path().join("f.npy");
-    write_npy(&npy, &frames, shape);
     let dark: Vec<f32> = (0..shape.0 * shape.1).map(|i| (i % 5) as f32 * 0.5).collect();
+    let (frames, want) = frames_and_reference(dir.path(), 10, 42, Some(&dark));
     let o = pipeline_opts(Device::Cpu);
-    let store = NpyStore::open(&npy).unwrap();
-    let want = preprocess(&store, Some(&dark), &o, Output::Host, &mut |_, _| {}).unwrap();
-    let Frames::Host(want) = want.data else { panic!() };
     for (k, (format, comp)) in [
         (WireFormat::Tiledio, Compression::None),
         (WireFormat::StreamV2, Compression::Bslz4),
@@ -409,7 +421,7 @@ fn stream_to_zarr_equals_preprocess_of_the_same_frames_from_a_file() {
     .enumerate()
     {
         let out = dir.path().join(format!("out{k}.zarr"));
-        let r = stream_to_zarr(&frames, shape, format, comp, &o, Some(&dark), &out);
+        let r = stream_into(&frames, shape, (format, comp), &o, Some(&dark), zarr_sink(&out));
         assert_eq!((r.frames, r.expected, r.side, r.gpu), (10, 10, 8, false));
         assert!(r.gaps.is_empty() && r.fps > 0.0 && r.latency_p99 >= r.latency_p50);
         assert_eq!(read_zarr(&out), want, "{format:?} {comp:?}");
@@ -419,40 +431,18 @@ fn stream_to_zarr_equals_preprocess_of_the_same_frames_from_a_file() {
 #[test]
 fn stream_to_a_ptypy_loader_through_the_pipeline() {
     let dir = tempfile::tempdir().unwrap();
-    let shape = (45, 52);
-    let frames = random_frames(6, shape.0, shape.1, ElementType::U16, 44);
-    let npy = dir.path().join("f.npy");
-    write_npy(&npy, &frames, shape);
+    let (frames, want) = frames_and_reference(dir.path(), 6, 44, None);
     let o = pipeline_opts(Device::Cpu);
-    let want = preprocess(&NpyStore::open(&npy).unwrap(), None, &o, Output::Host, &mut |_, _| {}).unwrap();
-    let Frames::Host(want) = want.data else { panic!() };
     let mut p = Publisher::bind("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", opts(20_000)).unwrap();
     let out = dir.path().join("ptypy.npz");
-    let args = [
-        "ptypy".to_string(),
-        p.meta_endpoint().into(),
-        p.data_endpoint().into(),
-        out.to_str().unwrap().into(),
-    ];
-    let py = std::thread::spawn(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_python(PEER, &a)
-    });
-    let rx = listen_rx();
-    let mut tx = sender(
-        Endpoint::Connect(rx.endpoint().into()),
-        WireFormat::StreamV2,
-        Compression::Lz4,
-    );
-    let f2 = frames.clone();
-    let th = std::thread::spawn(move || send_series(&mut tx, &f2, shape, ElementType::U16));
+    let py = ptypy_loader(&p, &out);
     let sinks = Sinks {
         zarr: None,
         publisher: Some(&mut p),
     };
-    let r = run_pipeline(rx, &o, None, sinks, &PipelineOptions::default(), &mut |_, _| {}).unwrap();
+    let wire = (WireFormat::StreamV2, Compression::Lz4);
+    let r = stream_into(&frames, (45, 52), wire, &o, None, sinks);
     assert_eq!(r.frames, 6);
-    th.join().unwrap().unwrap();
     let meta = String::from_utf8(py.join().unwrap().stdout).unwrap();
     assert!(meta.contains(r#""dtype": "float32", "shape": [6, 8, 8]"#), "{meta}");
     let (got, pos) = read_npz(&out);
@@ -471,24 +461,8 @@ fn stream_on_the_gpu_equals_the_cpu() {
     let cpu = dir.path().join("cpu.zarr");
     let gpu = dir.path().join("gpu.zarr");
     let fmt = (WireFormat::StreamV2, Compression::Bslz4);
-    let rc = stream_to_zarr(
-        &frames,
-        shape,
-        fmt.0,
-        fmt.1,
-        &pipeline_opts(Device::Cpu),
-        Some(&dark),
-        &cpu,
-    );
-    let rg = stream_to_zarr(
-        &frames,
-        shape,
-        fmt.0,
-        fmt.1,
-        &pipeline_opts(Device::Gpu),
-        Some(&dark),
-        &gpu,
-    );
+    let on = |device, out: &Path| stream_into(&frames, shape, fmt, &pipeline_opts(device), Some(&dark), zarr_sink(out));
+    let (rc, rg) = (on(Device::Cpu, &cpu), on(Device::Gpu, &gpu));
     assert!(!rc.gpu && rg.gpu);
     assert_eq!(read_zarr(&gpu), read_zarr(&cpu));
 }
@@ -639,11 +613,7 @@ fn v2_series(n: u64) -> Vec<Vec<Vec<u8>>> {
         Compression::None,
     );
     let th = std::thread::spawn(move || {
-        tx.start(n, (4, 4), ElementType::U8).unwrap();
-        for i in 0..n {
-            tx.image(i, 0.0, 0.0, &[i as u8; 16]).unwrap();
-        }
-        tx.end().unwrap();
+        send_each(&mut tx, n, (4, 4), ElementType::U8, |i| ([i as u8; 16], 0.0, 0.0)).unwrap();
         // keep the connection until everything is read
         std::thread::sleep(Duration::from_millis(200));
     });
@@ -899,6 +869,16 @@ fn raw_peer(ep: &str, kind: &str) -> TcpStream {
     s
 }
 
+/// Runs `peer` on a thread against `rx`'s endpoint and returns the error `rx` receives (after
+/// the peer has finished).
+fn error_from_peer(rx: &mut Receiver, peer: impl FnOnce(String) + Send + 'static) -> StreamError {
+    let ep = rx.endpoint().to_string();
+    let th = std::thread::spawn(move || peer(ep));
+    let e = rx.recv().unwrap_err();
+    th.join().unwrap();
+    e
+}
+
 #[test]
 fn protocol_errors_limits_disconnects_and_timeouts() {
     // nothing connects: a timeout, not a hang
@@ -917,59 +897,45 @@ fn protocol_errors_limits_disconnects_and_timeouts() {
     // a declared frame over the limit: an error, not an allocation
     o.socket.max_frame = 1 << 20;
     let mut rx = Receiver::new(&Endpoint::Listen("tcp://127.0.0.1:*".into()), o.clone()).unwrap();
-    let ep = rx.endpoint().to_string();
-    let th = std::thread::spawn(move || {
-        let mut s = raw_peer(&ep, "PUSH");
-        s.write_all(&[2]).unwrap();
-        s.write_all(&(1u64 << 62).to_be_bytes()).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-    });
-    let e = rx.recv().unwrap_err();
-    assert_eq!(e.kind, StreamErrorKind::Limit, "{e}");
-    assert!(
-        e.to_string().contains("4611686018427387904 bytes (limit 1048576)"),
-        "{e}"
-    );
-    th.join().unwrap();
-    // a peer that disconnects mid-message
-    let ep = rx.endpoint().to_string();
-    let th = std::thread::spawn(move || {
-        let mut s = raw_peer(&ep, "PUSH");
-        s.write_all(&[0, 100, 1, 2, 3]).unwrap();
-    });
-    let e = rx.recv().unwrap_err();
-    assert_eq!(e.kind, StreamErrorKind::Disconnected, "{e}");
-    th.join().unwrap();
-    // the wrong socket type, reserved flag bits, a bad greeting
-    let ep = rx.endpoint().to_string();
-    let th = std::thread::spawn(move || {
-        let _s = raw_peer(&ep, "PULL");
-        std::thread::sleep(Duration::from_millis(300));
-    });
-    let e = rx.recv().unwrap_err();
-    assert_eq!(e.kind, StreamErrorKind::Protocol, "{e}");
-    assert!(
-        e.to_string().contains("a PULL socket cannot talk to a PULL socket"),
-        "{e}"
-    );
-    th.join().unwrap();
-    let ep = rx.endpoint().to_string();
-    let th = std::thread::spawn(move || {
-        let mut s = raw_peer(&ep, "PUSH");
-        s.write_all(&[0x80, 1, 0]).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-    });
-    assert_eq!(rx.recv().unwrap_err().kind, StreamErrorKind::Protocol);
-    th.join().unwrap();
-    let ep = rx.endpoint().to_string();
-    let th = std::thread::spawn(move || {
+    // (then, on the same receiver) a peer that disconnects mid-message; the wrong socket type;
+    // reserved flag bits. Each: (socket type, bytes sent, stays connected a while, the error).
+    let cases = [
+        (
+            "PUSH",
+            [&[2u8][..], &(1u64 << 62).to_be_bytes()].concat(),
+            true,
+            StreamErrorKind::Limit,
+            "4611686018427387904 bytes (limit 1048576)",
+        ),
+        ("PUSH", vec![0, 100, 1, 2, 3], false, StreamErrorKind::Disconnected, ""),
+        (
+            "PULL",
+            vec![],
+            true,
+            StreamErrorKind::Protocol,
+            "a PULL socket cannot talk to a PULL socket",
+        ),
+        ("PUSH", vec![0x80, 1, 0], true, StreamErrorKind::Protocol, ""),
+    ];
+    for (kind, bytes, linger, want, msg) in cases {
+        let e = error_from_peer(&mut rx, move |ep| {
+            let mut s = raw_peer(&ep, kind);
+            s.write_all(&bytes).unwrap();
+            if linger {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        assert_eq!(e.kind, want, "{e}");
+        assert!(e.to_string().contains(msg), "{e}");
+    }
+    // a bad greeting
+    let e = error_from_peer(&mut rx, |ep| {
         let mut s = TcpStream::connect(ep.trim_start_matches("tcp://")).unwrap();
         s.write_all(b"GET / HTTP/1.0\r\n\r\n and some more bytes to fill a greeting.......")
             .unwrap();
         std::thread::sleep(Duration::from_millis(300));
     });
-    assert_eq!(rx.recv().unwrap_err().kind, StreamErrorKind::Protocol);
-    th.join().unwrap();
+    assert_eq!(e.kind, StreamErrorKind::Protocol);
     // after all that, a good peer is served
     let ep = Endpoint::Connect(rx.endpoint().into());
     let frames = random_frames(2, 8, 8, ElementType::U8, 1);
@@ -996,11 +962,7 @@ fn a_slow_consumer_slows_the_sender_and_loses_nothing() {
     let f2 = frames.clone();
     let th = std::thread::spawn(move || {
         let t = Instant::now();
-        tx.start(n, shape, ElementType::U32)?;
-        for i in 0..n {
-            tx.image(i, 0.0, 0.0, &f2[i as usize % 2])?;
-        }
-        tx.end()?;
+        send_each(&mut tx, n, shape, ElementType::U32, |i| (&f2[i as usize % 2], 0.0, 0.0))?;
         Ok::<Duration, StreamError>(t.elapsed())
     });
     rx.recv().unwrap();
@@ -1028,11 +990,7 @@ fn a_rate_limited_sender_keeps_its_rate() {
     let mut tx = Sender::new(&Endpoint::Connect(rx.endpoint().into()), o).unwrap();
     let th = std::thread::spawn(move || {
         let t = Instant::now();
-        tx.start(21, (4, 4), ElementType::U8)?;
-        for i in 0..21 {
-            tx.image(i, 0.0, 0.0, &[0; 16])?;
-        }
-        tx.end()?;
+        send_each(&mut tx, 21, (4, 4), ElementType::U8, |_| ([0u8; 16], 0.0, 0.0))?;
         Ok::<Duration, StreamError>(t.elapsed())
     });
     for _ in 0..23 {
@@ -1056,11 +1014,7 @@ fn loopback_throughput_8mib() {
         Compression::None,
     );
     let th = std::thread::spawn(move || {
-        tx.start(n, (2048, 2048), ElementType::U16).unwrap();
-        for i in 0..n {
-            tx.image(i, 0.0, 0.0, &frame).unwrap();
-        }
-        tx.end().unwrap();
+        send_each(&mut tx, n, (2048, 2048), ElementType::U16, |_| (&frame, 0.0, 0.0)).unwrap();
     });
     rx.recv().unwrap();
     let mut t0 = Instant::now();

@@ -2,14 +2,12 @@
 //! the 1.10 indexes single chunk, implicit, fixed array and extensible array.
 
 use super::dataset::Index;
-use super::format::{Cur, H5File, UNDEF};
+use super::format::{BtreeV1, Cur, H5File, UNDEF};
 use crate::error::{PtychoError, Result, unsupported};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// The most chunks a dataset may have.
 const MAX_CHUNKS: u64 = 1 << 22;
-/// The deepest chunk B-tree.
-const MAX_DEPTH: u32 = 32;
 
 /// Where one chunk is: absolute file offset (`UNDEF`: never written), stored size, filter mask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,62 +198,47 @@ pub(super) fn table(f: &H5File, obj: &str, g: &Geometry<'_>, index: &Index) -> R
 
 fn btree_v1(f: &H5File, obj: &str, g: &Geometry<'_>, grid: &[u64], root: u64, locs: &mut [Loc]) -> Result<()> {
     let rank = g.dims.len();
-    let key = 8 + 8 * (rank + 1);
-    let mut seen = HashSet::new();
-    let mut stack = vec![(root, 0u32)];
-    while let Some((node, depth)) = stack.pop() {
-        if depth > MAX_DEPTH || !seen.insert(node) || seen.len() > 1 << 20 {
-            return Err(f.err(obj, node, "chunk B-tree too deep or cyclic"));
+    let tree = BtreeV1 {
+        node_type: 1,
+        key: 8 + 8 * (rank + 1),
+        max_nodes: 1 << 20,
+        what: "chunk B-tree",
+        cyclic: "chunk B-tree too deep or cyclic".into(),
+    };
+    f.walk_btree_v1(obj, root, &tree, |c, leaf| {
+        let size = u64::from(c.u32()?);
+        let mask = c.u32()?;
+        let offs = (0..=rank).map(|_| c.u64()).collect::<Result<Vec<_>>>()?;
+        let child = c.addr()?;
+        if !leaf {
+            return Ok(child);
         }
-        let head = (8 + 2 * f.so) as u64;
-        let (h, at) = f.read(obj, node, head, "chunk B-tree node")?;
-        let mut c = Cur::new(f, obj, "chunk B-tree node", &h, at);
-        c.sig(b"TREE")?;
-        let kind = c.u8()?;
-        let level = c.u8()?;
-        let entries = u64::from(c.u16()?);
-        if kind != 1 {
-            return Err(c.err(format!("node type {kind} in a chunk B-tree")));
+        let mut t = 0u64;
+        let mut inside = true;
+        for d in 0..rank {
+            if offs[d] % g.chunk[d] != 0 {
+                return Err(c.err(format!("chunk offset {offs:?} not on the chunk grid")));
+            }
+            let i = offs[d] / g.chunk[d];
+            inside &= i < grid[d];
+            t = t * grid[d] + i.min(grid[d].saturating_sub(1));
         }
-        let body = entries * (key + f.so) as u64 + key as u64;
-        let (b, bat) = f.read(obj, node + head, body, "chunk B-tree node")?;
-        let mut c = Cur::new(f, obj, "chunk B-tree node", &b, bat);
-        for _ in 0..entries {
-            let size = u64::from(c.u32()?);
-            let mask = c.u32()?;
-            let offs = (0..=rank).map(|_| c.u64()).collect::<Result<Vec<_>>>()?;
-            let child = c.addr()?;
-            if level > 0 {
-                stack.push((child, depth + 1));
-                continue;
-            }
-            let mut t = 0u64;
-            let mut inside = true;
-            for d in 0..rank {
-                if offs[d] % g.chunk[d] != 0 {
-                    return Err(c.err(format!("chunk offset {offs:?} not on the chunk grid")));
-                }
-                let i = offs[d] / g.chunk[d];
-                inside &= i < grid[d];
-                t = t * grid[d] + i.min(grid[d].saturating_sub(1));
-            }
-            if offs[rank] != 0 {
-                return Err(c.err(format!("chunk offset {offs:?} with a non-zero element offset")));
-            }
-            if inside {
-                let l = &mut locs[t as usize];
-                if l.addr != UNDEF {
-                    return Err(chunk_err(f, obj, t, child, "chunk listed twice in the B-tree"));
-                }
-                *l = Loc {
-                    addr: child,
-                    size,
-                    mask,
-                };
-            }
+        if offs[rank] != 0 {
+            return Err(c.err(format!("chunk offset {offs:?} with a non-zero element offset")));
         }
-    }
-    Ok(())
+        if inside {
+            let l = &mut locs[t as usize];
+            if l.addr != UNDEF {
+                return Err(chunk_err(f, obj, t, child, "chunk listed twice in the B-tree"));
+            }
+            *l = Loc {
+                addr: child,
+                size,
+                mask,
+            };
+        }
+        Ok(child)
+    })
 }
 
 /// Decodes `n` index elements (an address, and for filtered chunks a size and a filter mask).
@@ -272,6 +255,17 @@ fn elements(c: &mut Cur<'_>, n: u64, esz: usize, g: &Geometry<'_>, so: usize) ->
         v.push(Loc { addr, size, mask });
     }
     Ok(v)
+}
+
+/// The start of a fixed or extensible array header after signature `sig`: version, client
+/// class and entry size. Returns the entry size, checked against the dataset.
+fn array_header(f: &H5File, obj: &str, c: &mut Cur<'_>, sig: &[u8; 4], g: &Geometry<'_>) -> Result<usize> {
+    c.sig(sig)?;
+    let _v = c.u8()?;
+    let client = c.u8()?;
+    let esz = c.u8()? as usize;
+    element_size(f, obj, c.at, client, esz, g)?;
+    Ok(esz)
 }
 
 fn element_size(f: &H5File, obj: &str, at: u64, client: u8, esz: usize, g: &Geometry<'_>) -> Result<()> {
@@ -299,17 +293,12 @@ fn bit(bits: &[u8], i: u64) -> bool {
 
 fn fixed_array(f: &H5File, obj: &str, g: &Geometry<'_>, addr: u64) -> Result<Vec<Loc>> {
     let hlen = (4 + 4 + f.sl + f.so + 4) as u64;
-    let (h, at) = f.read(obj, addr, hlen, "fixed array header")?;
-    f.check_sum(obj, &h, at, "fixed array header")?;
+    let (h, at) = f.read_checked(obj, addr, hlen, "fixed array header")?;
     let mut c = Cur::new(f, obj, "fixed array header", &h, at);
-    c.sig(b"FAHD")?;
-    let _v = c.u8()?;
-    let client = c.u8()?;
-    let esz = c.u8()? as usize;
+    let esz = array_header(f, obj, &mut c, b"FAHD", g)?;
     let page_bits = c.u8()?;
     let n = c.len()?;
     let dblk = c.addr()?;
-    element_size(f, obj, at, client, esz, g)?;
     if n > MAX_CHUNKS || page_bits > 32 {
         return Err(c.err(format!("{n} entries, pages of 2^{page_bits}")));
     }
@@ -319,8 +308,7 @@ fn fixed_array(f: &H5File, obj: &str, g: &Geometry<'_>, addr: u64) -> Result<Vec
     let page = 1u64 << page_bits;
     let prefix = (4 + 2 + f.so) as u64;
     if n <= page {
-        let (b, bat) = f.read(obj, dblk, prefix + n * esz as u64 + 4, "fixed array data block")?;
-        f.check_sum(obj, &b, bat, "fixed array data block")?;
+        let (b, bat) = f.read_checked(obj, dblk, prefix + n * esz as u64 + 4, "fixed array data block")?;
         let mut c = Cur::new(f, obj, "fixed array data block", &b, bat);
         c.sig(b"FADB")?;
         c.skip(2 + f.so)?;
@@ -328,8 +316,7 @@ fn fixed_array(f: &H5File, obj: &str, g: &Geometry<'_>, addr: u64) -> Result<Vec
     }
     let npages = n.div_ceil(page);
     let bitmap = npages.div_ceil(8);
-    let (b, bat) = f.read(obj, dblk, prefix + bitmap + 4, "fixed array data block")?;
-    f.check_sum(obj, &b, bat, "fixed array data block")?;
+    let (b, bat) = f.read_checked(obj, dblk, prefix + bitmap + 4, "fixed array data block")?;
     let mut c = Cur::new(f, obj, "fixed array data block", &b, bat);
     c.sig(b"FADB")?;
     c.skip(2 + f.so)?;
@@ -340,8 +327,7 @@ fn fixed_array(f: &H5File, obj: &str, g: &Geometry<'_>, addr: u64) -> Result<Vec
         let k = page.min(n - p * page);
         let plen = k * esz as u64 + 4;
         if bit(&bits, p) {
-            let (b, bat) = f.read(obj, pa, plen, "fixed array page")?;
-            f.check_sum(obj, &b, bat, "fixed array page")?;
+            let (b, bat) = f.read_checked(obj, pa, plen, "fixed array page")?;
             let mut c = Cur::new(f, obj, "fixed array page", &b, bat);
             out.extend(elements(&mut c, k, esz, g, f.so)?);
         } else {
@@ -384,19 +370,14 @@ fn log2(v: u64) -> u32 {
 impl<'a> ExtArray<'a> {
     fn open(f: &'a H5File, obj: &'a str, g: &'a Geometry<'a>, addr: u64) -> Result<ExtArray<'a>> {
         let hlen = (4 + 2 + 6 + 6 * f.sl + f.so + 4) as u64;
-        let (h, at) = f.read(obj, addr, hlen, "extensible array header")?;
-        f.check_sum(obj, &h, at, "extensible array header")?;
+        let (h, at) = f.read_checked(obj, addr, hlen, "extensible array header")?;
         let mut c = Cur::new(f, obj, "extensible array header", &h, at);
-        c.sig(b"EAHD")?;
-        let _v = c.u8()?;
-        let client = c.u8()?;
-        let esz = c.u8()? as usize;
+        let esz = array_header(f, obj, &mut c, b"EAHD", g)?;
         let max_bits = c.u8()?;
         let idx_elmts = u64::from(c.u8()?);
         let min_elmts = u64::from(c.u8()?);
         let min_ptrs = u64::from(c.u8()?);
         let page_bits = c.u8()?;
-        element_size(f, obj, at, client, esz, g)?;
         let pow2 = |v: u64| v > 0 && v.is_power_of_two();
         if !(1..=64).contains(&max_bits)
             || !pow2(min_elmts)
@@ -453,8 +434,7 @@ impl<'a> ExtArray<'a> {
             return Ok(ea);
         }
         let ilen = (4 + 2 + f.so) as u64 + idx_elmts * esz as u64 + (ndblk + nsblk_addrs) * f.so as u64 + 4;
-        let (b, bat) = f.read(obj, iblock, ilen, "extensible array index block")?;
-        f.check_sum(obj, &b, bat, "extensible array index block")?;
+        let (b, bat) = f.read_checked(obj, iblock, ilen, "extensible array index block")?;
         let mut c = Cur::new(f, obj, "extensible array index block", &b, bat);
         c.sig(b"EAIB")?;
         c.skip(2)?;
@@ -463,6 +443,15 @@ impl<'a> ExtArray<'a> {
         ea.dblk_addrs = (0..ndblk).map(|_| c.addr()).collect::<Result<_>>()?;
         ea.sblk_addrs = (0..nsblk_addrs).map(|_| c.addr()).collect::<Result<_>>()?;
         Ok(ea)
+    }
+
+    /// The start of a data or super block after signature `sig`: version and client class, the
+    /// header's address (checked) and the block's offset.
+    fn block_prefix(&self, c: &mut Cur<'_>, sig: &[u8; 4]) -> Result<()> {
+        c.sig(sig)?;
+        c.skip(2)?;
+        self.check_header(c)?;
+        c.skip(self.arr_off)
     }
 
     fn check_header(&self, c: &mut Cur<'_>) -> Result<()> {
@@ -531,8 +520,7 @@ impl<'a> ExtArray<'a> {
                 .and_then(|v| v.checked_add(p.checked_mul(plen)?))
                 .ok_or_else(|| self.f.err(self.obj, daddr, "extensible array page address overflows"))?;
             if !self.blocks.contains_key(&pa) {
-                let (b, bat) = self.f.read(self.obj, pa, plen, "extensible array page")?;
-                self.f.check_sum(self.obj, &b, bat, "extensible array page")?;
+                let (b, bat) = self.f.read_checked(self.obj, pa, plen, "extensible array page")?;
                 let mut c = Cur::new(self.f, self.obj, "extensible array page", &b, bat);
                 let v = elements(&mut c, self.page_nelmts, self.esz, self.g, self.f.so)?;
                 self.blocks.insert(pa, v);
@@ -544,13 +532,11 @@ impl<'a> ExtArray<'a> {
         }
         if !self.blocks.contains_key(&daddr) {
             let len = (4 + 2 + self.f.so + self.arr_off) as u64 + ne * self.esz as u64 + 4;
-            let (b, bat) = self.f.read(self.obj, daddr, len, "extensible array data block")?;
-            self.f.check_sum(self.obj, &b, bat, "extensible array data block")?;
+            let (b, bat) = self
+                .f
+                .read_checked(self.obj, daddr, len, "extensible array data block")?;
             let mut c = Cur::new(self.f, self.obj, "extensible array data block", &b, bat);
-            c.sig(b"EADB")?;
-            c.skip(2)?;
-            self.check_header(&mut c)?;
-            c.skip(self.arr_off)?;
+            self.block_prefix(&mut c, b"EADB")?;
             let v = elements(&mut c, ne, self.esz, self.g, self.f.so)?;
             self.blocks.insert(daddr, v);
         }
@@ -571,13 +557,9 @@ impl<'a> ExtArray<'a> {
         let len = ((4 + 2 + self.f.so + self.arr_off + 4) as u64)
             .saturating_add(bitmap)
             .saturating_add(nd.saturating_mul(self.f.so as u64));
-        let (b, bat) = self.f.read(self.obj, sa, len, "extensible array super block")?;
-        self.f.check_sum(self.obj, &b, bat, "extensible array super block")?;
+        let (b, bat) = self.f.read_checked(self.obj, sa, len, "extensible array super block")?;
         let mut c = Cur::new(self.f, self.obj, "extensible array super block", &b, bat);
-        c.sig(b"EASB")?;
-        c.skip(2)?;
-        self.check_header(&mut c)?;
-        c.skip(self.arr_off)?;
+        self.block_prefix(&mut c, b"EASB")?;
         let bits = c.bytes(bitmap as usize)?.to_vec();
         let addrs = (0..nd).map(|_| c.addr()).collect::<Result<Vec<_>>>()?;
         self.supers.insert(sa, (addrs.clone(), bits.clone()));

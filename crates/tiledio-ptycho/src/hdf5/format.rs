@@ -2,6 +2,7 @@
 //! messages, the Jenkins lookup3 checksum of version-2 structures.
 
 use crate::error::{PtychoError, Result, format_err, unsupported};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use tiledio_io::FileHandle;
 
@@ -13,6 +14,8 @@ const MAX_META: u64 = 256 << 20;
 const MAX_CONTINUATIONS: usize = 64;
 /// The most messages of one object header.
 const MAX_MESSAGES: usize = 4096;
+/// The deepest version-1 B-tree (group or chunk index).
+const MAX_BTREE_DEPTH: u32 = 32;
 
 /// An open HDF5 file: its handle and what the superblock says about addresses.
 #[derive(Debug)]
@@ -119,6 +122,12 @@ impl<'a> Cur<'a> {
     pub(super) fn left(&self) -> usize {
         self.b.len() - self.pos
     }
+    /// The next `size` bytes as the data of an object header message of type `kind`.
+    fn message(&mut self, kind: u16, flags: u8, size: usize) -> Result<Message> {
+        let at = self.at + self.pos as u64;
+        let data = self.bytes(size)?.to_vec();
+        Ok(Message { kind, flags, data, at })
+    }
     /// Expects a 4-byte signature.
     pub(super) fn sig(&mut self, s: &[u8; 4]) -> Result<()> {
         let got = self.bytes(4)?;
@@ -191,6 +200,14 @@ impl H5File {
         let mut v = tiledio_io::try_alloc_zeroed(len as usize, what)?;
         self.fh.read_at(a, &mut v[..])?;
         Ok((v, a))
+    }
+
+    /// [`H5File::read`] of a block that ends in its lookup3 checksum (the version-2
+    /// structures), checked.
+    pub(super) fn read_checked(&self, obj: &str, addr: u64, len: u64, what: &str) -> Result<(Vec<u8>, u64)> {
+        let (b, at) = self.read(obj, addr, len, what)?;
+        self.check_sum(obj, &b, at, what)?;
+        Ok((b, at))
     }
 
     /// Reads up to `len` bytes at `addr`, fewer where the file ends first.
@@ -300,8 +317,7 @@ impl H5File {
                 .and_then(|v| v.checked_add(4))
                 .ok_or_else(|| c.err("size overflows"))?;
             let prefix = c.pos;
-            let (b, at) = self.read(obj, addr, total, "object header")?;
-            self.check_sum(obj, &b, at, "object header")?;
+            let (b, at) = self.read_checked(obj, addr, total, "object header")?;
             self.messages_v2(
                 obj,
                 &b[prefix..b.len() - 4],
@@ -350,19 +366,8 @@ impl H5File {
                     let size = c.u16()? as usize;
                     let flags = c.u8()?;
                     c.skip(3)?;
-                    let data_at = c.at + c.pos as u64;
-                    let data = c.bytes(size)?.to_vec();
-                    self.push(
-                        obj,
-                        &mut msgs,
-                        &mut blocks,
-                        Message {
-                            kind,
-                            flags,
-                            data,
-                            at: data_at,
-                        },
-                    )?;
+                    let m = c.message(kind, flags, size)?;
+                    self.push(obj, &mut msgs, &mut blocks, m)?;
                 }
             }
         }
@@ -387,19 +392,8 @@ impl H5File {
             if hflags & 0x04 != 0 {
                 c.skip(2)?;
             }
-            let data_at = c.at + c.pos as u64;
-            let data = c.bytes(size)?.to_vec();
-            self.push(
-                obj,
-                msgs,
-                blocks,
-                Message {
-                    kind,
-                    flags,
-                    data,
-                    at: data_at,
-                },
-            )?;
+            let m = c.message(kind, flags, size)?;
+            self.push(obj, msgs, blocks, m)?;
         }
         Ok(())
     }
@@ -437,14 +431,68 @@ impl H5File {
     }
 }
 
+/// A version-1 B-tree (a symbol-table group's or a chunk index), as [`H5File::walk_btree_v1`]
+/// reads it.
+pub(super) struct BtreeV1<'s> {
+    /// The node type it must have: 0 for a group's, 1 for a chunk index.
+    pub node_type: u8,
+    /// Bytes of one key.
+    pub key: usize,
+    /// The most nodes visited before the tree counts as cyclic.
+    pub max_nodes: usize,
+    /// What it is in messages (`"chunk B-tree"`).
+    pub what: &'s str,
+    /// The message for a tree too deep or cyclic.
+    pub cyclic: String,
+}
+
+impl H5File {
+    /// Walks the version-1 B-tree `t` at `root` depth-first, each node once. For each entry of a
+    /// node, `entry(cursor, leaf)` reads the key and the child's address from the cursor and
+    /// returns the address (handling the child itself when `leaf`); the children of inner nodes
+    /// are walked in turn.
+    pub(super) fn walk_btree_v1(
+        &self,
+        obj: &str,
+        root: u64,
+        t: &BtreeV1<'_>,
+        mut entry: impl FnMut(&mut Cur<'_>, bool) -> Result<u64>,
+    ) -> Result<()> {
+        let node_what = format!("{} node", t.what);
+        let mut seen = HashSet::new();
+        let mut stack = vec![(root, 0u32)];
+        while let Some((node, depth)) = stack.pop() {
+            if depth > MAX_BTREE_DEPTH || !seen.insert(node) || seen.len() > t.max_nodes {
+                return Err(self.err(obj, node, &t.cyclic));
+            }
+            let head = (8 + 2 * self.so) as u64;
+            let (h, at) = self.read(obj, node, head, &node_what)?;
+            let mut c = Cur::new(self, obj, &node_what, &h, at);
+            c.sig(b"TREE")?;
+            let kind = c.u8()?;
+            let level = c.u8()?;
+            let entries = u64::from(c.u16()?);
+            if kind != t.node_type {
+                return Err(c.err(format!("node type {kind} in a {}", t.what)));
+            }
+            let body = entries * (t.key + self.so) as u64 + t.key as u64;
+            let (b, bat) = self.read(obj, node + head, body, &node_what)?;
+            let mut c = Cur::new(self, obj, &node_what, &b, bat);
+            for _ in 0..entries {
+                let child = entry(&mut c, level == 0)?;
+                if level > 0 {
+                    stack.push((child, depth + 1));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Bob Jenkins' lookup3 `hashlittle` with initial value 0, HDF5's metadata checksum.
 pub(super) fn lookup3(k: &[u8]) -> u32 {
-    fn rot(x: u32, k: u32) -> u32 {
-        x.rotate_left(k)
-    }
-    let mut a: u32 = 0xdead_beef_u32.wrapping_add(k.len() as u32);
-    let mut b = a;
-    let mut c = a;
+    let init = 0xdead_beef_u32.wrapping_add(k.len() as u32);
+    let mut s = [init; 3];
     let word = |s: &[u8]| -> u32 {
         let mut w = [0u8; 4];
         w[..s.len()].copy_from_slice(s);
@@ -452,56 +500,41 @@ pub(super) fn lookup3(k: &[u8]) -> u32 {
     };
     let mut rest = k;
     while rest.len() > 12 {
-        a = a.wrapping_add(word(&rest[0..4]));
-        b = b.wrapping_add(word(&rest[4..8]));
-        c = c.wrapping_add(word(&rest[8..12]));
-        // mix
-        a = a.wrapping_sub(c);
-        a ^= rot(c, 4);
-        c = c.wrapping_add(b);
-        b = b.wrapping_sub(a);
-        b ^= rot(a, 6);
-        a = a.wrapping_add(c);
-        c = c.wrapping_sub(b);
-        c ^= rot(b, 8);
-        b = b.wrapping_add(a);
-        a = a.wrapping_sub(c);
-        a ^= rot(c, 16);
-        c = c.wrapping_add(b);
-        b = b.wrapping_sub(a);
-        b ^= rot(a, 19);
-        a = a.wrapping_add(c);
-        c = c.wrapping_sub(b);
-        c ^= rot(b, 4);
-        b = b.wrapping_add(a);
+        for (i, v) in s.iter_mut().enumerate() {
+            *v = v.wrapping_add(word(&rest[4 * i..4 * i + 4]));
+        }
+        lookup3_mix(&mut s);
         rest = &rest[12..];
     }
     if rest.is_empty() {
-        return c;
+        return s[2];
     }
-    a = a.wrapping_add(word(&rest[..rest.len().min(4)]));
-    if rest.len() > 4 {
-        b = b.wrapping_add(word(&rest[4..rest.len().min(8)]));
+    // the tail: up to 4 bytes each into a, b, c (zero-padded)
+    for (i, chunk) in rest.chunks(4).enumerate() {
+        s[i] = s[i].wrapping_add(word(chunk));
     }
-    if rest.len() > 8 {
-        c = c.wrapping_add(word(&rest[8..]));
+    lookup3_final(&mut s);
+    s[2]
+}
+
+/// lookup3's `mix(a, b, c)`: six rounds of `x -= y; x ^= rot(y, k); y += z`, each round on the
+/// next rotation of `(a, c, b)`.
+fn lookup3_mix(s: &mut [u32; 3]) {
+    for (i, k) in [4, 6, 8, 16, 19, 4].into_iter().enumerate() {
+        let (x, y, z) = (i % 3, (i + 2) % 3, (i + 1) % 3);
+        s[x] = s[x].wrapping_sub(s[y]);
+        s[x] ^= s[y].rotate_left(k);
+        s[y] = s[y].wrapping_add(s[z]);
     }
-    // final
-    c ^= b;
-    c = c.wrapping_sub(rot(b, 14));
-    a ^= c;
-    a = a.wrapping_sub(rot(c, 11));
-    b ^= a;
-    b = b.wrapping_sub(rot(a, 25));
-    c ^= b;
-    c = c.wrapping_sub(rot(b, 16));
-    a ^= c;
-    a = a.wrapping_sub(rot(c, 4));
-    b ^= a;
-    b = b.wrapping_sub(rot(a, 14));
-    c ^= b;
-    c = c.wrapping_sub(rot(b, 24));
-    c
+}
+
+/// lookup3's `final(a, b, c)`: seven rounds of `x ^= y; x -= rot(y, k)`, starting `c ^= b`.
+fn lookup3_final(s: &mut [u32; 3]) {
+    for (i, k) in [14, 11, 25, 16, 4, 14, 24].into_iter().enumerate() {
+        let (x, y) = ((i + 2) % 3, (i + 1) % 3);
+        s[x] ^= s[y];
+        s[x] = s[x].wrapping_sub(s[y].rotate_left(k));
+    }
 }
 
 #[cfg(test)]

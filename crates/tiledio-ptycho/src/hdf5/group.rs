@@ -2,16 +2,14 @@
 //! messages (compact new-style groups) with hard, soft and external links, and path resolution
 //! across files with a bounded number of link hops.
 
-use super::format::{Cur, H5File, Message, UNDEF};
+use super::format::{BtreeV1, Cur, H5File, Message, UNDEF};
 use crate::error::{PtychoError, Result, unsupported};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The most soft or external links followed resolving one path (a cycle ends here).
 const MAX_HOPS: u32 = 8;
-/// The deepest group B-tree.
-const MAX_DEPTH: u32 = 32;
 /// The most links read from one group.
 const MAX_LINKS: usize = 1 << 20;
 
@@ -283,36 +281,21 @@ fn symbol_table(
             .ok_or_else(|| f.err(req, heap, format!("unterminated name in the local heap of {gname}")))?;
         Ok(String::from_utf8_lossy(&s[..end]).into_owned())
     };
-    let mut seen = HashSet::new();
-    let mut stack = vec![(btree, 0u32)];
-    while let Some((node, depth)) = stack.pop() {
-        if depth > MAX_DEPTH || !seen.insert(node) || seen.len() > 1 << 16 {
-            return Err(f.err(req, node, format!("group {gname}: B-tree too deep or cyclic")));
+    let tree = BtreeV1 {
+        node_type: 0,
+        key: f.sl,
+        max_nodes: 1 << 16,
+        what: "group B-tree",
+        cyclic: format!("group {gname}: B-tree too deep or cyclic"),
+    };
+    f.walk_btree_v1(req, btree, &tree, |c, leaf| {
+        c.skip(f.sl)?;
+        let child = c.addr()?;
+        if leaf {
+            symbol_node(f, req, child, &name_at, out)?;
         }
-        let head_len = (8 + 2 * f.so) as u64;
-        let (h, at) = f.read(req, node, head_len, "group B-tree node")?;
-        let mut c = Cur::new(f, req, "group B-tree node", &h, at);
-        c.sig(b"TREE")?;
-        let kind = c.u8()?;
-        let level = c.u8()?;
-        let entries = u64::from(c.u16()?);
-        if kind != 0 {
-            return Err(c.err(format!("node type {kind} in a group B-tree")));
-        }
-        let body = entries * (f.sl + f.so) as u64 + f.sl as u64;
-        let (b, bat) = f.read(req, node + head_len, body, "group B-tree node")?;
-        let mut c = Cur::new(f, req, "group B-tree node", &b, bat);
-        for _ in 0..entries {
-            c.skip(f.sl)?;
-            let child = c.addr()?;
-            if level > 0 {
-                stack.push((child, depth + 1));
-            } else {
-                symbol_node(f, req, child, &name_at, out)?;
-            }
-        }
-    }
-    Ok(())
+        Ok(child)
+    })
 }
 
 fn symbol_node(

@@ -11,7 +11,7 @@ mod group;
 mod write;
 
 use crate::error::{PtychoError, Result, format_err, usage};
-use crate::store::{FrameStore, checked_request};
+use crate::store::{FrameStore, checked_request, stack_geometry};
 use chunks::{Geometry, Loc, Table, chunk_err};
 use dataset::{Info, Layout};
 use filters::Pipeline;
@@ -264,24 +264,12 @@ impl Hdf5Store {
 }
 
 impl FrameStore for Hdf5Store {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-    fn frames(&self) -> u64 {
-        self.frames
-    }
-    fn shape(&self) -> (usize, usize) {
-        self.shape
-    }
-    fn dtype(&self) -> ElementType {
-        self.dtype
-    }
+    stack_geometry!();
     fn reads_rows(&self) -> bool {
         self.parts.iter().all(Part::raw_rows)
     }
     fn read_frames(&self, frames: Range<u64>, rows: Option<Range<usize>>, dst: Target<'_>) -> Result<()> {
-        checked_request(self, &frames, rows.as_ref(), &dst)?;
-        let rows = rows.unwrap_or(0..self.shape.0);
+        let rows = checked_request(self, &frames, rows, &dst)?;
         let per_frame = rows.len() * self.shape.1 * self.dtype.size();
         let mut dst = dst;
         for p in &self.parts {

@@ -110,6 +110,62 @@ pub enum Message {
     End,
 }
 
+/// What an image message says of its frame besides the pixels (the fields of
+/// [`Message::Image`] but `data`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ImageMeta {
+    /// Frame index, from 0.
+    pub(crate) frame: u64,
+    /// Scan position x (NaN when none).
+    pub(crate) posx: f64,
+    /// Scan position y (NaN when none).
+    pub(crate) posy: f64,
+    /// Frame shape `(H, W)`.
+    pub(crate) shape: (usize, usize),
+    /// Element type.
+    pub(crate) dtype: ElementType,
+}
+
+impl ImageMeta {
+    /// The image message of these pixels.
+    pub(crate) fn message(self, data: Frame) -> Message {
+        Message::Image {
+            frame: self.frame,
+            posx: self.posx,
+            posy: self.posy,
+            shape: self.shape,
+            dtype: self.dtype,
+            data,
+        }
+    }
+}
+
+impl Message {
+    /// An image message as its [`ImageMeta`] and pixels; any other message as it is.
+    pub(crate) fn into_image(self) -> Result<(ImageMeta, Frame), Message> {
+        match self {
+            Message::Image {
+                data,
+                frame,
+                posx,
+                posy,
+                shape,
+                dtype,
+            } => {
+                let meta = ImageMeta {
+                    frame,
+                    posx,
+                    posy,
+                    shape,
+                    dtype,
+                };
+                Ok((meta, data))
+            }
+            other => Err(other),
+        }
+    }
+}
+
 /// What a decoder remembers between messages (the tiledio image needs the start's shape).
 #[derive(Debug, Default)]
 pub(crate) struct DecodeState {
@@ -234,16 +290,14 @@ impl DecodeState {
                         parts[1].len()
                     ));
                 }
-                let (posx, posy) = (pos("posx")?, pos("posy")?);
-                let data = Frame::from_vec(parts.swap_remove(1));
-                Ok(Message::Image {
+                let meta = ImageMeta {
                     frame,
-                    posx,
-                    posy,
+                    posx: pos("posx")?,
+                    posy: pos("posy")?,
                     shape,
                     dtype,
-                    data,
-                })
+                };
+                Ok(meta.message(Frame::from_vec(parts.swap_remove(1))))
             }
             "end" => Ok(Message::End),
             other => bad(format!("unknown message type {other:?}")),
@@ -305,13 +359,6 @@ impl DecodeState {
                     None => channels.first().ok_or_else(|| at("an empty \"data\" map".into()))?,
                 };
                 let name = name.as_str().unwrap_or("?");
-                let (posx, posy) = match v.get("user_data") {
-                    Some(ud @ Value::Map(_)) => (
-                        ud.get("posx").and_then(Value::as_f64).unwrap_or(f64::NAN),
-                        ud.get("posy").and_then(Value::as_f64).unwrap_or(f64::NAN),
-                    ),
-                    _ => (f64::NAN, f64::NAN),
-                };
                 let Value::Tag(40, md) = arr else {
                     return Err(at(format!(
                         "channel {name:?} is a {}, not a tag-40 multi-dimensional array",
@@ -345,6 +392,17 @@ impl DecodeState {
                 let n = self
                     .check_size(shape, dtype.size())
                     .map_err(|(k, m)| (k, format!("image {frame}: {m}")))?;
+                let pos = |k: &str| match v.get("user_data") {
+                    Some(ud @ Value::Map(_)) => ud.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN),
+                    _ => f64::NAN,
+                };
+                let meta = ImageMeta {
+                    frame,
+                    posx: pos("posx"),
+                    posy: pos("posy"),
+                    shape,
+                    dtype,
+                };
                 let base = buf.as_ptr() as usize;
                 let offset = |b: &[u8]| b.as_ptr() as usize - base;
                 enum Payload {
@@ -403,14 +461,7 @@ impl DecodeState {
                     }
                 };
                 self.dtype = Some(dtype);
-                Ok(Message::Image {
-                    frame,
-                    posx,
-                    posy,
-                    shape,
-                    dtype,
-                    data,
-                })
+                Ok(meta.message(data))
             }
             "end" => Ok(Message::End),
             other => bad(format!("unknown message type {other:?}")),
@@ -469,6 +520,17 @@ pub(crate) struct Encoded {
     pub(crate) separate: bool,
 }
 
+/// A Stream V2 message begun: the self-described CBOR tag, a map of `fields` entries and its
+/// first three, `type` (`ty`), `series_id` and `series_unique_id`.
+fn v2_message(ty: &str, fields: usize) -> Encoder {
+    let mut e = Encoder::default();
+    e.tag(55799).map(fields);
+    e.text("type").text(ty);
+    e.text("series_id").uint(SERIES_ID);
+    e.text("series_unique_id").text(SERIES_UID);
+    e
+}
+
 pub(crate) fn encode_start(format: WireFormat, frames: u64, shape: (usize, usize), dtype: ElementType) -> Vec<u8> {
     match format {
         WireFormat::Tiledio => format!(
@@ -479,11 +541,7 @@ pub(crate) fn encode_start(format: WireFormat, frames: u64, shape: (usize, usize
         )
         .into_bytes(),
         WireFormat::StreamV2 => {
-            let mut e = Encoder::default();
-            e.tag(55799).map(7);
-            e.text("type").text("start");
-            e.text("series_id").uint(SERIES_ID);
-            e.text("series_unique_id").text(SERIES_UID);
+            let mut e = v2_message("start", 7);
             e.text("number_of_images").uint(frames);
             e.text("image_size_x").uint(shape.1 as u64);
             e.text("image_size_y").uint(shape.0 as u64);
@@ -496,48 +554,29 @@ pub(crate) fn encode_start(format: WireFormat, frames: u64, shape: (usize, usize
 pub(crate) fn encode_end(format: WireFormat) -> Vec<u8> {
     match format {
         WireFormat::Tiledio => br#"{"type":"end"}"#.to_vec(),
-        WireFormat::StreamV2 => {
-            let mut e = Encoder::default();
-            e.tag(55799).map(3);
-            e.text("type").text("end");
-            e.text("series_id").uint(SERIES_ID);
-            e.text("series_unique_id").text(SERIES_UID);
-            e.buf
-        }
+        WireFormat::StreamV2 => v2_message("end", 3).buf,
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn encode_image(
-    format: WireFormat,
-    compression: Compression,
-    frame: u64,
-    posx: f64,
-    posy: f64,
-    shape: (usize, usize),
-    dtype: ElementType,
-    data: &[u8],
-) -> Encoded {
+pub(crate) fn encode_image(format: WireFormat, compression: Compression, meta: &ImageMeta, data: &[u8]) -> Encoded {
+    let (shape, dtype) = (meta.shape, meta.dtype);
     match format {
         WireFormat::Tiledio => Encoded {
             head: format!(
-                r#"{{"type":"image","frame":{frame},"posx":{},"posy":{}}}"#,
-                json_number(posx),
-                json_number(posy)
+                r#"{{"type":"image","frame":{},"posx":{},"posy":{}}}"#,
+                meta.frame,
+                json_number(meta.posx),
+                json_number(meta.posy)
             )
             .into_bytes(),
             packed: Vec::new(),
             separate: true,
         },
         WireFormat::StreamV2 => {
-            let mut e = Encoder::default();
-            e.tag(55799).map(6);
-            e.text("type").text("image");
-            e.text("series_id").uint(SERIES_ID);
-            e.text("series_unique_id").text(SERIES_UID);
-            e.text("image_id").uint(frame);
+            let mut e = v2_message("image", 6);
+            e.text("image_id").uint(meta.frame);
             e.text("user_data").map(2);
-            e.text("posx").float(posx).text("posy").float(posy);
+            e.text("posx").float(meta.posx).text("posy").float(meta.posy);
             e.text("data").map(1).text(CHANNEL);
             e.tag(40).array(2).array(2).uint(shape.0 as u64).uint(shape.1 as u64);
             e.tag(typed_array_tag(dtype));

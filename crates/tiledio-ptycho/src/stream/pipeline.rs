@@ -3,7 +3,7 @@
 
 use super::error::{StreamError, StreamErrorKind as K};
 use super::merge::Merge;
-use super::message::Message;
+use super::message::{ImageMeta, Message};
 use super::publisher::Publisher;
 use super::receiver::{Receiver, kind_name};
 use crate::error::{Result, usage};
@@ -282,25 +282,15 @@ impl<'a> Pipeline<'a> {
             }
         }
         loop {
-            match merge.next()? {
-                (
-                    Message::Image {
-                        frame,
-                        posx,
-                        posy,
-                        shape,
-                        dtype,
-                        data,
-                    },
-                    t,
-                    from,
-                ) => {
+            let (m, t, from) = merge.next()?;
+            match m.into_image() {
+                Ok((meta, data)) => {
                     self.first.get_or_insert(t);
-                    self.image(frame, posx, posy, shape, dtype, &data, t, progress)?;
+                    self.image(&meta, &data, t, progress)?;
                     merge.recycle(from, data);
                 }
-                (Message::End, _, _) => break,
-                (m @ Message::Start { .. }, _, _) => {
+                Err(Message::End) => break,
+                Err(m) => {
                     return Err(self.err(
                         K::Malformed,
                         format!("{} inside a series (after frame {})", kind_name(&m), self.next),
@@ -387,18 +377,20 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn image(
         &mut self,
-        frame: u64,
-        posx: f64,
-        posy: f64,
-        shape: (usize, usize),
-        dtype: ElementType,
+        meta: &ImageMeta,
         data: &[u8],
         arrived: Instant,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<()> {
+        let ImageMeta {
+            frame,
+            posx,
+            posy,
+            shape,
+            dtype,
+        } = *meta;
         if shape != self.shape {
             return Err(self.err(
                 K::Malformed,

@@ -2,7 +2,7 @@
 
 use super::Endpoint;
 use super::error::{StreamError, StreamErrorKind as K, StreamResult};
-use super::message::{self, Compression, WireFormat};
+use super::message::{self, Compression, ImageMeta, WireFormat};
 use super::zmtp::{Socket, SocketOptions, SocketType};
 use std::time::{Duration, Instant};
 use tiledio_io::ElementType;
@@ -132,11 +132,13 @@ impl Sender {
         let e = message::encode_image(
             self.opts.format,
             self.opts.compression,
-            frame,
-            posx,
-            posy,
-            shape,
-            dtype,
+            &ImageMeta {
+                frame,
+                posx,
+                posy,
+                shape,
+                dtype,
+            },
             data,
         );
         let payload: &[u8] = if self.opts.format == WireFormat::Tiledio || self.opts.compression == Compression::None {
