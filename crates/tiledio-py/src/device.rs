@@ -306,7 +306,7 @@ impl CudaArray {
     /// Copies the array into a new NumPy array.
     fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let l = self.array.layout().clone();
-        let (a, bytes) = crate::arrays::new_array(py, l.dtype(), l.shape())?;
+        let (a, bytes) = crate::arrays::new_array(py, l.dtype(), l.shape(), crate::arrays::Init::Zeroed)?;
         let arr = Arc::clone(&self.array);
         detach(py, move || {
             // SAFETY: `a` is alive (held above) and new: nothing else uses it.

@@ -1,7 +1,7 @@
 //! The image kernels on arrays (`tiledio.sobel`, `rgb2hed`, `normalize_stains`) and the
 //! whole-slide pipeline (`tiledio.pipeline`).
 
-use crate::arrays::new_array;
+use crate::arrays::{Init, new_array};
 use crate::device::{DevicePtr, Input, input, parse_run_device, wrap};
 use crate::errors::{Failure, Res, detach, guarded};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -54,7 +54,7 @@ fn run_map<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     match src {
         Input::Host(h) => {
-            let (a, dst) = new_array(py, out_type, &out_shape)?;
+            let (a, dst) = new_array(py, out_type, &out_shape, Init::Zeroed)?;
             let sb = h.bytes;
             detach(py, move || {
                 // SAFETY: both arrays are held by this frame; `a` is new, `h` only read.
