@@ -1,8 +1,8 @@
 //! Detector frame stacks (`tiledio.ptycho.FrameStore`) and ptychography preprocessing
 //! (`tiledio.ptycho.preprocess`).
 
-use crate::arrays::{array_from_vec, np_dtype, out_or_new};
-use crate::device::{Device, Input, device_out, input, parse_run_device, wrap};
+use crate::arrays::{array_from_vec, np_dtype};
+use crate::device::{Device, Input, ReadDst, input, parse_run_device, read_into, wrap};
 use crate::errors::{Failure, Res, detach, guarded};
 use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -93,47 +93,14 @@ impl PyFrameStore {
             )));
         }
         let shape = [frames.end - frames.start, r.len() as u64, w as u64];
-        let t = self.store.dtype();
         let st = Arc::clone(&self.store);
-        let empty = shape.contains(&0);
-        match device {
-            Device::Cpu => {
-                let (a, bytes) = out_or_new(py, out, t, &shape)?;
-                if !empty {
-                    detach(py, move || {
-                        // SAFETY: `a` is held by this frame and written only here.
-                        let dst = unsafe { bytes.get_mut() };
-                        Ok(st.read_frames(frames, rows, Target::Host(dst))?)
-                    })?;
-                }
-                Ok(a)
-            }
-            Device::Cuda => match out {
-                Some(o) => {
-                    let d = device_out(o, t, &shape)?;
-                    let p = d.ptr();
-                    if !empty {
-                        detach(py, move || {
-                            // SAFETY: `d` keeps the caller's array alive for this call.
-                            let mut buf = unsafe { p.contiguous("out")? };
-                            Ok(st.read_frames(frames, rows, Target::Device(&mut buf))?)
-                        })?;
-                    }
-                    drop(d);
-                    Ok(o.clone())
-                }
-                None => {
-                    let a = detach(py, move || {
-                        let mut a = DeviceArray::zeros(t, &shape)?;
-                        if !empty {
-                            st.read_frames(frames, rows, Target::Device(a.buffer_mut()))?;
-                        }
-                        Ok(a)
-                    })?;
-                    wrap(py, a)
-                }
-            },
-        }
+        read_into(py, device, out, self.store.dtype(), &shape, move |dst| {
+            let target = match dst {
+                ReadDst::Host(b) => Target::Host(b),
+                ReadDst::Device(v) => Target::Device(v.buffer_mut()),
+            };
+            Ok(st.read_frames(frames, rows, target)?)
+        })
     }
 }
 
