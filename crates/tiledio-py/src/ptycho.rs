@@ -16,11 +16,12 @@ use tiledio::ptycho::{
     RawLayout, Reduce, StoreKind, dark_frame, open_store, preprocess,
 };
 
-/// How raw stacks lie in their files, from the keyword arguments.
+/// How raw stacks lie in their files, from the keyword arguments (`raw_dtype` defaults to
+/// uint16).
 fn raw_layout(
     py: Python<'_>,
     raw_shape: Option<(usize, usize)>,
-    raw_dtype: &Bound<'_, PyAny>,
+    raw_dtype: Option<&Bound<'_, PyAny>>,
     raw_header: u64,
     raw_stride: Option<u64>,
     raw_frames: Option<u64>,
@@ -28,7 +29,11 @@ fn raw_layout(
     let Some(shape) = raw_shape else {
         return Ok(None);
     };
-    let mut l = RawLayout::new(raw_header, shape, crate::arrays::element_type_from(py, raw_dtype)?);
+    let t = match raw_dtype {
+        Some(d) => crate::arrays::element_type_from(py, d)?,
+        None => ElementType::U16,
+    };
+    let mut l = RawLayout::new(raw_header, shape, t);
     l.stride = raw_stride;
     l.frames = raw_frames;
     Ok(Some(l))
@@ -118,15 +123,7 @@ impl PyFrameStore {
         raw_stride: Option<u64>,
         raw_frames: Option<u64>,
     ) -> PyResult<Self> {
-        let u16s = "uint16".into_pyobject(py)?.into_any();
-        let raw = raw_layout(
-            py,
-            raw_shape,
-            raw_dtype.unwrap_or(&u16s),
-            raw_header,
-            raw_stride,
-            raw_frames,
-        )?;
+        let raw = raw_layout(py, raw_shape, raw_dtype, raw_header, raw_stride, raw_frames)?;
         let spec = spec
             .to_str()
             .map(str::to_string)
@@ -438,9 +435,11 @@ fn parse_center(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Center> {
     Ok(Center::At(y, x))
 }
 
-/// `tiledio.ptycho.preprocess`.
+/// Ptychography preprocessing (see ``tiledio.ptycho.preprocess``).
+#[pyfunction]
+#[pyo3(signature = (stack, crop, bin, *, dark=None, flat=None, mask=None, center=None, reduce="sum", clamp="pixel", orientation=0, dtype=None, batch=64, device="cpu", out=None, raw_shape=None, raw_dtype=None, raw_header=0, raw_stride=None, raw_frames=None, return_info=false))]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn preprocess_py<'py>(
+pub(crate) fn ptycho_preprocess<'py>(
     py: Python<'py>,
     stack: &Bound<'py, PyAny>,
     crop: usize,
@@ -452,13 +451,18 @@ pub(crate) fn preprocess_py<'py>(
     reduce: &str,
     clamp: &str,
     orientation: u8,
-    dtype: &Bound<'py, PyAny>,
+    dtype: Option<&Bound<'py, PyAny>>,
     batch: usize,
     device: &str,
     out: Option<PathBuf>,
-    raw: Option<RawLayout>,
+    raw_shape: Option<(usize, usize)>,
+    raw_dtype: Option<&Bound<'py, PyAny>>,
+    raw_header: u64,
+    raw_stride: Option<u64>,
+    raw_frames: Option<u64>,
     return_info: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let raw = raw_layout(py, raw_shape, raw_dtype, raw_header, raw_stride, raw_frames)?;
     if crop == 0 || bin == 0 || batch == 0 {
         return Err(PyValueError::new_err("crop, bin and batch must be positive"));
     }
@@ -491,7 +495,8 @@ pub(crate) fn preprocess_py<'py>(
     };
     o.orientation = Orientation::from_bits(orientation)
         .ok_or_else(|| PyValueError::new_err(format!("orientation {orientation}: expected 0 to 7")))?;
-    o.output = match crate::arrays::element_type_from(py, dtype)? {
+    let dtype = dtype.map(|d| crate::arrays::element_type_from(py, d)).transpose()?;
+    o.output = match dtype.unwrap_or(ElementType::F32) {
         ElementType::F32 => OutputType::F32,
         ElementType::U32 => OutputType::U32,
         ElementType::U16 => OutputType::U16,
@@ -539,24 +544,4 @@ pub(crate) fn preprocess_py<'py>(
         d.set_item("side", r.side)?;
         Ok(PyTuple::new(py, [data, d.into_any()])?.into_any())
     })
-}
-
-/// `raw_layout` for the module function.
-pub(crate) fn raw_from_kwargs(
-    py: Python<'_>,
-    raw_shape: Option<(usize, usize)>,
-    raw_dtype: Option<&Bound<'_, PyAny>>,
-    raw_header: u64,
-    raw_stride: Option<u64>,
-    raw_frames: Option<u64>,
-) -> PyResult<Option<RawLayout>> {
-    let u16s = "uint16".into_pyobject(py)?.into_any();
-    raw_layout(
-        py,
-        raw_shape,
-        raw_dtype.unwrap_or(&u16s),
-        raw_header,
-        raw_stride,
-        raw_frames,
-    )
 }

@@ -729,12 +729,16 @@ impl ZarrWriter {
     }
 }
 
-/// Opens a Zarr array.
+/// Opens a Zarr array or an OME-Zarr image's level (see ``tiledio.open_zarr``).
+#[pyfunction]
+#[pyo3(signature = (path, level=None))]
 pub(crate) fn open_zarr(py: Python<'_>, path: PathBuf, level: Option<usize>) -> PyResult<PyZarr> {
     PyZarr::open(py, path, level)
 }
 
-/// Runs [`tiledio::convert::convert`].
+/// Converts between TIFF pyramids and (OME-)Zarr (see ``tiledio.convert``).
+#[pyfunction]
+#[pyo3(signature = (src, dst, *, levels=None, tile=None, compression=None, quality=None, chunk=None, shard=None, codec=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn convert<'py>(
     py: Python<'py>,
