@@ -271,6 +271,24 @@ pub(crate) struct FrameBatches {
     next: Mutex<u64>,
 }
 
+impl FrameBatches {
+    /// The frames of the next batch (`None` after the last), taken from the cursor.
+    fn claim(&self) -> PyResult<Option<Range<u64>>> {
+        let mut g = self
+            .next
+            .try_lock()
+            .map_err(|_| PyRuntimeError::new_err("this batch iterator is in use by another thread"))?;
+        let n = self.store.frames();
+        if *g >= n {
+            return Ok(None);
+        }
+        let e = (*g + self.batch).min(n);
+        let f = *g..e;
+        *g = e;
+        Ok(Some(f))
+    }
+}
+
 #[pymethods]
 impl FrameBatches {
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -278,19 +296,8 @@ impl FrameBatches {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let f = {
-            let mut g = self
-                .next
-                .try_lock()
-                .map_err(|_| PyRuntimeError::new_err("this batch iterator is in use by another thread"))?;
-            let n = self.store.frames();
-            if *g >= n {
-                return Ok(None);
-            }
-            let e = (*g + self.batch).min(n);
-            let f = *g..e;
-            *g = e;
-            f
+        let Some(f) = self.claim()? else {
+            return Ok(None);
         };
         let ps = PyFrameStore {
             store: Arc::clone(&self.store),
