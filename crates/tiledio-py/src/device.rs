@@ -760,27 +760,19 @@ impl DlpackExporter for HostDlpack {
     }
 
     fn export_legacy(&self, _py: Python<'_>) -> PyResult<Managed<DLManagedTensor>> {
-        // SAFETY: the host bytes live as long as the Arc the tensor owns.
-        unsafe {
-            export_managed(
-                self.array.bytes().as_ptr() as u64,
-                self.array.layout(),
-                self.device(),
-                Arc::clone(&self.array),
-            )
-        }
+        self.managed()
     }
 
     fn export_versioned(&self, _py: Python<'_>) -> PyResult<Managed<DLManagedTensorVersioned>> {
-        // SAFETY: as above.
-        unsafe {
-            export_managed(
-                self.array.bytes().as_ptr() as u64,
-                self.array.layout(),
-                self.device(),
-                Arc::clone(&self.array),
-            )
-        }
+        self.managed()
+    }
+}
+
+impl HostDlpack {
+    fn managed<M: ManagedTensorBase>(&self) -> PyResult<Managed<M>> {
+        let ptr = self.array.bytes().as_ptr() as u64;
+        // SAFETY: the host bytes live as long as the Arc the tensor owns.
+        unsafe { export_managed(ptr, self.array.layout(), self.device(), Arc::clone(&self.array)) }
     }
 }
 
