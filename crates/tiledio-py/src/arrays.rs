@@ -199,38 +199,43 @@ fn check_budget(dtype: ElementType, shape: &[u64]) -> Res<usize> {
     Ok(n)
 }
 
-/// A new zeroed NumPy array of `dtype` and `shape` and its bytes (filled by the caller).
+/// How the bytes of a [`new_array`] start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Init {
+    /// Zero (`numpy.zeros`).
+    Zeroed,
+    /// Not set (`numpy.empty`), for a read that writes every byte (a slide's regions: 0 outside
+    /// the image): no zeroing pass over memory the read overwrites. If the read fails the array
+    /// is dropped unseen.
+    Unset,
+}
+
+/// A new NumPy array of `dtype` and `shape` and its bytes (filled by the caller).
 pub(crate) fn new_array<'py>(
     py: Python<'py>,
     dtype: ElementType,
     shape: &[u64],
+    init: Init,
 ) -> PyResult<(Bound<'py, PyAny>, RawBytes)> {
-    alloc_array(py, dtype, shape, "zeros")
+    let len = check_budget(dtype, shape)?;
+    let dims = PyTuple::new(py, shape)?;
+    let how = match init {
+        Init::Zeroed => "zeros",
+        Init::Unset => "empty",
+    };
+    let a = numpy(py)?.call_method1(how, (dims, dtype.name()))?;
+    let u = a.cast::<PyUntypedArray>()?;
+    let bytes = RawBytes { ptr: data_ptr(u), len };
+    Ok((a, bytes))
 }
 
-/// A new NumPy array of `dtype` and `shape` whose bytes are not set (`numpy.empty`), for a read
-/// that writes every byte (a slide's regions: 0 outside the image): no zeroing pass over
-/// memory the read overwrites. If the read fails the array is dropped unseen.
+/// [`new_array`] with its bytes [`Init::Unset`].
 pub(crate) fn new_array_for_overwrite<'py>(
     py: Python<'py>,
     dtype: ElementType,
     shape: &[u64],
 ) -> PyResult<(Bound<'py, PyAny>, RawBytes)> {
-    alloc_array(py, dtype, shape, "empty")
-}
-
-fn alloc_array<'py>(
-    py: Python<'py>,
-    dtype: ElementType,
-    shape: &[u64],
-    how: &str,
-) -> PyResult<(Bound<'py, PyAny>, RawBytes)> {
-    let len = check_budget(dtype, shape)?;
-    let dims = PyTuple::new(py, shape)?;
-    let a = numpy(py)?.call_method1(how, (dims, dtype.name()))?;
-    let u = a.cast::<PyUntypedArray>()?;
-    let bytes = RawBytes { ptr: data_ptr(u), len };
-    Ok((a, bytes))
+    new_array(py, dtype, shape, Init::Unset)
 }
 
 /// `out` when given (checked), else a new array: what a read fills.
@@ -242,7 +247,7 @@ pub(crate) fn out_or_new<'py>(
 ) -> PyResult<(Bound<'py, PyAny>, RawBytes)> {
     match out {
         Some(o) => Ok((o.clone(), host_out(o, dtype, shape)?)),
-        None => new_array(py, dtype, shape),
+        None => new_array(py, dtype, shape, Init::Zeroed),
     }
 }
 

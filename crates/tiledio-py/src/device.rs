@@ -306,7 +306,7 @@ impl CudaArray {
     /// Copies the array into a new NumPy array.
     fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let l = self.array.layout().clone();
-        let (a, bytes) = crate::arrays::new_array(py, l.dtype(), l.shape())?;
+        let (a, bytes) = crate::arrays::new_array(py, l.dtype(), l.shape(), crate::arrays::Init::Zeroed)?;
         let arr = Arc::clone(&self.array);
         detach(py, move || {
             // SAFETY: `a` is alive (held above) and new: nothing else uses it.
@@ -679,6 +679,59 @@ pub(crate) fn wrap(py: Python<'_>, a: DeviceArray) -> PyResult<Bound<'_, PyAny>>
     Ok(Bound::new(py, CudaArray::new(a)?)?.into_any())
 }
 
+/// Where [`read_into`] has a read write: the bytes of a host array, or a GPU array.
+pub(crate) enum ReadDst<'a, 'v> {
+    /// A NumPy array's bytes (C order).
+    Host(&'a mut [u8]),
+    /// A C-contiguous GPU array: the caller's `out`, or a new [`CudaArray`].
+    Device(&'a mut DeviceView<'v>),
+}
+
+/// A read of `dtype` and `shape` on `device`, into `out` when given (checked), else into a new
+/// NumPy array or [`CudaArray`], which is returned (`out` itself when given). `read` runs
+/// without the GIL and is skipped for an empty shape.
+pub(crate) fn read_into<'py>(
+    py: Python<'py>,
+    device: Device,
+    out: Option<&Bound<'py, PyAny>>,
+    dtype: ElementType,
+    shape: &[u64],
+    read: impl FnOnce(ReadDst<'_, '_>) -> Res<()> + Send,
+) -> PyResult<Bound<'py, PyAny>> {
+    let empty = shape.contains(&0);
+    match (device, out) {
+        (Device::Cpu, out) => {
+            let (a, bytes) = crate::arrays::out_or_new(py, out, dtype, shape)?;
+            if !empty {
+                // SAFETY: `a` is held by this frame and written only here.
+                detach(py, move || read(ReadDst::Host(unsafe { bytes.get_mut() })))?;
+            }
+            Ok(a)
+        }
+        (Device::Cuda, Some(o)) => {
+            let d = device_out(o, dtype, shape)?;
+            let p = d.ptr();
+            if !empty {
+                // SAFETY: `d` keeps the caller's array alive for this call.
+                detach(py, move || read(ReadDst::Device(&mut unsafe { p.view()? })))?;
+            }
+            drop(d);
+            Ok(o.clone())
+        }
+        (Device::Cuda, None) => {
+            let shape = shape.to_vec();
+            let a = detach(py, move || {
+                let mut a = DeviceArray::zeros(dtype, &shape)?;
+                if !empty {
+                    read(ReadDst::Device(&mut a.view_mut()))?;
+                }
+                Ok(a)
+            })?;
+            wrap(py, a)
+        }
+    }
+}
+
 /// A host array owned by tiledio exported through the same DLPack code as [`CudaArray`]
 /// (`kDLCPU`): what the tests use to check the exports (shape, strides, type, legacy and
 /// versioned capsules, ownership) on machines without a GPU. Not public API.
@@ -707,27 +760,19 @@ impl DlpackExporter for HostDlpack {
     }
 
     fn export_legacy(&self, _py: Python<'_>) -> PyResult<Managed<DLManagedTensor>> {
-        // SAFETY: the host bytes live as long as the Arc the tensor owns.
-        unsafe {
-            export_managed(
-                self.array.bytes().as_ptr() as u64,
-                self.array.layout(),
-                self.device(),
-                Arc::clone(&self.array),
-            )
-        }
+        self.managed()
     }
 
     fn export_versioned(&self, _py: Python<'_>) -> PyResult<Managed<DLManagedTensorVersioned>> {
-        // SAFETY: as above.
-        unsafe {
-            export_managed(
-                self.array.bytes().as_ptr() as u64,
-                self.array.layout(),
-                self.device(),
-                Arc::clone(&self.array),
-            )
-        }
+        self.managed()
+    }
+}
+
+impl HostDlpack {
+    fn managed<M: ManagedTensorBase>(&self) -> PyResult<Managed<M>> {
+        let ptr = self.array.bytes().as_ptr() as u64;
+        // SAFETY: the host bytes live as long as the Arc the tensor owns.
+        unsafe { export_managed(ptr, self.array.layout(), self.device(), Arc::clone(&self.array)) }
     }
 }
 

@@ -15,7 +15,13 @@
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use std::panic::AssertUnwindSafe;
+use tiledio::convert::ConvertError;
 use tiledio::io::IoError;
+use tiledio::kernels::KernelError;
+use tiledio::pipeline::PipelineError;
+use tiledio::ptycho::PtychoError;
+use tiledio::tiff::TiffError;
+use tiledio::zarr::ZarrError;
 
 pyo3::create_exception!(
     tiledio,
@@ -94,109 +100,53 @@ impl From<Failure> for PyErr {
     }
 }
 
-fn io_kind(e: &IoError) -> Kind {
-    match e {
-        IoError::InvalidArgument(_) => Kind::Argument,
-        _ => Kind::Io,
+/// How a library error is classified: [`Kind::Argument`] for the variants that say the
+/// caller's arguments cannot work, the kind of the wrapped error for the variants that wrap
+/// another library error, [`Kind::Io`] for the rest.
+trait Classify {
+    /// The exception this error becomes.
+    fn kind(&self) -> Kind;
+}
+
+/// Implements [`Classify`] for each error type from its table row: `argument` lists the
+/// patterns of its `ValueError` variants, `nested` the variants wrapping another error.
+macro_rules! classify {
+    ($($t:ty { argument: [$($arg:pat),*], nested: [$($wrap:path),*] })*) => {$(
+        impl Classify for $t {
+            fn kind(&self) -> Kind {
+                match self {
+                    $($arg => Kind::Argument,)*
+                    $($wrap(inner) => inner.kind(),)*
+                    #[allow(unreachable_patterns)]
+                    _ => Kind::Io,
+                }
+            }
+        }
+    )*};
+}
+
+classify! {
+    IoError { argument: [IoError::InvalidArgument(_)], nested: [] }
+    TiffError { argument: [TiffError::InvalidArgument(_)], nested: [TiffError::Io] }
+    ZarrError { argument: [ZarrError::Usage { .. }], nested: [ZarrError::Io] }
+    KernelError { argument: [KernelError::Invalid(_)], nested: [KernelError::Io] }
+    PtychoError {
+        argument: [PtychoError::Usage(_)],
+        nested: [PtychoError::Io, PtychoError::Kernel, PtychoError::Zarr]
+    }
+    ConvertError {
+        argument: [ConvertError::Usage(_)],
+        nested: [ConvertError::Io, ConvertError::Zarr, ConvertError::Tiff]
+    }
+    PipelineError {
+        argument: [PipelineError::Usage(_)],
+        nested: [PipelineError::Io, PipelineError::Zarr, PipelineError::Kernel, PipelineError::Tiff]
     }
 }
 
-impl From<IoError> for Failure {
-    fn from(e: IoError) -> Failure {
-        Failure::of(io_kind(&e), &e)
-    }
-}
-
-impl From<tiledio::tiff::TiffError> for Failure {
-    fn from(e: tiledio::tiff::TiffError) -> Failure {
-        use tiledio::tiff::TiffError as E;
-        let kind = match &e {
-            E::Io(io) => io_kind(io),
-            E::InvalidArgument(_) => Kind::Argument,
-            _ => Kind::Io,
-        };
-        Failure::of(kind, &e)
-    }
-}
-
-fn zarr_kind(e: &tiledio::zarr::ZarrError) -> Kind {
-    use tiledio::zarr::ZarrError as E;
-    match e {
-        E::Io(io) => io_kind(io),
-        E::Usage { .. } => Kind::Argument,
-        _ => Kind::Io,
-    }
-}
-
-impl From<tiledio::zarr::ZarrError> for Failure {
-    fn from(e: tiledio::zarr::ZarrError) -> Failure {
-        Failure::of(zarr_kind(&e), &e)
-    }
-}
-
-fn kernel_kind(e: &tiledio::kernels::KernelError) -> Kind {
-    use tiledio::kernels::KernelError as E;
-    match e {
-        E::Io(io) => io_kind(io),
-        E::Invalid(_) => Kind::Argument,
-        _ => Kind::Io,
-    }
-}
-
-impl From<tiledio::kernels::KernelError> for Failure {
-    fn from(e: tiledio::kernels::KernelError) -> Failure {
-        Failure::of(kernel_kind(&e), &e)
-    }
-}
-
-impl From<tiledio::ptycho::PtychoError> for Failure {
-    fn from(e: tiledio::ptycho::PtychoError) -> Failure {
-        use tiledio::ptycho::PtychoError as E;
-        let kind = match &e {
-            E::Io(io) => io_kind(io),
-            E::Kernel(k) => kernel_kind(k),
-            E::Zarr(z) => zarr_kind(z),
-            E::Usage(_) => Kind::Argument,
-            _ => Kind::Io,
-        };
-        Failure::of(kind, &e)
-    }
-}
-
-impl From<tiledio::convert::ConvertError> for Failure {
-    fn from(e: tiledio::convert::ConvertError) -> Failure {
-        use tiledio::convert::ConvertError as E;
-        let kind = match &e {
-            E::Usage(_) => Kind::Argument,
-            E::Io(io) => io_kind(io),
-            E::Zarr(z) => zarr_kind(z),
-            E::Tiff(t) => match t {
-                tiledio::tiff::TiffError::Io(io) => io_kind(io),
-                tiledio::tiff::TiffError::InvalidArgument(_) => Kind::Argument,
-                _ => Kind::Io,
-            },
-            _ => Kind::Io,
-        };
-        Failure::of(kind, &e)
-    }
-}
-
-impl From<tiledio::pipeline::PipelineError> for Failure {
-    fn from(e: tiledio::pipeline::PipelineError) -> Failure {
-        use tiledio::pipeline::PipelineError as E;
-        let kind = match &e {
-            E::Usage(_) => Kind::Argument,
-            E::Io(io) => io_kind(io),
-            E::Zarr(z) => zarr_kind(z),
-            E::Kernel(k) => kernel_kind(k),
-            E::Tiff(t) => match t {
-                tiledio::tiff::TiffError::Io(io) => io_kind(io),
-                tiledio::tiff::TiffError::InvalidArgument(_) => Kind::Argument,
-                _ => Kind::Io,
-            },
-            _ => Kind::Io,
-        };
-        Failure::of(kind, &e)
+impl<E: Classify + std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::of(e.kind(), &e)
     }
 }
 
@@ -211,28 +161,27 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "no message".into())
 }
 
+/// The [`TiledioError`] a caught panic becomes.
+fn panic_error(p: &(dyn std::any::Any + Send)) -> PyErr {
+    TiledioError::new_err(format!(
+        "internal error (a bug in tiledio, please report it): a Rust panic: {}",
+        one_line(&panic_message(p))
+    ))
+}
+
 /// Runs `f` without the GIL (other Python threads run meanwhile) and turns its error into a
 /// Python exception, and a panic into a [`TiledioError`].
 pub(crate) fn detach<T: Send>(py: Python<'_>, f: impl FnOnce() -> Res<T> + Send) -> PyResult<T> {
     match py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(f))) {
         Ok(r) => r.map_err(PyErr::from),
-        Err(p) => Err(TiledioError::new_err(format!(
-            "internal error (a bug in tiledio, please report it): a Rust panic: {}",
-            one_line(&panic_message(&*p))
-        ))),
+        Err(p) => Err(panic_error(&*p)),
     }
 }
 
 /// [`detach`] for work that must keep the GIL (it calls back into Python): errors and panics
 /// become exceptions the same way.
 pub(crate) fn guarded<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
-    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(p) => Err(TiledioError::new_err(format!(
-            "internal error (a bug in tiledio, please report it): a Rust panic: {}",
-            one_line(&panic_message(&*p))
-        ))),
-    }
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(panic_error(&*p)))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The image kernels on arrays (`tiledio.sobel`, `rgb2hed`, `normalize_stains`) and the
 //! whole-slide pipeline (`tiledio.pipeline`).
 
-use crate::arrays::new_array;
+use crate::arrays::{Init, new_array};
 use crate::device::{DevicePtr, Input, input, parse_run_device, wrap};
 use crate::errors::{Failure, Res, detach, guarded};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -54,7 +54,7 @@ fn run_map<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     match src {
         Input::Host(h) => {
-            let (a, dst) = new_array(py, out_type, &out_shape)?;
+            let (a, dst) = new_array(py, out_type, &out_shape, Init::Zeroed)?;
             let sb = h.bytes;
             detach(py, move || {
                 // SAFETY: both arrays are held by this frame; `a` is new, `h` only read.
@@ -80,7 +80,9 @@ fn run_map<'py>(
     }
 }
 
-/// `tiledio.sobel`.
+/// Sobel edges of an image (see ``tiledio.sobel``).
+#[pyfunction]
+#[pyo3(signature = (array, output="magnitude"))]
 pub(crate) fn sobel<'py>(py: Python<'py>, array: &Bound<'py, PyAny>, output: &str) -> PyResult<Bound<'py, PyAny>> {
     let what = sobel_output(output)?;
     let src = input(array, "sobel")?;
@@ -115,7 +117,8 @@ unsafe fn as_f32(b: &mut [u8]) -> Res<&mut [f32]> {
     Ok(unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<f32>(), b.len() / 4) })
 }
 
-/// `tiledio.rgb2hed`.
+/// Colour deconvolution into H, E, D (see ``tiledio.rgb2hed``).
+#[pyfunction]
 pub(crate) fn rgb2hed<'py>(py: Python<'py>, array: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let src = input(array, "rgb2hed")?;
     let ([h, w], _) = image_shape(src.shape(), true, "rgb2hed")?;
@@ -190,7 +193,9 @@ fn rgb_bytes_for_fit(py: Python<'_>, src: &Input<'_>) -> PyResult<Vec<u8>> {
     }
 }
 
-/// `tiledio.normalize_stains`.
+/// Macenko stain normalisation (see ``tiledio.normalize_stains``).
+#[pyfunction]
+#[pyo3(signature = (array, reference=None, *, source_intensity=240.0, alpha=1.0, beta=0.345, reference_stains=None, reference_max_concentrations=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn normalize_stains<'py>(
     py: Python<'py>,
@@ -249,7 +254,9 @@ pub(crate) fn normalize_stains<'py>(
     )
 }
 
-/// `tiledio.pipeline.run`: a whole-slide filter tile by tile into OME-Zarr or TIFF.
+/// A whole-slide filter tile by tile (see ``tiledio.pipeline``).
+#[pyfunction]
+#[pyo3(signature = (filter, src, dst, *, tile=Some(4096), device="auto", level=0, chunk=None, codec=None, output="magnitude", budget_mib=2048, reference=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pipeline_run<'py>(
     py: Python<'py>,

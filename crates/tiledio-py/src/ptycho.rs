@@ -1,8 +1,8 @@
 //! Detector frame stacks (`tiledio.ptycho.FrameStore`) and ptychography preprocessing
 //! (`tiledio.ptycho.preprocess`).
 
-use crate::arrays::{array_from_vec, np_dtype, out_or_new};
-use crate::device::{Device, Input, device_out, input, parse_run_device, wrap};
+use crate::arrays::{array_from_vec, np_dtype};
+use crate::device::{Device, Input, ReadDst, input, parse_run_device, read_into, wrap};
 use crate::errors::{Failure, Res, detach, guarded};
 use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -16,11 +16,12 @@ use tiledio::ptycho::{
     RawLayout, Reduce, StoreKind, dark_frame, open_store, preprocess,
 };
 
-/// How raw stacks lie in their files, from the keyword arguments.
+/// How raw stacks lie in their files, from the keyword arguments (`raw_dtype` defaults to
+/// uint16).
 fn raw_layout(
     py: Python<'_>,
     raw_shape: Option<(usize, usize)>,
-    raw_dtype: &Bound<'_, PyAny>,
+    raw_dtype: Option<&Bound<'_, PyAny>>,
     raw_header: u64,
     raw_stride: Option<u64>,
     raw_frames: Option<u64>,
@@ -28,7 +29,11 @@ fn raw_layout(
     let Some(shape) = raw_shape else {
         return Ok(None);
     };
-    let mut l = RawLayout::new(raw_header, shape, crate::arrays::element_type_from(py, raw_dtype)?);
+    let t = match raw_dtype {
+        Some(d) => crate::arrays::element_type_from(py, d)?,
+        None => ElementType::U16,
+    };
+    let mut l = RawLayout::new(raw_header, shape, t);
     l.stride = raw_stride;
     l.frames = raw_frames;
     Ok(Some(l))
@@ -93,47 +98,14 @@ impl PyFrameStore {
             )));
         }
         let shape = [frames.end - frames.start, r.len() as u64, w as u64];
-        let t = self.store.dtype();
         let st = Arc::clone(&self.store);
-        let empty = shape.contains(&0);
-        match device {
-            Device::Cpu => {
-                let (a, bytes) = out_or_new(py, out, t, &shape)?;
-                if !empty {
-                    detach(py, move || {
-                        // SAFETY: `a` is held by this frame and written only here.
-                        let dst = unsafe { bytes.get_mut() };
-                        Ok(st.read_frames(frames, rows, Target::Host(dst))?)
-                    })?;
-                }
-                Ok(a)
-            }
-            Device::Cuda => match out {
-                Some(o) => {
-                    let d = device_out(o, t, &shape)?;
-                    let p = d.ptr();
-                    if !empty {
-                        detach(py, move || {
-                            // SAFETY: `d` keeps the caller's array alive for this call.
-                            let mut buf = unsafe { p.contiguous("out")? };
-                            Ok(st.read_frames(frames, rows, Target::Device(&mut buf))?)
-                        })?;
-                    }
-                    drop(d);
-                    Ok(o.clone())
-                }
-                None => {
-                    let a = detach(py, move || {
-                        let mut a = DeviceArray::zeros(t, &shape)?;
-                        if !empty {
-                            st.read_frames(frames, rows, Target::Device(a.buffer_mut()))?;
-                        }
-                        Ok(a)
-                    })?;
-                    wrap(py, a)
-                }
-            },
-        }
+        read_into(py, device, out, self.store.dtype(), &shape, move |dst| {
+            let target = match dst {
+                ReadDst::Host(b) => Target::Host(b),
+                ReadDst::Device(v) => Target::Device(v.buffer_mut()),
+            };
+            Ok(st.read_frames(frames, rows, target)?)
+        })
     }
 }
 
@@ -151,15 +123,7 @@ impl PyFrameStore {
         raw_stride: Option<u64>,
         raw_frames: Option<u64>,
     ) -> PyResult<Self> {
-        let u16s = "uint16".into_pyobject(py)?.into_any();
-        let raw = raw_layout(
-            py,
-            raw_shape,
-            raw_dtype.unwrap_or(&u16s),
-            raw_header,
-            raw_stride,
-            raw_frames,
-        )?;
+        let raw = raw_layout(py, raw_shape, raw_dtype, raw_header, raw_stride, raw_frames)?;
         let spec = spec
             .to_str()
             .map(str::to_string)
@@ -307,6 +271,24 @@ pub(crate) struct FrameBatches {
     next: Mutex<u64>,
 }
 
+impl FrameBatches {
+    /// The frames of the next batch (`None` after the last), taken from the cursor.
+    fn claim(&self) -> PyResult<Option<Range<u64>>> {
+        let mut g = self
+            .next
+            .try_lock()
+            .map_err(|_| PyRuntimeError::new_err("this batch iterator is in use by another thread"))?;
+        let n = self.store.frames();
+        if *g >= n {
+            return Ok(None);
+        }
+        let e = (*g + self.batch).min(n);
+        let f = *g..e;
+        *g = e;
+        Ok(Some(f))
+    }
+}
+
 #[pymethods]
 impl FrameBatches {
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -314,19 +296,8 @@ impl FrameBatches {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let f = {
-            let mut g = self
-                .next
-                .try_lock()
-                .map_err(|_| PyRuntimeError::new_err("this batch iterator is in use by another thread"))?;
-            let n = self.store.frames();
-            if *g >= n {
-                return Ok(None);
-            }
-            let e = (*g + self.batch).min(n);
-            let f = *g..e;
-            *g = e;
-            f
+        let Some(f) = self.claim()? else {
+            return Ok(None);
         };
         let ps = PyFrameStore {
             store: Arc::clone(&self.store),
@@ -471,9 +442,11 @@ fn parse_center(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Center> {
     Ok(Center::At(y, x))
 }
 
-/// `tiledio.ptycho.preprocess`.
+/// Ptychography preprocessing (see ``tiledio.ptycho.preprocess``).
+#[pyfunction]
+#[pyo3(signature = (stack, crop, bin, *, dark=None, flat=None, mask=None, center=None, reduce="sum", clamp="pixel", orientation=0, dtype=None, batch=64, device="cpu", out=None, raw_shape=None, raw_dtype=None, raw_header=0, raw_stride=None, raw_frames=None, return_info=false))]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn preprocess_py<'py>(
+pub(crate) fn ptycho_preprocess<'py>(
     py: Python<'py>,
     stack: &Bound<'py, PyAny>,
     crop: usize,
@@ -485,13 +458,18 @@ pub(crate) fn preprocess_py<'py>(
     reduce: &str,
     clamp: &str,
     orientation: u8,
-    dtype: &Bound<'py, PyAny>,
+    dtype: Option<&Bound<'py, PyAny>>,
     batch: usize,
     device: &str,
     out: Option<PathBuf>,
-    raw: Option<RawLayout>,
+    raw_shape: Option<(usize, usize)>,
+    raw_dtype: Option<&Bound<'py, PyAny>>,
+    raw_header: u64,
+    raw_stride: Option<u64>,
+    raw_frames: Option<u64>,
     return_info: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let raw = raw_layout(py, raw_shape, raw_dtype, raw_header, raw_stride, raw_frames)?;
     if crop == 0 || bin == 0 || batch == 0 {
         return Err(PyValueError::new_err("crop, bin and batch must be positive"));
     }
@@ -524,7 +502,8 @@ pub(crate) fn preprocess_py<'py>(
     };
     o.orientation = Orientation::from_bits(orientation)
         .ok_or_else(|| PyValueError::new_err(format!("orientation {orientation}: expected 0 to 7")))?;
-    o.output = match crate::arrays::element_type_from(py, dtype)? {
+    let dtype = dtype.map(|d| crate::arrays::element_type_from(py, d)).transpose()?;
+    o.output = match dtype.unwrap_or(ElementType::F32) {
         ElementType::F32 => OutputType::F32,
         ElementType::U32 => OutputType::U32,
         ElementType::U16 => OutputType::U16,
@@ -572,24 +551,4 @@ pub(crate) fn preprocess_py<'py>(
         d.set_item("side", r.side)?;
         Ok(PyTuple::new(py, [data, d.into_any()])?.into_any())
     })
-}
-
-/// `raw_layout` for the module function.
-pub(crate) fn raw_from_kwargs(
-    py: Python<'_>,
-    raw_shape: Option<(usize, usize)>,
-    raw_dtype: Option<&Bound<'_, PyAny>>,
-    raw_header: u64,
-    raw_stride: Option<u64>,
-    raw_frames: Option<u64>,
-) -> PyResult<Option<RawLayout>> {
-    let u16s = "uint16".into_pyobject(py)?.into_any();
-    raw_layout(
-        py,
-        raw_shape,
-        raw_dtype.unwrap_or(&u16s),
-        raw_header,
-        raw_stride,
-        raw_frames,
-    )
 }

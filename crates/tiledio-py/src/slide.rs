@@ -44,6 +44,24 @@ fn size_of(obj: &Bound<'_, PyAny>) -> PyResult<(u64, u64)> {
     Ok((w as u64, h as u64))
 }
 
+/// [`PySlide::read`] with the Python arguments of ``read_region`` and ``read_level_region``
+/// checked: a ``(x, y)`` location, a ``(width, height)`` size, ``device``.
+#[allow(clippy::too_many_arguments)]
+fn read_checked<'py>(
+    slide: &PySlide,
+    py: Python<'py>,
+    location: &Bound<'py, PyAny>,
+    level: usize,
+    size: &Bound<'py, PyAny>,
+    level_coords: bool,
+    device: &str,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let loc = pair::<i64>(location, "location")?;
+    let size = size_of(size)?;
+    slide.read(py, loc, level, size, level_coords, Device::parse(device)?, out)
+}
+
 impl PySlide {
     fn level_dims(&self, level: usize) -> PyResult<(u64, u64)> {
         self.slide.level_dimensions().get(level).copied().ok_or_else(|| {
@@ -239,10 +257,7 @@ impl PySlide {
         device: &str,
         out: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let loc = pair::<i64>(location, "location")?;
-        let size = size_of(size)?;
-        let dev = Device::parse(device)?;
-        self.read(py, loc, level, size, false, dev, out)
+        read_checked(self, py, location, level, size, false, device, out)
     }
 
     /// Reads a region of ``level`` in that level's own pixel coordinates: ``location`` is
@@ -259,10 +274,7 @@ impl PySlide {
         device: &str,
         out: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let loc = pair::<i64>(location, "location")?;
-        let size = size_of(size)?;
-        let dev = Device::parse(device)?;
-        self.read(py, loc, level, size, true, dev, out)
+        read_checked(self, py, location, level, size, true, device, out)
     }
 
     /// Reads a whole level: a ``(height, width, channels)`` array (see :meth:`read_region`).

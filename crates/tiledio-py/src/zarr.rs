@@ -1,14 +1,14 @@
 //! Zarr arrays (`tiledio.ZarrArray`, `tiledio.ZarrWriter`) and conversions.
 
-use crate::arrays::{np_dtype, out_or_new};
-use crate::device::{Device, Input, device_out, input, wrap};
+use crate::arrays::np_dtype;
+use crate::device::{Device, Input, ReadDst, input, read_into};
 use crate::errors::{Failure, Res, detach, guarded};
 use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyEllipsis, PySlice, PyTuple};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use tiledio::io::{Border, DeviceArray, ElementType, Region, Source, Target};
+use tiledio::io::{Border, ElementType, Region, Source, Target};
 use tiledio::zarr::ome::{Axis, MultiscaleWriter, OmeVersion, pyramid_level_count, write_reduced_levels};
 use tiledio::zarr::{ArraySpec, Compression, WriteOptions, ZarrArray};
 
@@ -152,47 +152,11 @@ impl PyZarr {
         out: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let a = Arc::clone(&self.array);
-        let t = self.dtype;
-        let empty = shape.contains(&0);
         let region = Region::at(&origin, &shape);
-        match device {
-            Device::Cpu => {
-                let (arr, bytes) = out_or_new(py, out, t, &shape)?;
-                if !empty {
-                    detach(py, move || {
-                        // SAFETY: `arr` is held by this frame and written only here.
-                        let dst = unsafe { bytes.get_mut() };
-                        Ok(a.read_region(&region, Border::Reject, Target::Host(dst))?)
-                    })?;
-                }
-                Ok(arr)
-            }
-            Device::Cuda => match out {
-                Some(o) => {
-                    let d = device_out(o, t, &shape)?;
-                    let p = d.ptr();
-                    if !empty {
-                        detach(py, move || {
-                            // SAFETY: `d` keeps the caller's array alive for this call.
-                            let mut v = unsafe { p.view()? };
-                            Ok(a.read_region_into_view(&region, Border::Reject, &mut v)?)
-                        })?;
-                    }
-                    drop(d);
-                    Ok(o.clone())
-                }
-                None => {
-                    let arr = detach(py, move || {
-                        let mut d = DeviceArray::zeros(t, &shape)?;
-                        if !empty {
-                            a.read_region_into_view(&region, Border::Reject, &mut d.view_mut())?;
-                        }
-                        Ok(d)
-                    })?;
-                    wrap(py, arr)
-                }
-            },
-        }
+        read_into(py, device, out, self.dtype, &shape, move |dst| match dst {
+            ReadDst::Host(b) => Ok(a.read_region(&region, Border::Reject, Target::Host(b))?),
+            ReadDst::Device(v) => Ok(a.read_region_into_view(&region, Border::Reject, v)?),
+        })
     }
 }
 
@@ -765,12 +729,16 @@ impl ZarrWriter {
     }
 }
 
-/// Opens a Zarr array.
+/// Opens a Zarr array or an OME-Zarr image's level (see ``tiledio.open_zarr``).
+#[pyfunction]
+#[pyo3(signature = (path, level=None))]
 pub(crate) fn open_zarr(py: Python<'_>, path: PathBuf, level: Option<usize>) -> PyResult<PyZarr> {
     PyZarr::open(py, path, level)
 }
 
-/// Runs [`tiledio::convert::convert`].
+/// Converts between TIFF pyramids and (OME-)Zarr (see ``tiledio.convert``).
+#[pyfunction]
+#[pyo3(signature = (src, dst, *, levels=None, tile=None, compression=None, quality=None, chunk=None, shard=None, codec=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn convert<'py>(
     py: Python<'py>,
