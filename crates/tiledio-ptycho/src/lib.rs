@@ -95,7 +95,7 @@ pub mod stream;
 pub use bslz4::{DecodeError, declared_size, decode_bitshuffle_lz4, decode_lz4, encode_bitshuffle_lz4, encode_lz4};
 pub use error::{PtychoError, Result};
 pub use hdf5::{Hdf5ExternalLink, Hdf5Layout, Hdf5Store, Hdf5Writer, write_hdf5_links};
-pub use memory::{DeviceStack, HostStack};
+pub use memory::{DeviceStack, HostStack, MemoryStack, StackMemory};
 pub use preprocess::{
     BatchPreprocessor, Center, Device, Frames, Output, PreprocessOptions, Preprocessed, auto_center, dark_frame,
     preprocess,

@@ -65,14 +65,6 @@ fn sender(ep: Endpoint, format: WireFormat, compression: Compression) -> Sender 
 }
 
 /// A free TCP port on the loopback (bound and released: for peers that must bind themselves).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn random_frames(n: usize, h: usize, w: usize, t: ElementType, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = tiledio_test_support::random::Rng(seed);
     (0..n)
@@ -216,7 +208,7 @@ fn pyzmq_push_to_our_pull_binding_and_connecting_in_both_formats() {
                 (rx, ep)
             } else {
                 // python binds (as a detector does); we connect
-                let ep = format!("tcp://127.0.0.1:{}", free_port());
+                let ep = format!("tcp://127.0.0.1:{}", tiledio_test_support::net::free_tcp_port());
                 (Receiver::new(&Endpoint::Connect(ep.clone()), rx_opts()).unwrap(), ep)
             };
             let th = python_peer(vec![
@@ -281,7 +273,7 @@ fn our_push_to_pyzmq_pull_binding_and_connecting() {
             let ep = tx.endpoint().to_string();
             (tx, ep)
         } else {
-            let ep = format!("tcp://127.0.0.1:{}", free_port());
+            let ep = format!("tcp://127.0.0.1:{}", tiledio_test_support::net::free_tcp_port());
             (sender(Endpoint::Connect(ep.clone()), format, comp), ep)
         };
         let th = python_peer(vec!["pull".to_string(), ep, mode.into(), out.to_str().unwrap().into()]);
@@ -891,7 +883,7 @@ fn protocol_errors_limits_disconnects_and_timeouts() {
     assert_eq!(rx.recv().unwrap_err().kind, StreamErrorKind::Timeout);
     assert!(t.elapsed() < Duration::from_secs(5));
     // connecting to nothing: a timeout too
-    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let ep = format!("tcp://127.0.0.1:{}", tiledio_test_support::net::free_tcp_port());
     let mut c = Receiver::new(&Endpoint::Connect(ep), o.clone()).unwrap();
     assert_eq!(c.recv().unwrap_err().kind, StreamErrorKind::Timeout);
     // a declared frame over the limit: an error, not an allocation
@@ -1035,7 +1027,7 @@ fn loopback_throughput_8mib() {
         (n - 1) as f64 / dt,
         (n - 1) as f64 * 8.0 * 1048576.0 / dt / 1e6
     );
-    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let ep = format!("tcp://127.0.0.1:{}", tiledio_test_support::net::free_tcp_port());
     let o = run_python(PEER, &["bench", &ep, "2000", &(8 << 20).to_string()]);
     println!("pyzmq -> pyzmq: {}", String::from_utf8_lossy(&o.stdout).trim());
     let _ = SocketType::Pull;
