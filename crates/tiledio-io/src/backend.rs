@@ -3,6 +3,7 @@
 use crate::cufile::{self, CuFileHandle};
 use crate::error::Result;
 use crate::gpu::cuda_err;
+use crate::mapped::FileMap;
 use crate::settings::{BackendChoice, Settings};
 use std::fs::File;
 use std::path::Path;
@@ -57,65 +58,45 @@ impl std::fmt::Display for BackendReport {
 
 /// A file mapped into memory and registered with the driver (read-only), for [`Backend::Mmap`].
 pub(crate) struct Mapping {
-    pub(crate) ptr: *const u8,
-    len: usize,
+    map: FileMap,
 }
-
-// SAFETY: the mapping is read-only and lives as long as the struct.
-unsafe impl Send for Mapping {}
-// SAFETY: as above.
-unsafe impl Sync for Mapping {}
 
 impl Mapping {
     fn new(file: &File, len: u64) -> std::result::Result<Mapping, String> {
-        use std::os::fd::AsRawFd;
-        let len = usize::try_from(len).map_err(|_| "file too large to map".to_string())?;
-        if len == 0 {
-            return Err("empty file".into());
-        }
-        // SAFETY: maps a file we hold open, read-only and private.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(format!("mmap failed: {}", std::io::Error::last_os_error()));
-        }
+        let map = FileMap::new(file, len)?;
         crate::gpu::gpu().map_err(|e| e.to_string())?;
-        // SAFETY: ptr..ptr+len is a live mapping; read-only registration suits a PROT_READ map.
+        let bytes = map.bytes();
+        // SAFETY: the bytes are a live mapping; read-only registration suits a PROT_READ map.
         let r = unsafe {
-            cudarc::driver::sys::cuMemHostRegister_v2(ptr, len, cudarc::driver::sys::CU_MEMHOSTREGISTER_READ_ONLY)
+            cudarc::driver::sys::cuMemHostRegister_v2(
+                bytes.as_ptr() as *mut _,
+                bytes.len(),
+                cudarc::driver::sys::CU_MEMHOSTREGISTER_READ_ONLY,
+            )
         }
         .result();
-        if let Err(e) = r {
-            // SAFETY: unmapping what we mapped above.
-            unsafe { libc::munmap(ptr, len) };
-            return Err(format!(
+        // refused: the mapping is unmapped as `map` drops
+        r.map_err(|e| {
+            format!(
                 "cuMemHostRegister refused the mapping: {}",
                 cuda_err("cuMemHostRegister", e)
-            ));
-        }
-        Ok(Mapping {
-            ptr: ptr as *const u8,
-            len,
-        })
+            )
+        })?;
+        Ok(Mapping { map })
+    }
+
+    /// The first byte of the mapped (and registered) file.
+    pub(crate) fn ptr(&self) -> *const u8 {
+        self.map.bytes().as_ptr()
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
         if crate::gpu::gpu().is_ok() {
-            // SAFETY: registered in new().
-            let _ = unsafe { cudarc::driver::sys::cuMemHostUnregister(self.ptr as *mut _) };
+            // SAFETY: registered in new(); the mapping itself is unmapped after, as `map` drops.
+            let _ = unsafe { cudarc::driver::sys::cuMemHostUnregister(self.ptr() as *mut _) };
         }
-        // SAFETY: mapped in new().
-        unsafe { libc::munmap(self.ptr as *mut _, self.len) };
     }
 }
 

@@ -283,7 +283,7 @@ impl FileHandle {
             return None;
         }
         self.map
-            .get_or_init(|| crate::mapped::FileMap::new(&self.file, self.len))
+            .get_or_init(|| crate::mapped::FileMap::new(&self.file, self.len).ok())
             .as_ref()
     }
 
@@ -381,7 +381,7 @@ fn check_and_plan(
     task_size: usize,
     read: bool,
 ) -> Result<(Vec<plan::Piece>, u64)> {
-    plan::check_buffer(items, buf_len)?;
+    plan::check_buffer(items.iter().map(|i| (i.buf_offset, i.len)), buf_len)?;
     let written = |i: &Item| {
         if read {
             (0, i.buf_offset as u64, (i.buf_offset + i.len) as u64)
@@ -576,7 +576,7 @@ fn read_device(
                 let p = &pieces[i];
                 for sg in &p.segs {
                     // SAFETY: the mapping covers the file; the range was checked against its length.
-                    let src = unsafe { m.ptr.add(p.file_offset as usize + sg.piece_offset) };
+                    let src = unsafe { m.ptr().add(p.file_offset as usize + sg.piece_offset) };
                     // SAFETY: the mapping outlives the call, which waits for the stream in give_back
                     // (also for ordered reads: the file handle, and so the mapping, may be dropped
                     // right after the call).
@@ -976,7 +976,7 @@ pub fn write_files<'a>(
         .enumerate()
         .map(|(i, f)| item(i, 0, f.len, f.src_offset))
         .collect();
-    plan::check_buffer(&items, src.len())?;
+    plan::check_buffer(items.iter().map(|i| (i.buf_offset, i.len)), src.len())?;
     let s = settings;
     let ctx = Context::for_settings(s)?;
     let order = interleave_by_directory(files);

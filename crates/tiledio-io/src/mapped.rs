@@ -18,23 +18,23 @@ use crate::plan::ReadRange;
 use std::fs::File;
 use std::path::Path;
 
-/// A read-only shared mapping of a whole file, unmapped on drop.
+/// A read-only shared mapping of a whole file, unmapped on drop; the one mapping of a file
+/// tiledio makes (the GPU's mmap backend registers it with the driver).
 pub(crate) struct FileMap {
-    ptr: *const u8,
-    len: usize,
+    /// The mapped bytes. `'static` only inside this type: the slice is handed out borrowed from
+    /// `self` and unmapped in `drop`.
+    bytes: &'static [u8],
 }
 
-// SAFETY: the mapping is read-only and owned by the struct; shared references only read it.
-unsafe impl Send for FileMap {}
-// SAFETY: as above.
-unsafe impl Sync for FileMap {}
-
 impl FileMap {
-    /// Maps `len` bytes of `file`; `None` for an empty file or when the system refuses (the
-    /// reads then use `pread`: a mapping is only a faster way to the same bytes).
-    pub(crate) fn new(file: &File, len: u64) -> Option<FileMap> {
+    /// Maps `len` bytes of `file`, or says why not (an empty file, one larger than the address
+    /// space, or the system's refusal).
+    pub(crate) fn new(file: &File, len: u64) -> std::result::Result<FileMap, String> {
         use std::os::fd::AsRawFd;
-        let len = usize::try_from(len).ok().filter(|&l| l > 0)?;
+        let len = usize::try_from(len).map_err(|_| "file too large to map".to_string())?;
+        if len == 0 {
+            return Err("empty file".into());
+        }
         // SAFETY: maps a file we hold open, read-only; the pointer is checked below.
         let ptr = unsafe {
             libc::mmap(
@@ -46,10 +46,17 @@ impl FileMap {
                 0,
             )
         };
-        (ptr != libc::MAP_FAILED).then_some(FileMap {
-            ptr: ptr as *const u8,
-            len,
-        })
+        if ptr == libc::MAP_FAILED {
+            return Err(format!("mmap failed: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: `ptr..ptr + len` is a live read-only mapping until `drop` unmaps it.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+        Ok(FileMap { bytes })
+    }
+
+    /// The mapped bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.bytes
     }
 
     /// Copies each range out of the mapping into `buf`, in the given order.
@@ -61,7 +68,7 @@ impl FileMap {
         check_destinations(ranges, buf.len())?;
         let end = ranges.iter().map(|r| r.file_offset + r.len as u64).max().unwrap_or(0);
         let now = file.metadata().map_err(|e| IoError::open(path, e))?.len();
-        if end > now.min(self.len as u64) {
+        if end > now.min(self.bytes.len() as u64) {
             let first = ranges
                 .iter()
                 .find(|r| r.file_offset + r.len as u64 > now)
@@ -74,10 +81,8 @@ impl FileMap {
             });
         }
         for r in ranges.iter().filter(|r| r.len > 0) {
-            // SAFETY: `file_offset + len <= self.len` (checked above) lies inside the mapping,
-            // which lives as long as `self`.
-            let src = unsafe { std::slice::from_raw_parts(self.ptr.add(r.file_offset as usize), r.len) };
-            buf[r.dst_offset..r.dst_offset + r.len].copy_from_slice(src);
+            let at = r.file_offset as usize; // below the mapping's length, checked above
+            buf[r.dst_offset..r.dst_offset + r.len].copy_from_slice(&self.bytes[at..at + r.len]);
         }
         Ok(())
     }
@@ -85,38 +90,22 @@ impl FileMap {
 
 impl Drop for FileMap {
     fn drop(&mut self) {
-        // SAFETY: mapped in new(), unmapped once.
-        unsafe { libc::munmap(self.ptr as *mut _, self.len) };
+        // SAFETY: mapped in new(), unmapped once; no borrow of `bytes` outlives `self`.
+        unsafe { libc::munmap(self.bytes.as_ptr() as *mut _, self.bytes.len()) };
     }
 }
 
 /// Checks the ranges' destinations fit in `capacity` bytes and do not overlap: in one pass
 /// when they come in increasing order (as a window's row segments do), else by sorting.
 fn check_destinations(ranges: &[ReadRange], capacity: usize) -> Result<()> {
-    let mut sorted = true;
-    let mut last_end = 0usize;
-    for r in ranges.iter().filter(|r| r.len > 0) {
-        let end = r.dst_offset as u64 + r.len as u64;
-        if end > capacity as u64 {
-            return Err(IoError::BufferTooSmall {
-                start: r.dst_offset as u64,
-                end,
-                capacity: capacity as u64,
-            });
-        }
-        sorted &= r.dst_offset >= last_end;
-        last_end = end as usize;
-    }
-    if sorted {
+    let spans = || ranges.iter().filter(|r| r.len > 0).map(|r| (r.dst_offset, r.len));
+    crate::plan::check_buffer(spans(), capacity)?;
+    let mut last_end = 0;
+    let rising = spans().all(|(at, len)| std::mem::replace(&mut last_end, at + len) <= at);
+    if rising {
         return Ok(());
     }
-    crate::plan::check_disjoint(
-        ranges
-            .iter()
-            .filter(|r| r.len > 0)
-            .map(|r| (0, r.dst_offset as u64, (r.dst_offset + r.len) as u64))
-            .collect(),
-    )
+    crate::plan::check_disjoint(spans().map(|(at, len)| (0, at as u64, (at + len) as u64)).collect())
 }
 
 #[cfg(test)]
@@ -137,45 +126,18 @@ mod tests {
         let (_d, path, f) = file_of(&data);
         let m = FileMap::new(&f, data.len() as u64).unwrap();
         let mut buf = [0u8; 6];
-        let rs = [
-            ReadRange {
-                file_offset: 200,
-                len: 2,
-                dst_offset: 4,
-            },
-            ReadRange {
-                file_offset: 10,
-                len: 4,
-                dst_offset: 0,
-            },
-        ];
-        m.copy(&f, &path, &rs, &mut buf).unwrap();
+        let range = |file_offset, len, dst_offset| ReadRange {
+            file_offset,
+            len,
+            dst_offset,
+        };
+        m.copy(&f, &path, &[range(200, 2, 4), range(10, 4, 0)], &mut buf)
+            .unwrap();
         assert_eq!(buf, [10, 11, 12, 13, 200, 201]);
-        let overlap = [
-            ReadRange {
-                file_offset: 0,
-                len: 4,
-                dst_offset: 2,
-            },
-            ReadRange {
-                file_offset: 0,
-                len: 4,
-                dst_offset: 0,
-            },
-        ];
-        assert!(matches!(
-            m.copy(&f, &path, &overlap, &mut buf),
-            Err(IoError::OverlappingDestinations { .. })
-        ));
-        let past = [ReadRange {
-            file_offset: 0,
-            len: 7,
-            dst_offset: 0,
-        }];
-        assert!(matches!(
-            m.copy(&f, &path, &past, &mut buf),
-            Err(IoError::BufferTooSmall { .. })
-        ));
+        let overlap = m.copy(&f, &path, &[range(0, 4, 2), range(0, 4, 0)], &mut buf);
+        assert!(matches!(overlap, Err(IoError::OverlappingDestinations { .. })));
+        let past = m.copy(&f, &path, &[range(0, 7, 0)], &mut buf);
+        assert!(matches!(past, Err(IoError::BufferTooSmall { .. })));
     }
 
     #[test]
@@ -206,6 +168,6 @@ mod tests {
     #[test]
     fn an_empty_file_is_not_mapped() {
         let (_d, _path, f) = file_of(&[]);
-        assert!(FileMap::new(&f, 0).is_none());
+        assert!(FileMap::new(&f, 0).is_err());
     }
 }

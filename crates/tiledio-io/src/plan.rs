@@ -80,13 +80,13 @@ pub(crate) fn check_disjoint(mut spans: Vec<(usize, u64, u64)>) -> Result<()> {
     Ok(())
 }
 
-/// Checks every item fits in a buffer of `buf_len` bytes.
-pub(crate) fn check_buffer(items: &[Item], buf_len: usize) -> Result<()> {
-    for it in items {
-        let end = it.buf_offset as u64 + it.len as u64;
+/// Checks every `(offset, len)` span fits in a buffer of `buf_len` bytes.
+pub(crate) fn check_buffer(spans: impl IntoIterator<Item = (usize, usize)>, buf_len: usize) -> Result<()> {
+    for (at, len) in spans {
+        let end = at as u64 + len as u64;
         if end > buf_len as u64 {
             return Err(IoError::BufferTooSmall {
-                start: it.buf_offset as u64,
+                start: at as u64,
                 end,
                 capacity: buf_len as u64,
             });

@@ -227,7 +227,7 @@ pub(crate) fn window_jobs(fh: &FileHandle, page: &Page, x: i64, y: i64, w: u64, 
     Ok((len, jobs))
 }
 
-/// Reads a window of a page into a host buffer (row-major, `w × h × spp` samples).
+/// Reads a window of a page into a new host buffer (row-major, `w × h × spp` samples).
 pub(crate) fn read_window(
     fh: &FileHandle,
     page: &Page,
@@ -237,13 +237,10 @@ pub(crate) fn read_window(
     h: u64,
     background: u8,
 ) -> Result<Vec<u8>> {
-    let (len, jobs) = window_jobs(fh, page, x, y, w, h)?;
-    let inside = window_inside(page, x, y, w, h);
-    on_compute_threads_if(!small_window(page, len), fh, || {
-        let mut out = alloc(len, if inside { 0 } else { background })?;
-        fill_window(fh, page, &jobs, &mut out, w)?;
-        Ok(out)
-    })
+    // zeroed pages fault in lazily where the window is written (see `alloc`)
+    let mut out = alloc(window_bytes(page, w, h)?, 0)?;
+    read_window_into(fh, page, x, y, w, h, background, &mut out)?;
+    Ok(out)
 }
 
 /// Bytes of output up to which an uncompressed window is read on the calling thread, its row
