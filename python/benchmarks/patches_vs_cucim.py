@@ -82,9 +82,29 @@ def warm(path: str) -> None:
             pass
 
 
-def run_tiledio(a, locs, out_dir):
+def measure(a, one_pass, count: int, sample_path: str) -> list:
+    """A warm-up pass that keeps its batches: checks it gave ``count`` patches and saves the
+    first ``a.verify`` (RGB) to ``sample_path`` for the cross-check; then ``a.repeats`` timed
+    passes. Returns their times in seconds."""
     import cupy as cp
     import numpy as np
+
+    kept = []
+    got = one_pass(kept)
+    if got != count:
+        raise RuntimeError(f"{got} patches for {count} locations")
+    np.save(sample_path, cp.asnumpy(cp.concatenate(kept)[: a.verify])[..., :3])
+    del kept
+    times = []
+    for _ in range(a.repeats):
+        t = time.perf_counter()
+        one_pass()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def run_tiledio(a, locs, out_dir):
+    import cupy as cp
 
     import tiledio
 
@@ -102,17 +122,7 @@ def run_tiledio(a, locs, out_dir):
         cp.cuda.Device().synchronize()
         return n
 
-    kept = []
-    assert one_pass(kept) == len(locs)
-    sample = cp.concatenate(kept)[: a.verify]
-    np.save(os.path.join(out_dir, "tiledio.npy"), cp.asnumpy(sample))
-    del kept, sample
-    times = []
-    for _ in range(a.repeats):
-        t = time.perf_counter()
-        one_pass()
-        times.append(time.perf_counter() - t)
-    return times
+    return measure(a, one_pass, len(locs), os.path.join(out_dir, "tiledio.npy"))
 
 
 def run_cucim(a, locs, out_dir):
@@ -151,19 +161,7 @@ def run_cucim(a, locs, out_dir):
         cp.cuda.Device().synchronize()
         return n
 
-    kept = []
-    got = one_pass(kept)
-    if got != len(locs):
-        raise RuntimeError(f"cuCIM gave {got} patches for {len(locs)} locations")
-    sample = cp.concatenate(kept)[: a.verify]
-    np.save(os.path.join(out_dir, "cucim.npy"), cp.asnumpy(sample)[..., :3])
-    del kept, sample
-    times = []
-    for _ in range(a.repeats):
-        t = time.perf_counter()
-        one_pass()
-        times.append(time.perf_counter() - t)
-    return times
+    return measure(a, one_pass, len(locs), os.path.join(out_dir, "cucim.npy"))
 
 
 def worker(a) -> None:

@@ -232,6 +232,20 @@ impl Default for ReadOptions {
     }
 }
 
+/// [`timed`] into a row: its timing and the cold method's note, or the status saying why it
+/// has none.
+fn time_row(r: &mut Row, file: &Path, repeats: usize, cold: bool, f: &mut dyn FnMut() -> Result<(), BenchError>) {
+    match timed(file, repeats, cold, f) {
+        Ok((t, note)) => {
+            r.set_timing(t);
+            if !note.is_empty() {
+                r.note = format!("{}; {note}", r.note);
+            }
+        }
+        Err(st) => r.status = st,
+    }
+}
+
 /// Times `f` `repeats` times, emptying the cache of `file` before each when `cold`.
 /// Returns the timing and the cold method's note.
 fn timed(
@@ -393,15 +407,7 @@ pub fn run(file: &Path, o: &ReadOptions, progress: &mut dyn FnMut(&str)) -> Resu
                         }
                         Ok(())
                     };
-                    match timed(file, o.repeats, cold, &mut once) {
-                        Ok((t, note)) => {
-                            r.set_timing(t);
-                            if !note.is_empty() {
-                                r.note = format!("{}; {note}", r.note);
-                            }
-                        }
-                        Err(st) => r.status = st,
-                    }
+                    time_row(&mut r, file, o.repeats, cold, &mut once);
                     rows.push(r);
                 }
             }
@@ -476,15 +482,7 @@ pub fn run(file: &Path, o: &ReadOptions, progress: &mut dyn FnMut(&str)) -> Resu
                         }
                         Ok(())
                     };
-                    match timed(file, o.repeats, cold, &mut once) {
-                        Ok((t, note)) => {
-                            r.set_timing(t);
-                            if !note.is_empty() {
-                                r.note = format!("{}; {note}", r.note);
-                            }
-                        }
-                        Err(st) => r.status = st,
-                    }
+                    time_row(&mut r, file, o.repeats, cold, &mut once);
                     rows.push(r);
                 }
             }
