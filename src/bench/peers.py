@@ -7,13 +7,21 @@ Exceptions other than a missing package end the process with the error on stderr
 
 Kinds:
   read FILE PEER REPEATS COLD THREADS   level 0 of a tiled TIFF into GPU (host) memory;
-                                        PEER: tifffile, tifffile+cupy, kvikio, cucim
+                                        PEER: tifffile, tifffile+cupy, kvikio (POSIX:
+                                        KVIKIO_COMPAT_MODE=ON, KvikIO without GDS),
+                                        kvikio+cufile (KVIKIO_COMPAT_MODE=AUTO: through cuFile,
+                                        GDS where the machine has it), cucim
   write SRC SIDE CHUNK SHARD CODEC DIR REPEATS PEER
                                         an RGB u8 image (SRC: raw bytes) from GPU memory into
                                         Zarr v3; PEER: kvikio (file per chunk, raw), tensorstore
   sobel FILE REPEATS PEER               global Sobel round trip of level 0: read, Sobel magnitude
                                         per channel (float32), result to host memory;
-                                        PEER: cupyx (CuPy's ndimage on the GPU), scikit-image
+                                        PEER: cupyx (CuPy's ndimage on the GPU), cucim
+                                        (cucim.skimage.filters.sobel), scikit-image (on the
+                                        top-left 4096² only: float64 on one core)
+  sobel-kernel SIDE REPEATS PEER        the Sobel magnitude alone of a device-resident SIDE²
+                                        float32 image (random, seed 1); PEER: cupyx, cucim;
+                                        checked against scikit-image on a 256² corner
 """
 import json, os, sys, time, shutil
 
@@ -94,7 +102,10 @@ def read(path, peer, repeats, is_cold, threads):
     ref = tiff_reference(path)
     if peer == "tifffile+cupy":
         fn = lambda: cp.asarray(tifffile.imread(path, key=0))
-    elif peer == "kvikio":
+    elif peer in ("kvikio", "kvikio+cufile"):
+        # read before the import: "kvikio" is KvikIO's POSIX path (no cuFile), "kvikio+cufile"
+        # lets KvikIO pick cuFile (on a machine without nvidia-fs: cuFile's compatibility mode)
+        os.environ["KVIKIO_COMPAT_MODE"] = "ON" if peer == "kvikio" else "AUTO"
         (kvikio,) = need("kvikio")
         import kvikio.defaults
         if hasattr(kvikio.defaults, "set"):
@@ -124,16 +135,27 @@ def read(path, peer, repeats, is_cold, threads):
         (cucim,) = need("cucim")
         from cucim import CuImage
 
+        # cuCIM's GPU read_region decodes JPEG only (uncompressed tiles: "Unsupported compression
+        # method"), and a whole level to device="cuda" aborted here: read into host memory, then
+        # copy, as its users do for such files
         def fn():
             img = CuImage(path)
-            return cp.asarray(img.read_region((0, 0), img.size("XY"), 0, num_workers=threads, device="cuda"))
+            return cp.asarray(img.read_region((0, 0), img.size("XY"), 0, num_workers=threads))
     else:
         raise SystemExit(f"unknown read peer {peer}")
+    note_mode = ""
+    if peer.startswith("kvikio"):
+        import kvikio.defaults
+        mode = kvikio.defaults.get("compat_mode") if hasattr(kvikio.defaults, "get") else kvikio.defaults.compat_mode()
+        note_mode = f"KVIKIO_COMPAT_MODE={os.environ['KVIKIO_COMPAT_MODE']} ({mode})"
+    elif peer == "cucim":
+        note_mode = "into host memory, then cupy.asarray"
     out = fn()
     if out.shape != ref.shape or not bool((out == cp.asarray(ref)).all()):
         raise SystemExit(f"{peer}: the pixels differ from tifffile's")
     del out
     ts, note = timed(fn, repeats, sync, before)
+    note = "; ".join(n for n in (note_mode, note) if n)
     return {"times": ts, "bytes": int(ref.nbytes), "device": "gpu", "note": note}
 
 
@@ -207,35 +229,80 @@ def write(src, side, chunk, shard, codec, out_dir, repeats, peer):
     return {"times": times, "bytes": int(host.nbytes), "device": device, "note": "no fsync"}
 
 
+def cupyx_sobel(cp, g):
+    """scikit-image's Sobel magnitude through CuPy's ndimage (reflect borders)."""
+    import cupyx.scipy.ndimage as ndi
+    s = cp.array([1, 2, 1], cp.float32) / 4
+    d = cp.array([1, 0, -1], cp.float32)
+    h = ndi.correlate1d(ndi.correlate1d(g, s, axis=0, mode="reflect"), d, axis=1, mode="reflect")
+    v = ndi.correlate1d(ndi.correlate1d(g, s, axis=1, mode="reflect"), d, axis=0, mode="reflect")
+    return cp.sqrt((h * h + v * v) / 2)
+
+
+def gpu_sobel(peer):
+    """(cupy, the peer's Sobel of a 2-D float32 CuPy array)."""
+    (cp,) = need("cupy")
+    gpu_ok(cp)
+    if peer == "cupyx":
+        need("cupyx.scipy.ndimage")
+        return cp, lambda g: cupyx_sobel(cp, g)
+    if peer == "cucim":
+        (filters,) = need("cucim.skimage.filters")
+        return cp, filters.sobel
+    raise SystemExit(f"unknown GPU sobel peer {peer}")
+
+
+SKIMAGE_CROP = 4096
+
+
 def sobel(path, repeats, peer):
     ref = tiff_reference(path)
-    if peer == "cupyx":
-        cp, tifffile = need("cupy", "tifffile")
-        gpu_ok(cp)
-        import cupyx.scipy.ndimage as ndi
-        s = cp.array([1, 2, 1], cp.float32) / 4
-        d = cp.array([1, 0, -1], cp.float32)
+    (tifffile,) = need("tifffile")
+    if peer in ("cupyx", "cucim"):
+        cp, fn_sobel = gpu_sobel(peer)
 
         def fn():
             img = cp.asarray(tifffile.imread(path, key=0)).astype(cp.float32) / 255
-            out = []
-            for c in range(img.shape[2]):
-                g = img[:, :, c]
-                h = ndi.correlate1d(ndi.correlate1d(g, s, axis=0, mode="reflect"), d, axis=1, mode="reflect")
-                v = ndi.correlate1d(ndi.correlate1d(g, s, axis=1, mode="reflect"), d, axis=0, mode="reflect")
-                out.append(cp.asnumpy(cp.sqrt((h * h + v * v) / 2)))
-            return out
+            return [cp.asnumpy(fn_sobel(img[:, :, c])) for c in range(img.shape[2])]
         ts, _ = timed(fn, repeats, cp.cuda.runtime.deviceSynchronize)
-        return {"times": ts, "bytes": int(ref.nbytes), "device": "gpu", "note": "read + Sobel, to host memory, no write"}
+        return {"times": ts, "bytes": int(ref.nbytes), "device": "gpu",
+                "note": "read (tifffile) + Sobel per channel, to host memory, no write"}
     if peer == "scikit-image":
-        tifffile, filters = need("tifffile", "skimage.filters")
+        (filters,) = need("skimage.filters")
+        c = SKIMAGE_CROP
 
+        # float64 on one core: the whole level takes minutes, so a corner of it
         def fn():
-            img = tifffile.imread(path, key=0).astype("float32") / 255
-            return [filters.sobel(img[:, :, c]) for c in range(img.shape[2])]
+            img = tifffile.imread(path, key=0)[:c, :c].astype("float32") / 255
+            return [filters.sobel(img[:, :, k]) for k in range(img.shape[2])]
         ts, _ = timed(fn, repeats)
-        return {"times": ts, "bytes": int(ref.nbytes), "device": "cpu", "note": "read + Sobel, no write"}
+        crop = ref[:c, :c]
+        return {"times": ts, "bytes": int(crop.nbytes), "device": "cpu",
+                "note": f"read (tifffile) + Sobel of the top-left {crop.shape[0]}x{crop.shape[1]} only, no write"}
     raise SystemExit(f"unknown sobel peer {peer}")
+
+
+def sobel_kernel(side, repeats, peer):
+    cp, fn_sobel = gpu_sobel(peer)
+    img = cp.random.default_rng(1).random((side, side), dtype=cp.float32)
+    out = fn_sobel(img)
+    corner = min(side, 256)
+    try:
+        from skimage import filters
+    except Exception:  # the kernel is timed unchecked, and the row says so
+        filters = None
+    if filters is None:
+        check = "not checked: scikit-image did not import"
+    else:
+        # the corner's interior (the image's own border rows are reflected in both)
+        want = filters.sobel(cp.asnumpy(img[:corner + 1, :corner + 1]).astype("float64"))[:corner - 1, :corner - 1]
+        err = float(abs(cp.asnumpy(out[:corner - 1, :corner - 1]) - want).max())
+        if err > 1e-5:
+            raise SystemExit(f"{peer}: Sobel differs from scikit-image by {err}")
+        check = f"max |{peer} - scikit-image| on a {corner}² corner: {err:.1e}"
+    del out
+    ts, _ = timed(lambda: fn_sobel(img), repeats, cp.cuda.runtime.deviceSynchronize)
+    return {"times": ts, "bytes": int(img.nbytes), "device": "gpu", "note": check}
 
 
 def main(argv):
@@ -246,6 +313,8 @@ def main(argv):
         r = write(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), argv[5], argv[6], int(argv[7]), argv[8])
     elif kind == "sobel":
         r = sobel(argv[1], int(argv[2]), argv[3])
+    elif kind == "sobel-kernel":
+        r = sobel_kernel(int(argv[1]), int(argv[2]), argv[3])
     else:
         raise SystemExit(f"unknown kind {kind}")
     print(json.dumps(r))

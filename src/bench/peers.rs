@@ -12,12 +12,16 @@ use std::process::Command;
 /// The peer script (`python3 -c` this).
 pub const SCRIPT: &str = include_str!("peers.py");
 
-/// The read peers, in table order.
-pub const READ_PEERS: [&str; 4] = ["tifffile", "tifffile+cupy", "kvikio", "cucim"];
+/// The read peers, in table order: `kvikio` is KvikIO's POSIX path (`KVIKIO_COMPAT_MODE=ON`,
+/// the seeds' "KvikIO without GDS"), `kvikio+cufile` lets KvikIO go through cuFile (GDS where
+/// the machine has it, cuFile's compatibility mode where it does not).
+pub const READ_PEERS: [&str; 5] = ["tifffile", "tifffile+cupy", "kvikio", "kvikio+cufile", "cucim"];
 /// The write peers.
 pub const WRITE_PEERS: [&str; 2] = ["kvikio", "tensorstore"];
-/// The Sobel round-trip peers.
-pub const SOBEL_PEERS: [&str; 2] = ["cupyx", "scikit-image"];
+/// The Sobel round-trip peers (scikit-image on a 4096² corner: it runs float64 on one core).
+pub const SOBEL_PEERS: [&str; 3] = ["cupyx", "cucim", "scikit-image"];
+/// The peers of the Sobel kernel alone (device-resident input).
+pub const SOBEL_KERNEL_PEERS: [&str; 2] = ["cupyx", "cucim"];
 
 /// The Python interpreter: `python`, else `TILEDIO_PYTHON`, else `python3`.
 pub fn python(python: Option<&Path>) -> PathBuf {
@@ -147,7 +151,7 @@ pub fn read_rows(
             r.params.tile = tile;
             r.params.codec = codec.to_string();
             r.params.cache = cache.into();
-            if peer == "kvikio" || peer == "cucim" {
+            if peer.starts_with("kvikio") || peer == "cucim" {
                 r.params.threads = Some(threads);
             }
             r.note = name.clone();
@@ -213,7 +217,7 @@ pub fn sobel_rows(py: &Path, file: &Path, repeats: usize, progress: &mut dyn FnM
     let mut rows = Vec::new();
     for peer in SOBEL_PEERS {
         progress(&format!("pipeline peer {peer}"));
-        let device = if peer == "cupyx" { "gpu" } else { "cpu" };
+        let device = if peer == "scikit-image" { "cpu" } else { "gpu" };
         let r = Row::new("pipeline", "global read + Sobel (no write)", peer, device, "python");
         let args = [
             "sobel".to_string(),
@@ -226,6 +230,29 @@ pub fn sobel_rows(py: &Path, file: &Path, repeats: usize, progress: &mut dyn FnM
     rows
 }
 
+/// The peers of the Sobel kernel alone: the magnitude of a device-resident `side²` float32
+/// image, as [`super::suite`]'s `Sobel kernel alone` row of ours.
+pub fn sobel_kernel_rows(py: &Path, side: u64, repeats: usize, progress: &mut dyn FnMut(&str)) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for peer in SOBEL_KERNEL_PEERS {
+        progress(&format!("Sobel kernel peer {peer}"));
+        let mut r = Row::new("pipeline", SOBEL_KERNEL_CASE, peer, "gpu", "none");
+        r.bytes = side * side * 4;
+        r.note = format!("{side}x{side} float32 image");
+        let args = [
+            "sobel-kernel".to_string(),
+            side.to_string(),
+            repeats.to_string(),
+            peer.to_string(),
+        ];
+        rows.push(fill(r, py, &args));
+    }
+    rows
+}
+
+/// The case name of the Sobel-kernel rows (ours and the peers').
+pub const SOBEL_KERNEL_CASE: &str = "Sobel kernel alone (device-resident f32)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,7 +260,7 @@ mod tests {
     #[test]
     fn a_missing_interpreter_is_a_missing_row() {
         let rows = sobel_rows(Path::new("/nonexistent/python3"), Path::new("x.tif"), 1, &mut |_| {});
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), SOBEL_PEERS.len());
         for r in rows {
             assert!(
                 matches!(&r.status, Status::Missing(w) if w.contains("not runnable")),

@@ -555,11 +555,18 @@ pub fn run(opts: &PtychoBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<
                     .iter()
                     .find(|r: &&PtychoRow| r.kind == RowKind::Stream && r.status == RowStatus::Measured)
                     .and_then(PtychoRow::fps);
+                let kernel_fps = rows
+                    .iter()
+                    .find(|r: &&PtychoRow| r.kind == RowKind::Kernel && r.status == RowStatus::Measured)
+                    .and_then(PtychoRow::fps);
                 rows.extend(b.peer_rows(
                     stack.as_deref().unwrap_or(Path::new("")),
                     &dark,
-                    file_fps,
-                    stream_fps,
+                    Rates {
+                        file: file_fps,
+                        stream: stream_fps,
+                        kernel: kernel_fps,
+                    },
                     progress,
                 ));
             }
@@ -567,6 +574,14 @@ pub fn run(opts: &PtychoBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<
     }
     drop(work);
     Ok(rows)
+}
+
+/// Frames per second of our rows that peers are compared with.
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    file: Option<f64>,
+    stream: Option<f64>,
+    kernel: Option<f64>,
 }
 
 /// The folder of the generated inputs: removed on drop unless kept.
@@ -1615,14 +1630,12 @@ impl Bench<'_> {
         Ok(dt)
     }
 
-    fn peer_rows(
-        &self,
-        stack: &Path,
-        dark: &[f32],
-        file_fps: Option<f64>,
-        stream_fps: Option<f64>,
-        progress: &mut dyn FnMut(&str),
-    ) -> Vec<PtychoRow> {
+    fn peer_rows(&self, stack: &Path, dark: &[f32], rates: Rates, progress: &mut dyn FnMut(&str)) -> Vec<PtychoRow> {
+        let Rates {
+            file: file_fps,
+            stream: stream_fps,
+            kernel: kernel_fps,
+        } = rates;
         let o = self.opts;
         let (h, w) = o.shape;
         let size = h * w * 2;
@@ -1726,10 +1739,26 @@ impl Bench<'_> {
             o.batch, o.crop, o.bin
         );
         jx.io = "numpy memory map (page cache) → jax.device_put".into();
+        // the fused kernel's peer: the same jitted function on resident frames, when our kernel
+        // row ran on the GPU (JAX's CPU backend against our kernel would say nothing)
+        let mut jk = PtychoRow::new(RowKind::Peers, "peers: jax kernel", "");
+        let k = o.kernel_frames.min(o.frames as usize);
+        jk.what = format!(
+            "JAX: the same jitted function alone on {k} frames resident in GPU memory, launched as our kernel row (calls per timed run, one block_until_ready)"
+        );
+        jk.io = "none (device-resident input and output)".into();
+        jk.goal = Some(Goal {
+            text: "our kernel's time ≤ 1.1× JAX's".into(),
+            met: None,
+        });
+        let kernel_passes = (self.gpu && kernel_fps.is_some()).then(|| 8192usize.div_ceil(k.max(1)).clamp(4, 256));
         progress("peers: jax");
         match self.peer(&["check", "jax"]) {
-            Err(e) => jx.status = RowStatus::Missing(format!("jax: {e}")),
-            Ok(_) => match self.jax(stack, dark, &mut jx) {
+            Err(e) => {
+                jx.status = RowStatus::Missing(format!("jax: {e}"));
+                jk.status = RowStatus::Missing(format!("jax: {e}"));
+            }
+            Ok(_) => match self.jax(stack, dark, &mut jx, kernel_passes.map(|p| (k, p, &mut jk))) {
                 Ok(()) => {
                     if let (Some(ours), Some(theirs)) = (file_fps, jx.fps()) {
                         jx.ratio = Some(ours / theirs);
@@ -1737,15 +1766,42 @@ impl Bench<'_> {
                     } else {
                         jx.note += "; no ratio: the file row did not run";
                     }
+                    match (kernel_fps, jk.fps()) {
+                        (Some(ours), Some(theirs)) if kernel_passes.is_some() => {
+                            // time per frame, ours over JAX's: ≤ 1.1 is the target
+                            let r = theirs / ours;
+                            jk.ratio = Some(r);
+                            if let Some(g) = jk.goal.as_mut() {
+                                g.met = Some(r <= 1.1);
+                            }
+                            jk.note += &format!(
+                                "; ratio = our kernel's time per frame / JAX's = {:.2} / {:.2} µs",
+                                1e6 / ours,
+                                1e6 / theirs
+                            );
+                        }
+                        _ => jk.status = RowStatus::Missing("our kernel row did not run on the GPU".into()),
+                    }
                 }
-                Err(e) => jx.status = RowStatus::Failed(e),
+                Err(e) => {
+                    jk.status = RowStatus::Failed(e.clone());
+                    jx.status = RowStatus::Failed(e);
+                }
             },
         }
         rows.push(jx);
+        rows.push(jk);
         rows
     }
 
-    fn jax(&self, stack: &Path, dark: &[f32], row: &mut PtychoRow) -> std::result::Result<(), String> {
+    /// The JAX peer's row, and with `kernel` (frames, calls per timed run, row) its kernel-only row.
+    fn jax(
+        &self,
+        stack: &Path,
+        dark: &[f32],
+        row: &mut PtychoRow,
+        kernel: Option<(usize, usize, &mut PtychoRow)>,
+    ) -> std::result::Result<(), String> {
         let o = self.opts;
         let (h, w) = o.shape;
         let dark_path = self.dir.join("dark-f32.npy");
@@ -1753,15 +1809,19 @@ impl Bench<'_> {
         crate::ptycho::simulate::write_npy_array(&dark_path, ElementType::F32, &[h as u64, w as u64], &bytes)
             .map_err(err_text)?;
         let s = |p: &Path| p.to_string_lossy().into_owned();
-        let r = self.peer(&[
-            "jax",
-            &s(stack),
-            &s(&dark_path),
-            &o.crop.to_string(),
-            &o.bin.to_string(),
-            &o.batch.to_string(),
-            &o.repeats.to_string(),
-        ]);
+        let mut args = vec![
+            "jax".to_string(),
+            s(stack),
+            s(&dark_path),
+            o.crop.to_string(),
+            o.bin.to_string(),
+            o.batch.to_string(),
+            o.repeats.to_string(),
+        ];
+        if let Some((k, passes, _)) = &kernel {
+            args.extend([k.to_string(), passes.to_string()]);
+        }
+        let r = self.peer(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let _ = std::fs::remove_file(&dark_path);
         let r = r?;
         let secs: Vec<f64> = r["seconds"]
@@ -1780,6 +1840,24 @@ impl Bench<'_> {
         // integer counts less a dark of halves, summed in f32: any order is within rounding
         if err.is_nan() || err > 0.5 {
             return Err(format!("jax differs from numpy on frame 0 by {err}"));
+        }
+        if let Some((_, passes, kr)) = kernel {
+            let secs: Vec<f64> = r["kernel_seconds"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
+            kr.frames = r["kernel_frames"].as_u64().unwrap_or(0);
+            kr.bytes = kr.frames * (o.crop * o.crop * 2) as u64;
+            kr.timing = timing(&secs);
+            kr.device = row.device.clone();
+            let kerr = r["kernel_max_abs_err_frame0"].as_f64().unwrap_or(f64::NAN);
+            kr.note = format!(
+                "{passes} calls per timed run; max |jax - numpy| on frame 0: {kerr:.3e}; GB/s counts the crop's input \
+                 bytes"
+            );
+            if kr.timing.is_none() || kerr.is_nan() || kerr > 0.5 {
+                kr.status = RowStatus::Failed(format!("jax kernel: no timings or frame 0 differs by {kerr}"));
+            }
         }
         Ok(())
     }

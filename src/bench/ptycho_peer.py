@@ -10,12 +10,15 @@
 #       per repeat N two-part messages (a small JSON header, then SIZE bytes), sent and
 #       received with copy=False. The receiver times the first message to the last: N - 1
 #       messages. Prints {"messages": N - 1, "seconds": [one per repeat], ...}.
-#   jax NPY DARK_NPY CROP BIN BATCH REPEATS
+#   jax NPY DARK_NPY CROP BIN BATCH REPEATS [KERNEL_FRAMES PASSES]
 #       What a user writes with JAX for a page-cached .npy stack (as ../shared/peers/
 #       ptycho_peers.py): np.load(mmap), batches of BATCH frames through jax.device_put and a
 #       jitted dark-subtract (clamped at 0) + crop about the centre + sum-rebin, timed from the
 #       first batch to the last result (block_until_ready), after one untimed pass. Checks
 #       frame 0 against NumPy. Prints {"frames": N, "seconds": [...], "device": ..., ...}.
+#       With KERNEL_FRAMES, also the jitted function alone on the first KERNEL_FRAMES frames
+#       resident in GPU memory, PASSES calls per timed run and one wait, as our kernel row:
+#       "kernel_frames" (frames per timed run) and "kernel_seconds" [one per repeat].
 #
 # Every socket has timeouts and the process an alarm: a peer that hangs fails the row.
 import json
@@ -103,7 +106,7 @@ def preprocess_numpy(frame, dark, cy, cx, crop, b):
     return f.reshape(crop // b, b, crop // b, b).sum(axis=(1, 3))
 
 
-def jax_bench(npy, dark_npy, crop, b, batch, repeats):
+def jax_bench(npy, dark_npy, crop, b, batch, repeats, kernel_frames=0, passes=0):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -139,8 +142,23 @@ def jax_bench(npy, dark_npy, crop, b, batch, repeats):
         seconds.append(time.perf_counter() - t)
     ref = preprocess_numpy(np.asarray(mm[0]), dark, cy, cx, crop, b)
     err = float(np.abs(np.asarray(first[0]) - ref).max())
-    print(json.dumps({"frames": n, "seconds": seconds, "device": str(jax.devices()[0]), "jax": jax.__version__,
-                      "max_abs_err_frame0": err}))
+    result = {"frames": n, "seconds": seconds, "device": str(jax.devices()[0]), "jax": jax.__version__,
+              "max_abs_err_frame0": err}
+    k = min(kernel_frames, n)
+    if k > 0 and passes > 0:
+        resident = jax.device_put(np.ascontiguousarray(mm[:k]))
+        out = pre(resident, ddark)
+        out.block_until_ready()
+        kerr = float(np.abs(np.asarray(out[0]) - ref).max())
+        ks = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(passes):
+                out = pre(resident, ddark)
+            out.block_until_ready()
+            ks.append(time.perf_counter() - t)
+        result.update({"kernel_frames": k * passes, "kernel_seconds": ks, "kernel_max_abs_err_frame0": kerr})
+    print(json.dumps(result))
 
 
 mode = sys.argv[1]
@@ -150,6 +168,6 @@ if mode == "check":
 elif mode == "zmq":
     zmq_bench(int(a[0]), int(a[1]), int(a[2]))
 elif mode == "jax":
-    jax_bench(a[0], a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]))
+    jax_bench(a[0], a[1], *(int(x) for x in a[2:]))
 else:
     sys.exit(f"unknown mode {mode}")

@@ -36,7 +36,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// A uniform value in [0, 1) from `(a, b, salt)`.
-fn unit(a: u64, b: u64, salt: u64) -> f32 {
+pub(crate) fn unit(a: u64, b: u64, salt: u64) -> f32 {
     (mix(a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xc2b2_ae3d_27d4_eb4f) ^ salt) >> 40) as f32
         / (1u64 << 24) as f32
 }
@@ -207,7 +207,7 @@ fn fadvise_dontneed(files: &[&Path]) -> Result<(), String> {
 pub struct ReadOptions {
     /// Backends: `cufile`, `staged`, `mmap` (GPU), `host` (host memory).
     pub backends: Vec<String>,
-    /// Thread counts.
+    /// Thread counts (default: the machine's cores).
     pub threads: Vec<usize>,
     /// Timed repeats per row.
     pub repeats: usize,
@@ -223,7 +223,10 @@ impl Default for ReadOptions {
     fn default() -> Self {
         ReadOptions {
             backends: vec!["cufile".into(), "staged".into(), "mmap".into(), "host".into()],
-            threads: vec![16, 32],
+            // one count, the machine's cores: each count repeats every row of every slide (two
+            // took the default read part past 8 minutes on a 16-core machine); `--threads 1,16`
+            // adds the seeds' one-thread comparison
+            threads: vec![std::thread::available_parallelism().map_or(16, |n| n.get())],
             repeats: 3,
             cold: true,
             tile_bytes: true,

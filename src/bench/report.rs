@@ -520,7 +520,13 @@ fn plot_write_throughput(path: &Path, rows: &[Row]) -> Result<(), String> {
 fn plot_pipeline(path: &Path, rows: &[Row]) -> Result<(), String> {
     let mut out = Vec::new();
     let mut series: Vec<String> = Vec::new();
-    for r in rows.iter().filter(|r| r.bench == "pipeline" && r.is_measured()) {
+    // the round trips only: the kernel-alone rows take milliseconds, a scale of their own
+    let round_trip = |r: &&Row| !r.case.starts_with("Sobel kernel") && !r.case.starts_with("device-to-device");
+    for r in rows
+        .iter()
+        .filter(|r| r.bench == "pipeline" && r.is_measured())
+        .filter(round_trip)
+    {
         let Some(t) = r.timing else { continue };
         let s = format!("{} {}", r.tool, r.device);
         let k = series.iter().position(|x| *x == s).unwrap_or_else(|| {

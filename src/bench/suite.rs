@@ -8,7 +8,8 @@
 //!   sharded or not, and codec; with KvikIO and TensorStore.
 //! - **pipeline**: [`crate::pipeline::compare`] (read only, write only, tiled and global
 //!   read + Sobel + write) on the uncompressed slide, on the GPU and the CPU; with CuPy's
-//!   ndimage and scikit-image.
+//!   ndimage, cuCIM and scikit-image; and the Sobel kernel alone on a device-resident float32
+//!   image beside a device-to-device copy (the memory-bound limit), CuPy's ndimage and cuCIM.
 //! - **ptycho** ([`super::ptycho`]): frames/s from a file and from streams, with pyzmq and JAX.
 
 use super::BenchError;
@@ -91,6 +92,8 @@ pub struct SuiteOptions {
     pub pipeline_tile: u64,
     /// Repeats of the pipeline rows.
     pub pipeline_repeats: usize,
+    /// Edge of the float32 image of the Sobel-kernel rows (0: none).
+    pub kernel_side: u64,
     /// The ptycho part's options.
     pub ptycho: PtychoBenchOptions,
     /// Run the Python peers.
@@ -101,9 +104,11 @@ pub struct SuiteOptions {
 
 impl SuiteOptions {
     /// The full run: 24576² slides (1.8 GB uncompressed) with tiles of 256, 512, 1024 and
-    /// 2048, and a JPEG one with tiles of 512; 16 and 32 threads, warm and cold, 3 repeats; writes of a 16384²
-    /// image in chunks of 256 to 4096, sharded or not, none / zstd / blosc; the pipeline in
-    /// tiles of 4096; the ptycho defaults; every peer.
+    /// 2048, and a JPEG one with tiles of 512; the machine's cores as threads, warm and cold, 3
+    /// repeats; writes of a 16384² image in chunks of 256 to 4096, sharded or not, none and
+    /// zstd; the pipeline in tiles of 4096 and the Sobel kernel on a 16384² float32 image; the
+    /// ptycho defaults at 1,024 frames (4,096 Eiger frames: shorter series measure the
+    /// start more than the flow); every peer.
     pub fn full(dir: &Path) -> SuiteOptions {
         SuiteOptions {
             dir: dir.to_path_buf(),
@@ -116,10 +121,15 @@ impl SuiteOptions {
             write: WriteOptions::default(),
             pipeline_tile: 4096,
             pipeline_repeats: 3,
-            ptycho: PtychoBenchOptions {
-                dir: Some(dir.to_path_buf()),
-                keep: true,
-                ..PtychoBenchOptions::default()
+            kernel_side: 16384,
+            ptycho: {
+                let mut p = PtychoBenchOptions {
+                    dir: Some(dir.to_path_buf()),
+                    keep: true,
+                    ..PtychoBenchOptions::default()
+                };
+                p.set_frames(1024);
+                p
             },
             peers: true,
             python: None,
@@ -128,7 +138,8 @@ impl SuiteOptions {
 
     /// The quick run: 1024² slides with tiles of 256 and 512 (and a JPEG one with tiles of
     /// 512), 2 threads, warm and cold, 2 repeats; writes of a 1024² image in chunks of 256 and
-    /// 512 (sharded or not, none and zstd); the pipeline in tiles of 512; a tiny ptycho run
+    /// 512 (sharded or not, none and zstd); the pipeline in tiles of 512 and the Sobel kernel
+    /// on a 512² image; a tiny ptycho run
     /// (16 frames of 512², crop 256; the bslz4 and hdf5 rows are listed as skipped); every peer.
     pub fn quick(dir: &Path) -> SuiteOptions {
         let mut ptycho = PtychoBenchOptions::quick();
@@ -160,6 +171,7 @@ impl SuiteOptions {
             },
             pipeline_tile: 512,
             pipeline_repeats: 1,
+            kernel_side: 512,
             ptycho,
             ..SuiteOptions::full(dir)
         }
@@ -250,6 +262,17 @@ pub fn run(o: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>,
             rows.extend(pipeline_rows(o, &f, progress)?);
             if o.peers {
                 rows.extend(super::peers::sobel_rows(&py, &f, o.pipeline_repeats, progress));
+            }
+        }
+        if o.kernel_side > 0 {
+            rows.extend(sobel_kernel_rows(o.kernel_side, o.pipeline_repeats, progress));
+            if o.peers {
+                rows.extend(super::peers::sobel_kernel_rows(
+                    &py,
+                    o.kernel_side,
+                    KERNEL_REPEATS.max(o.pipeline_repeats),
+                    progress,
+                ));
             }
         }
     }
@@ -354,6 +377,122 @@ fn pipeline_rows(o: &SuiteOptions, file: &Path, progress: &mut dyn FnMut(&str)) 
     }
     let _ = std::fs::remove_dir_all(&out);
     Ok(rows)
+}
+
+/// Timed launches of the Sobel-kernel rows (each a few milliseconds at 16384²).
+const KERNEL_REPEATS: usize = 20;
+
+/// The Sobel kernel alone on a device-resident `side²` float32 image (pseudo-random values in
+/// [0, 1)), and a device-to-device copy of the same bytes: the memory-bound limit of a kernel
+/// that reads the image once and writes as much. Without a GPU, rows that say so.
+fn sobel_kernel_rows(side: u64, repeats: usize, progress: &mut dyn FnMut(&str)) -> Vec<Row> {
+    use super::peers::SOBEL_KERNEL_CASE;
+    let base = |case: &str| {
+        let mut r = Row::new("pipeline", case, "tiledio", "gpu", "none");
+        r.bytes = side * side * 4;
+        r.note = format!("{side}x{side} float32 image");
+        r
+    };
+    const COPY: &str = "device-to-device copy (the limit)";
+    if let Err(e) = crate::io::gpu::gpu() {
+        return [SOBEL_KERNEL_CASE, COPY]
+            .iter()
+            .map(|c| base(c).with_status(Status::NoGpu(e.to_string())))
+            .collect();
+    }
+    progress(&format!("Sobel kernel alone on a {side}² float32 image"));
+    let mut kernel = base(SOBEL_KERNEL_CASE);
+    let mut copy = base(COPY);
+    match sobel_kernel_times(side, KERNEL_REPEATS.max(repeats)) {
+        Ok((k, c, note)) => {
+            kernel.set_timing(k);
+            kernel.note = format!("{}; {note}", kernel.note);
+            copy.set_timing(c);
+        }
+        Err(e) => {
+            kernel.status = Status::Failed(e.clone());
+            copy.status = Status::Failed(e);
+        }
+    }
+    vec![kernel, copy]
+}
+
+/// Times of [`sobel_kernel_rows`]: the kernel, the copy, and how the kernel's output was checked.
+fn sobel_kernel_times(side: u64, repeats: usize) -> Result<(super::Timing, super::Timing, String), String> {
+    use crate::io::ElementType;
+    use crate::io::gpu::DeviceBuffer;
+    use crate::kernels::{Rect, Sobel, SobelOutput};
+    use rayon::prelude::*;
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let n = usize::try_from(side)
+        .ok()
+        .and_then(|s| s.checked_mul(s))
+        .and_then(|p| p.checked_mul(4))
+        .ok_or("image too large")?;
+    let mut host = Vec::new();
+    host.try_reserve_exact(n)
+        .map_err(|_| format!("cannot allocate {n} bytes for the image"))?;
+    host.resize(n, 0u8);
+    let row = side as usize * 4;
+    host.par_chunks_mut(row).enumerate().for_each(|(y, r)| {
+        for (x, px) in r.chunks_exact_mut(4).enumerate() {
+            px.copy_from_slice(&read::unit(x as u64, y as u64, 11).to_ne_bytes());
+        }
+    });
+    let src = DeviceBuffer::from_host(&host).map_err(|x| e(&x))?;
+    let mut dst = DeviceBuffer::new(n).map_err(|x| e(&x))?;
+    let s = Sobel::whole(ElementType::F32, 1, [side, side], SobelOutput::Magnitude).map_err(|x| e(&x))?;
+    s.device(&src, &mut dst).map_err(|x| e(&x))?;
+    // the first rows against the CPU reference (the same arithmetic: equal bit for bit)
+    let k = side.min(256);
+    let window = Rect::new([0, 0], [(k + 1).min(side), side]);
+    let head = Sobel::new(
+        ElementType::F32,
+        1,
+        [side, side],
+        window,
+        Rect::new([0, 0], [k, side]),
+        SobelOutput::Magnitude,
+    )
+    .map_err(|x| e(&x))?;
+    let mut want = vec![0f32; head.output_pixels()];
+    head.host(&host[..head.src_bytes()], &mut want).map_err(|x| e(&x))?;
+    let mut got = vec![0u8; want.len() * 4];
+    dst.copy_to_host_at(0, &mut got).map_err(|x| e(&x))?;
+    let err = got
+        .chunks_exact(4)
+        .zip(&want)
+        .map(|(g, w)| (f32::from_ne_bytes([g[0], g[1], g[2], g[3]]) - w).abs())
+        .fold(0f32, f32::max);
+    if err > 1e-6 {
+        return Err(format!(
+            "the GPU Sobel differs from the CPU reference by {err} in the first {k} rows"
+        ));
+    }
+    drop(host);
+    let time = |f: &mut dyn FnMut() -> Result<(), String>| -> Result<super::Timing, String> {
+        f()?;
+        let mut ts = Vec::with_capacity(repeats);
+        for _ in 0..repeats {
+            let t = std::time::Instant::now();
+            f()?;
+            ts.push(t.elapsed().as_secs_f64());
+        }
+        super::Timing::of(&ts).ok_or_else(|| "no repeats".to_string())
+    };
+    let kt = time(&mut || s.device(&src, &mut dst).map_err(|x| e(&x)))?;
+    // a device-to-device cuMemcpyDtoD returns before the copy is done: wait for it
+    let ct = time(&mut || {
+        dst.copy_from_device(0, &src, 0, n).map_err(|x| e(&x))?;
+        crate::io::gpu::gpu().and_then(|g| g.synchronize()).map_err(|x| e(&x))
+    })?;
+    Ok((
+        kt,
+        ct,
+        format!(
+            "{repeats} launches, each waited for; the first {k} rows equal the CPU reference (max |diff| {err:.1e})"
+        ),
+    ))
 }
 
 /// The ptycho rows as suite rows (frames as items), and a `no GPU` row without a GPU.

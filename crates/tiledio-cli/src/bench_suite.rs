@@ -25,7 +25,7 @@ pub(crate) struct WriteArgs {
     #[arg(long, value_delimiter = ',')]
     chunks: Option<Vec<u64>>,
     /// Codecs: none, zstd[:level], gzip[:level], blosc[:level], blosc-zstd[:level]
-    /// [default: none,zstd,blosc].
+    /// [default: none,zstd].
     #[arg(long, value_delimiter = ',')]
     codecs: Option<Vec<String>>,
     /// Only one file per chunk (no sharded rows).
@@ -69,7 +69,7 @@ pub(crate) struct AllArgs {
     /// Read backends: cufile, staged, mmap, host.
     #[arg(long, value_delimiter = ',')]
     backends: Option<Vec<String>>,
-    /// Thread counts of the read rows [default: 16,32; --quick: 2].
+    /// Thread counts of the read rows [default: the machine's cores; --quick: 2]; 1,16 adds the one-thread rows.
     #[arg(long, value_delimiter = ',')]
     threads: Option<Vec<usize>>,
     /// Timed repeats per read row [default: 3; --quick: 2].
@@ -81,7 +81,7 @@ pub(crate) struct AllArgs {
     /// Chunk edges of the write rows [default: 256,512,1024,2048,4096; --quick: 256,512].
     #[arg(long, value_delimiter = ',')]
     chunks: Option<Vec<u64>>,
-    /// Codecs of the write rows [default: none,zstd,blosc; --quick: none,zstd].
+    /// Codecs of the write rows [default: none,zstd].
     #[arg(long, value_delimiter = ',')]
     codecs: Option<Vec<String>>,
     #[command(flatten)]
@@ -103,6 +103,10 @@ struct Common {
     /// Print the rows as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Print each step to stderr with the seconds since the start (for logs of long runs, where
+    /// the progress bar is hidden).
+    #[arg(long)]
+    log: bool,
 }
 
 fn default_dir() -> PathBuf {
@@ -173,39 +177,61 @@ pub(crate) fn all(a: AllArgs) -> anyhow::Result<()> {
     finish(&s, &a.common, title)
 }
 
-/// Runs the suite, prints the rows (table or JSON) and writes the report.
+/// Runs the suite part by part, prints the rows (table or JSON) and writes the report. With
+/// `--out` the report is rewritten after each part, so a run cut short keeps the parts it
+/// finished.
 fn finish(s: &SuiteOptions, c: &Common, title: &str) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
     let t0 = std::time::Instant::now();
-    let tty = std::io::stderr().is_terminal() && !opts::quiet();
     let pb = opts::spinner("");
-    let rows = tiledio::bench::suite::run(s, &mut |m| {
-        if tty {
+    let machine = c.out.as_ref().map(|_| Machine::probe(&s.dir));
+    let mut rows = Vec::new();
+    let mut written = None;
+    for &part in &s.parts {
+        let one = SuiteOptions {
+            parts: vec![part],
+            ..s.clone()
+        };
+        let got = tiledio::bench::suite::run(&one, &mut |m| {
             pb.set_message(m.to_string());
+            if c.log {
+                pb.suspend(|| eprintln!("[{:7.1} s] {m}", t0.elapsed().as_secs_f64()));
+            }
+        });
+        rows.extend(got?);
+        if let (Some(out), Some(m)) = (&c.out, &machine) {
+            let w = report::write_report(out, title, &rows, m).with_context(|| format!("--out {}", out.display()))?;
+            if c.log {
+                pb.suspend(|| {
+                    eprintln!(
+                        "[{:7.1} s] report updated: {}",
+                        t0.elapsed().as_secs_f64(),
+                        out.display()
+                    )
+                });
+            }
+            written = Some(w);
         }
-    });
+    }
     pb.finish_and_clear();
-    let rows = rows?;
     if c.json {
         println!("{}", tiledio::zarr::serde_json::to_string_pretty(&row::to_json(&rows))?);
     } else {
         print_table(&rows);
     }
-    if let Some(out) = &c.out {
-        let m = Machine::probe(&s.dir);
-        let w = report::write_report(out, title, &rows, &m).with_context(|| format!("--out {}", out.display()))?;
-        if !c.json && !opts::quiet() {
-            println!(
-                "\n{} rows in {:.1} s; report: {}",
-                rows.len(),
-                t0.elapsed().as_secs_f64(),
-                w.files
-                    .first()
-                    .map_or_else(|| out.display().to_string(), |p| p.display().to_string())
-            );
-            for f in w.files.iter().skip(1) {
-                println!("  {}", f.display());
-            }
+    if let (Some(out), Some(w)) = (&c.out, written)
+        && !c.json
+        && !opts::quiet()
+    {
+        println!(
+            "\n{} rows in {:.1} s; report: {}",
+            rows.len(),
+            t0.elapsed().as_secs_f64(),
+            w.files
+                .first()
+                .map_or_else(|| out.display().to_string(), |p| p.display().to_string())
+        );
+        for f in w.files.iter().skip(1) {
+            println!("  {}", f.display());
         }
     }
     Ok(())

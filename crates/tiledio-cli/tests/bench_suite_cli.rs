@@ -38,7 +38,15 @@ fn bench_all_quick_writes_a_consistent_report() {
     let d = tempfile::tempdir().unwrap();
     let (dir, out) = (d.path().join("inputs"), d.path().join("report"));
     let t = std::time::Instant::now();
-    let text = ok(&run(&["bench", "all", "--quick", "--dir", &s(&dir), "--out", &s(&out)]));
+    let o = run(&["bench", "all", "--quick", "--dir", &s(&dir), "--out", &s(&out), "--log"]);
+    // --log: each step with the seconds since the start, and the report rewritten per part
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(log.matches("report updated: ").count(), 4, "{log}");
+    assert!(
+        log.lines().any(|l| l.starts_with('[') && l.contains(" s] read: ")),
+        "{log}"
+    );
+    let text = ok(&o);
     let secs = t.elapsed().as_secs_f64();
     eprintln!("bench all --quick: {secs:.1} s");
     assert!(secs < 120.0, "--quick took {secs:.0} s");
@@ -106,10 +114,12 @@ fn bench_all_quick_writes_a_consistent_report() {
         "tifffile",
         "tifffile+cupy",
         "kvikio",
+        "kvikio+cufile",
         "cucim",
         "tensorstore",
         "cupyx",
         "scikit-image",
+        "jax kernel",
     ] {
         let rows: Vec<&Vec<String>> = records.iter().filter(|r| r[col("tool")] == peer).collect();
         assert!(!rows.is_empty(), "no {peer} row");
@@ -117,6 +127,18 @@ fn bench_all_quick_writes_a_consistent_report() {
             let st = &r[col("status")];
             assert!(st == "measured" || st.starts_with("missing: "), "{r:?}");
         }
+    }
+    // the Sobel kernel alone: ours, the copy beside it, and both GPU peers
+    for (case, tool) in [
+        ("Sobel kernel alone (device-resident f32)", "tiledio"),
+        ("device-to-device copy (the limit)", "tiledio"),
+        ("Sobel kernel alone (device-resident f32)", "cupyx"),
+        ("Sobel kernel alone (device-resident f32)", "cucim"),
+    ] {
+        assert!(
+            records.iter().any(|r| r[col("case")] == case && r[col("tool")] == tool),
+            "no {case} row of {tool}"
+        );
     }
     // cold rows say how the cache was emptied (or why it could not be)
     for r in records

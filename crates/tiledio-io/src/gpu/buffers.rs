@@ -232,6 +232,9 @@ impl DeviceBuffer {
     }
 
     /// Copies `len` bytes from `src` at `src_offset` to this buffer at `dst_offset`, on the device.
+    /// Like CUDA's `cuMemcpyDtoD`, it may return before the copy is done: work on the default
+    /// stream (and streams that order with it) sees the copied bytes; a host timer must
+    /// synchronise first.
     ///
     /// # Errors
     /// [`IoError::BufferTooSmall`] if either range is outside its buffer; [`IoError::Cuda`].
