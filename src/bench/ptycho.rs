@@ -1767,7 +1767,10 @@ impl Bench<'_> {
                         jx.note += "; no ratio: the file row did not run";
                     }
                     match (kernel_fps, jk.fps()) {
-                        (Some(ours), Some(theirs)) if kernel_passes.is_some() => {
+                        _ if kernel_passes.is_none() => {
+                            jk.status = RowStatus::Missing("our kernel row did not run on the GPU".into());
+                        }
+                        (Some(ours), Some(theirs)) if jk.status == RowStatus::Measured => {
                             // time per frame, ours over JAX's: ≤ 1.1 is the target
                             let r = theirs / ours;
                             jk.ratio = Some(r);
@@ -1780,7 +1783,8 @@ impl Bench<'_> {
                                 1e6 / theirs
                             );
                         }
-                        _ => jk.status = RowStatus::Missing("our kernel row did not run on the GPU".into()),
+                        // the row says why it has no figures (jax() set its status)
+                        _ => {}
                     }
                 }
                 Err(e) => {
